@@ -1,0 +1,1 @@
+//! Benchmarks of the sync engine; see BENCHMARKS.md.

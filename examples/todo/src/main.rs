@@ -1,0 +1,67 @@
+//! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+use sync_runtime::{Engine, MemoryBackend};
+use todo::TodoMutator;
+use tracing_subscriber::EnvFilter;
+
+/// A sync server for a todo list: push mutations, pull changes, take snapshots.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Where data and changes live.
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// Keep about this many of the most recent changes; clients further behind take a snapshot.
+    #[arg(long, value_name = "N")]
+    retain: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoreKind {
+    /// In memory: everything is lost when the server stops.
+    Memory,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let backend = match cli.store {
+        StoreKind::Memory => MemoryBackend::new(),
+    };
+    let mut builder = Engine::builder().mutator(TodoMutator).backend(backend);
+    if let Some(keep) = cli.retain {
+        builder = builder.retain(keep);
+    }
+    let engine = builder.build();
+    let listener = tokio::net::TcpListener::bind(cli.addr)
+        .await
+        .map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("cannot listen on {}: {error}", cli.addr),
+            )
+        })?;
+    tracing::info!(
+        "todo sync server listening on http://{} (store: {:?}, endpoints under {})",
+        listener.local_addr()?,
+        cli.store,
+        engine.prefix()
+    );
+    axum::serve(listener, todo::app(&engine))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await
+}

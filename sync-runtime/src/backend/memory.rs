@@ -1,0 +1,579 @@
+//! The in-memory backend: thread-safe, indexed per scope, lost on restart.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
+
+use super::{Backend, Committed, Transaction};
+use crate::change::{Change, NewChange};
+use crate::changelog::{ChangeLog, Page};
+use crate::error::{StoreError, SyncError};
+use crate::store::{ScopeData, Store, Written};
+
+/// Entity data in memory: scope → entity → id → data.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    scopes: RwLock<HashMap<String, ScopeData>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get_now(&self, scope: &str, entity: &str, id: &str) -> Option<Value> {
+        let scopes = self.scopes.read();
+        scopes.get(scope)?.get(entity)?.get(id).cloned()
+    }
+
+    fn set_now(&self, scope: &str, entity: &str, id: &str, data: Value) -> Written {
+        let mut scopes = self.scopes.write();
+        let ids = scopes
+            .entry(scope.to_owned())
+            .or_default()
+            .entry(entity.to_owned())
+            .or_default();
+        match ids.insert(id.to_owned(), data) {
+            Some(_) => Written::Updated,
+            None => Written::Created,
+        }
+    }
+
+    fn delete_now(&self, scope: &str, entity: &str, id: &str) -> bool {
+        let mut scopes = self.scopes.write();
+        let Some(entities) = scopes.get_mut(scope) else {
+            return false;
+        };
+        let Some(ids) = entities.get_mut(entity) else {
+            return false;
+        };
+        let existed = ids.remove(id).is_some();
+        if ids.is_empty() {
+            entities.remove(entity);
+        }
+        existed
+    }
+
+    fn entities_now(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
+        let scopes = self.scopes.read();
+        scopes
+            .get(scope)
+            .and_then(|entities| entities.get(entity))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn snapshot_now(&self, scope: &str) -> ScopeData {
+        self.scopes.read().get(scope).cloned().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.get_now(scope, entity, id))
+    }
+
+    async fn set(
+        &self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<Written, StoreError> {
+        Ok(self.set_now(scope, entity, id, data))
+    }
+
+    async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_now(scope, entity, id))
+    }
+
+    async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
+        Ok(self.entities_now(scope, entity).into_values().collect())
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
+        Ok(self.snapshot_now(scope))
+    }
+}
+
+/// The change log in memory, indexed per scope so that a pull costs O(log n + k).
+#[derive(Debug, Default)]
+pub struct MemoryChangeLog {
+    state: RwLock<LogState>,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    /// The latest cursor assigned.
+    head: u64,
+    /// Every retained change, ascending: the order in which trimming removes them.
+    all: VecDeque<Arc<Change>>,
+    /// Each scope's retained changes, ascending, and how far it was trimmed.
+    scopes: HashMap<String, ScopeLog>,
+}
+
+#[derive(Debug, Default)]
+struct ScopeLog {
+    changes: VecDeque<Arc<Change>>,
+    /// The highest cursor trimmed from this scope (0: nothing trimmed).
+    horizon: u64,
+}
+
+impl MemoryChangeLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many changes the log holds.
+    pub fn len(&self) -> usize {
+        self.state.read().all.len()
+    }
+
+    /// Whether the log holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn append_now(&self, changes: Vec<NewChange>) -> Vec<Arc<Change>> {
+        let timestamp = Utc::now();
+        let mut state = self.state.write();
+        let mut logged = Vec::with_capacity(changes.len());
+        for change in changes {
+            state.head += 1;
+            let change = Arc::new(change.into_change(state.head, timestamp));
+            state.all.push_back(Arc::clone(&change));
+            state
+                .scopes
+                .entry(change.scope.clone())
+                .or_default()
+                .changes
+                .push_back(Arc::clone(&change));
+            logged.push(change);
+        }
+        logged
+    }
+
+    fn head_now(&self) -> u64 {
+        self.state.read().head
+    }
+
+    fn since_now(&self, scope: &str, cursor: u64, limit: usize) -> Result<Page, SyncError> {
+        let state = self.state.read();
+        if cursor > state.head {
+            return Err(SyncError::CursorAhead {
+                cursor,
+                head: state.head,
+            });
+        }
+        let Some(log) = state.scopes.get(scope) else {
+            return Ok(Page {
+                changes: Vec::new(),
+                cursor: state.head,
+                has_more: false,
+            });
+        };
+        if log.horizon > cursor {
+            return Err(SyncError::CursorTooOld {
+                scope: scope.to_owned(),
+                cursor,
+                horizon: log.horizon,
+            });
+        }
+        let start = log
+            .changes
+            .partition_point(|change| change.cursor <= cursor);
+        let changes: Vec<Arc<Change>> = log.changes.range(start..).take(limit).cloned().collect();
+        let has_more = start + changes.len() < log.changes.len();
+        let next = changes.last().map_or(state.head, |change| change.cursor);
+        Ok(Page {
+            changes,
+            cursor: next,
+            has_more,
+        })
+    }
+
+    fn trim_now(&self, before: u64) {
+        let mut state = self.state.write();
+        let LogState { all, scopes, .. } = &mut *state;
+        while let Some(change) = all.front().filter(|change| change.cursor < before) {
+            if let Some(log) = scopes.get_mut(&change.scope) {
+                log.changes.pop_front();
+                log.horizon = log.horizon.max(change.cursor);
+            }
+            all.pop_front();
+        }
+    }
+
+    fn retain_now(&self, keep: usize) {
+        let before = {
+            let state = self.state.read();
+            let excess = state.all.len().saturating_sub(keep);
+            if excess == 0 {
+                return;
+            }
+            state
+                .all
+                .get(excess)
+                .map_or(state.head + 1, |first_kept| first_kept.cursor)
+        };
+        self.trim_now(before);
+    }
+}
+
+#[async_trait]
+impl ChangeLog for MemoryChangeLog {
+    async fn append(&self, changes: Vec<NewChange>) -> Result<Vec<Arc<Change>>, StoreError> {
+        Ok(self.append_now(changes))
+    }
+
+    async fn since(&self, scope: &str, cursor: u64, limit: usize) -> Result<Page, SyncError> {
+        self.since_now(scope, cursor, limit)
+    }
+
+    async fn cursor(&self) -> Result<u64, StoreError> {
+        Ok(self.head_now())
+    }
+
+    async fn trim(&self, before: u64) -> Result<(), StoreError> {
+        self.trim_now(before);
+        Ok(())
+    }
+
+    async fn retain(&self, keep: usize) -> Result<(), StoreError> {
+        self.retain_now(keep);
+        Ok(())
+    }
+}
+
+/// The in-memory backend: a [`MemoryStore`], a [`MemoryChangeLog`] and the clients' sequence
+/// numbers. Mutations run one at a time; pulls and snapshots run beside them.
+///
+/// ```
+/// use sync_runtime::{MemoryBackend, Store};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sync_runtime::StoreError> {
+/// let backend = MemoryBackend::new();
+/// // Data written directly (not through the engine) is not in the change log.
+/// backend.store().set("_default", "todo", "a", serde_json::json!({"id": "a"})).await?;
+/// assert_eq!(backend.store().list("_default", "todo").await?.len(), 1);
+/// assert!(backend.log().is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    store: MemoryStore,
+    log: MemoryChangeLog,
+    client_seqs: Mutex<HashMap<String, u64>>,
+    /// Held by a transaction from `begin` until commit or rollback: mutations run one at a time.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Taken for writing while a commit applies, for reading while a snapshot copies: a snapshot
+    /// never sees half a commit.
+    commit_gate: RwLock<()>,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend over an existing store and change log, as the plan's `Options` pairs them.
+    pub fn from_parts(store: MemoryStore, log: MemoryChangeLog) -> Self {
+        MemoryBackend {
+            shared: Arc::new(Shared {
+                store,
+                log,
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// The entity data.
+    pub fn store(&self) -> &MemoryStore {
+        &self.shared.store
+    }
+
+    /// The change log.
+    pub fn log(&self) -> &MemoryChangeLog {
+        &self.shared.log
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        let writer = Arc::clone(&self.shared.writer).lock_owned().await;
+        Ok(Box::new(MemoryTransaction {
+            shared: Arc::clone(&self.shared),
+            _writer: writer,
+            writes: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn changelog(&self) -> &dyn ChangeLog {
+        &self.shared.log
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
+        let _gate = self.shared.commit_gate.read();
+        Ok((
+            self.shared.store.snapshot_now(scope),
+            self.shared.log.head_now(),
+        ))
+    }
+}
+
+/// A key of the write set: scope, entity, id.
+type Key = (String, String, String);
+
+struct MemoryTransaction {
+    shared: Arc<Shared>,
+    _writer: OwnedMutexGuard<()>,
+    /// Uncommitted writes: `None` is a delete.
+    writes: Mutex<HashMap<Key, Option<Value>>>,
+}
+
+impl MemoryTransaction {
+    fn key(scope: &str, entity: &str, id: &str) -> Key {
+        (scope.to_owned(), entity.to_owned(), id.to_owned())
+    }
+
+    fn current(&self, key: &Key) -> Option<Value> {
+        match self.writes.lock().get(key) {
+            Some(written) => written.clone(),
+            None => self.shared.store.get_now(&key.0, &key.1, &key.2),
+        }
+    }
+
+    /// The store's entities of one type with this transaction's writes laid over them.
+    fn entities(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
+        let mut ids = self.shared.store.entities_now(scope, entity);
+        for ((s, e, id), written) in self.writes.lock().iter() {
+            if s == scope && e == entity {
+                match written {
+                    Some(data) => ids.insert(id.clone(), data.clone()),
+                    None => ids.remove(id),
+                };
+            }
+        }
+        ids
+    }
+}
+
+#[async_trait]
+impl Store for MemoryTransaction {
+    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.current(&Self::key(scope, entity, id)))
+    }
+
+    async fn set(
+        &self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<Written, StoreError> {
+        let key = Self::key(scope, entity, id);
+        let existed = self.current(&key).is_some();
+        self.writes.lock().insert(key, Some(data));
+        Ok(if existed {
+            Written::Updated
+        } else {
+            Written::Created
+        })
+    }
+
+    async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        let key = Self::key(scope, entity, id);
+        let existed = self.current(&key).is_some();
+        if existed {
+            self.writes.lock().insert(key, None);
+        }
+        Ok(existed)
+    }
+
+    async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
+        Ok(self.entities(scope, entity).into_values().collect())
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
+        let mut data = self.shared.store.snapshot_now(scope);
+        for ((s, entity, id), written) in self.writes.lock().iter() {
+            if s != scope {
+                continue;
+            }
+            match written {
+                Some(value) => {
+                    data.entry(entity.clone())
+                        .or_default()
+                        .insert(id.clone(), value.clone());
+                }
+                None => {
+                    if let Some(ids) = data.get_mut(entity) {
+                        ids.remove(id);
+                    }
+                }
+            }
+        }
+        data.retain(|_, ids| !ids.is_empty());
+        Ok(data)
+    }
+}
+
+#[async_trait]
+impl Transaction for MemoryTransaction {
+    async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.shared.client_seqs.lock().get(client_id).copied())
+    }
+
+    async fn discard_writes(&self) -> Result<(), StoreError> {
+        self.writes.lock().clear();
+        Ok(())
+    }
+
+    async fn commit(
+        self: Box<Self>,
+        changes: Vec<NewChange>,
+        client: Option<(&str, u64)>,
+    ) -> Result<Committed, StoreError> {
+        let shared = &self.shared;
+        let writes = std::mem::take(&mut *self.writes.lock());
+        let _gate = shared.commit_gate.write();
+        for ((scope, entity, id), written) in writes {
+            match written {
+                Some(data) => {
+                    shared.store.set_now(&scope, &entity, &id, data);
+                }
+                None => {
+                    shared.store.delete_now(&scope, &entity, &id);
+                }
+            }
+        }
+        let changes = shared.log.append_now(changes);
+        if let Some((client_id, seq)) = client {
+            let mut seqs = shared.client_seqs.lock();
+            let last = seqs.entry(client_id.to_owned()).or_default();
+            *last = (*last).max(seq);
+        }
+        let cursor = changes
+            .last()
+            .map_or_else(|| shared.log.head_now(), |change| change.cursor);
+        Ok(Committed { changes, cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::ChangeOp;
+
+    fn change(scope: &str, id: &str) -> NewChange {
+        NewChange {
+            scope: scope.into(),
+            entity: "todo".into(),
+            id: id.into(),
+            op: ChangeOp::Create,
+            data: Some(serde_json::json!({"id": id})),
+        }
+    }
+
+    #[tokio::test]
+    async fn since_reads_only_the_scope_after_the_cursor() {
+        let log = MemoryChangeLog::new();
+        for i in 0..10 {
+            let scope = if i % 2 == 0 { "a" } else { "b" };
+            log.append(vec![change(scope, &i.to_string())])
+                .await
+                .unwrap();
+        }
+        let page = log.since("a", 3, 2).await.unwrap();
+        let cursors: Vec<u64> = page.changes.iter().map(|c| c.cursor).collect();
+        assert_eq!(cursors, [5, 7]);
+        assert!(page.has_more);
+        assert_eq!(page.cursor, 7);
+        let last = log.since("a", 7, 100).await.unwrap();
+        assert_eq!(last.changes.len(), 1);
+        assert!(!last.has_more);
+        let empty = log.since("a", 9, 100).await.unwrap();
+        assert_eq!(
+            (empty.changes.len(), empty.cursor, empty.has_more),
+            (0, 10, false)
+        );
+    }
+
+    #[tokio::test]
+    async fn trim_sets_a_horizon_per_scope() {
+        let log = MemoryChangeLog::new();
+        log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
+            .await
+            .unwrap();
+        log.trim(3).await.unwrap();
+        assert!(matches!(
+            log.since("a", 0, 10).await,
+            Err(SyncError::CursorTooOld { horizon: 1, .. })
+        ));
+        assert_eq!(log.since("a", 1, 10).await.unwrap().changes.len(), 1);
+        assert!(matches!(
+            log.since("b", 0, 10).await,
+            Err(SyncError::CursorTooOld { .. })
+        ));
+        assert_eq!(log.since("b", 2, 10).await.unwrap().changes.len(), 0);
+        assert!(matches!(
+            log.since("c", 4, 10).await,
+            Err(SyncError::CursorAhead { head: 3, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn retain_keeps_the_most_recent() {
+        let log = MemoryChangeLog::new();
+        for i in 0..10 {
+            log.append(vec![change("a", &i.to_string())]).await.unwrap();
+        }
+        log.retain(4).await.unwrap();
+        assert_eq!(log.len(), 4);
+        assert!(log.since("a", 5, 10).await.is_err());
+        assert_eq!(log.since("a", 6, 10).await.unwrap().changes.len(), 4);
+        log.retain(0).await.unwrap();
+        assert!(log.is_empty());
+        assert_eq!(log.cursor().await.unwrap(), 10);
+    }
+
+    #[tokio::test]
+    async fn transaction_reads_its_own_writes_and_rolls_back_on_drop() {
+        let backend = MemoryBackend::new();
+        let tx = backend.begin().await.unwrap();
+        assert_eq!(
+            tx.set("s", "todo", "1", serde_json::json!(1))
+                .await
+                .unwrap(),
+            Written::Created
+        );
+        assert_eq!(
+            tx.set("s", "todo", "1", serde_json::json!(2))
+                .await
+                .unwrap(),
+            Written::Updated
+        );
+        assert_eq!(
+            tx.get("s", "todo", "1").await.unwrap(),
+            Some(serde_json::json!(2))
+        );
+        assert_eq!(tx.list("s", "todo").await.unwrap().len(), 1);
+        drop(tx);
+        assert_eq!(backend.store().get("s", "todo", "1").await.unwrap(), None);
+    }
+}

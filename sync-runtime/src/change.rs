@@ -1,0 +1,128 @@
+//! Changes: the entries of the change log, and what clients pull.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// One entity change in the log.
+///
+/// Applying a scope's changes in cursor order to an empty state gives the scope's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Unique, increasing position in the log.
+    pub cursor: u64,
+    /// The data partition.
+    pub scope: String,
+    /// The entity type, e.g. `"todo"`.
+    pub entity: String,
+    /// The entity id.
+    pub id: String,
+    /// What happened.
+    pub op: ChangeOp,
+    /// The entity's whole data after the change; `None` for deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// When the change was committed (RFC 3339, UTC, milliseconds).
+    #[serde(rename = "ts", with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+}
+
+/// The kind of a [`Change`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// The entity did not exist before.
+    Create,
+    /// The entity existed and was overwritten.
+    Update,
+    /// The entity was removed.
+    Delete,
+}
+
+/// A change as a mutation produces it, before the log gives it a cursor and a timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChange {
+    /// The data partition.
+    pub scope: String,
+    /// The entity type.
+    pub entity: String,
+    /// The entity id.
+    pub id: String,
+    /// What happened.
+    pub op: ChangeOp,
+    /// The entity's whole data after the change; `None` for deletes.
+    pub data: Option<Value>,
+}
+
+impl NewChange {
+    /// Gives the change its place in the log.
+    pub fn into_change(self, cursor: u64, timestamp: DateTime<Utc>) -> Change {
+        Change {
+            cursor,
+            scope: self.scope,
+            entity: self.entity,
+            id: self.id,
+            op: self.op,
+            data: self.data,
+            timestamp,
+        }
+    }
+}
+
+impl From<Change> for NewChange {
+    fn from(change: Change) -> Self {
+        NewChange {
+            scope: change.scope,
+            entity: change.entity,
+            id: change.id,
+            op: change.op,
+            data: change.data,
+        }
+    }
+}
+
+/// PROTOCOL's timestamp format: RFC 3339 in UTC with `Z` and millisecond precision.
+mod rfc3339_millis {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|ts| ts.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn serializes_with_protocol_names() {
+        let change = Change {
+            cursor: 7,
+            scope: "s".into(),
+            entity: "todo".into(),
+            id: "a".into(),
+            op: ChangeOp::Delete,
+            data: None,
+            timestamp: Utc
+                .timestamp_millis_opt(1_700_000_000_123)
+                .single()
+                .unwrap_or_default(),
+        };
+        let json = serde_json::to_value(&change).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"cursor": 7, "scope": "s", "entity": "todo", "id": "a",
+                               "op": "delete", "ts": "2023-11-14T22:13:20.123Z"})
+        );
+        let back: Change = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, change);
+    }
+}

@@ -1,0 +1,437 @@
+//! The engine: runs pushes, pulls, snapshots and trims against a backend.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use serde_json::{Map, Value};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
+use crate::backend::{Backend, MemoryBackend};
+use crate::broker::{NoopBroker, Poke, PokeBroker};
+use crate::error::{MutationError, SyncError};
+use crate::mutation::{Mutation, MutationResult};
+use crate::mutator::Mutator;
+use crate::protocol::{PullRequest, PullResponse, PushResponse, SnapshotResponse};
+use crate::scope::{resolve_scope, validate_scope};
+use crate::tx::Tx;
+
+/// Request limits; PROTOCOL's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most mutations in one push (default 1000).
+    pub max_mutations: usize,
+    /// Changes in a pull page when the request names no limit (default 100).
+    pub default_pull_limit: usize,
+    /// Most changes in a pull page (default 1000).
+    pub max_pull_limit: usize,
+    /// Largest push body in bytes (default 1 MiB).
+    pub push_body_bytes: usize,
+    /// Largest pull or snapshot body in bytes (default 64 KiB).
+    pub request_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_mutations: 1000,
+            default_pull_limit: 100,
+            max_pull_limit: 1000,
+            push_body_bytes: 1 << 20,
+            request_body_bytes: 64 << 10,
+        }
+    }
+}
+
+/// The sync engine: applies pushed mutations through the mutator, records their changes, pokes
+/// watchers, and serves pulls and snapshots. Cheap to clone; clones share everything.
+///
+/// ```
+/// use serde_json::json;
+/// use sync_runtime::{Engine, Mutation, MutationError, Mutator, Tx};
+///
+/// struct Notes;
+///
+/// #[async_trait::async_trait]
+/// impl Mutator for Notes {
+///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<serde_json::Value>, MutationError> {
+///         match m.name.as_str() {
+///             "note/set" => {
+///                 let id = tx.new_id();
+///                 tx.put_value("note", &id, json!({"id": id, "text": m.args["text"]})).await?;
+///                 Ok(Some(json!(id)))
+///             }
+///             other => Err(MutationError::unknown_mutation(other)),
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sync_runtime::SyncError> {
+/// let engine = Engine::builder().mutator(Notes).build();
+/// let pushed = engine.push(vec![Mutation::new("note/set", json!({"text": "hi"}))]).await?;
+/// assert!(pushed.results[0].ok);
+/// let pulled = engine.pull(Default::default()).await?;
+/// assert_eq!(pulled.changes.len(), 1);
+/// // Serve it: `axum::Router::new().merge(engine.router())`.
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    mutator: Arc<dyn Mutator>,
+    broker: Arc<dyn PokeBroker>,
+    authorizer: Arc<dyn Authorizer>,
+    limits: Limits,
+    retain: Option<usize>,
+    prefix: String,
+}
+
+/// Builds an [`Engine`]; only the mutator is required.
+///
+/// Defaults: a [`MemoryBackend`], no poke broker, no authorizer (everything allowed),
+/// PROTOCOL's [`Limits`], no retention limit, routes under `/_sync`.
+#[must_use]
+pub struct EngineBuilder<M> {
+    mutator: M,
+    backend: Option<Arc<dyn Backend>>,
+    broker: Option<Arc<dyn PokeBroker>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    limits: Limits,
+    retain: Option<usize>,
+    prefix: String,
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder<()> {
+        EngineBuilder {
+            mutator: (),
+            backend: None,
+            broker: None,
+            authorizer: None,
+            limits: Limits::default(),
+            retain: None,
+            prefix: "/_sync".to_owned(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The limits requests are held to.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The path the routes are mounted under, e.g. `/_sync`.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Checks a push as a whole before anything of it runs: count, names and scopes.
+    pub fn validate_push(&self, mutations: &[Mutation]) -> Result<(), SyncError> {
+        if mutations.is_empty() {
+            return Err(SyncError::NoMutations);
+        }
+        let max = self.inner.limits.max_mutations;
+        if mutations.len() > max {
+            return Err(SyncError::TooManyMutations {
+                count: mutations.len(),
+                max,
+            });
+        }
+        for (index, mutation) in mutations.iter().enumerate() {
+            if mutation.name.is_empty() {
+                return Err(SyncError::InvalidRequest(format!(
+                    "mutations[{index}].name is empty; name the mutation, e.g. \"todo/create\""
+                )));
+            }
+            if let Some(scope) = &mutation.scope {
+                validate_scope(scope).map_err(|error| {
+                    SyncError::InvalidScope(format!("mutations[{index}].scope: {error}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the authorizer about each scope, in order; the first refusal wins.
+    pub async fn authorize<'a>(
+        &self,
+        headers: &HeaderMap,
+        scopes: impl IntoIterator<Item = &'a str>,
+        action: Action,
+    ) -> Result<(), SyncError> {
+        let scopes: BTreeSet<&str> = scopes.into_iter().collect();
+        for scope in scopes {
+            let request = AuthRequest {
+                headers,
+                scope,
+                action,
+                token: None,
+            };
+            match self.inner.authorizer.authorize(&request).await {
+                Ok(()) => {}
+                Err(AuthError::Unauthorized(message)) => {
+                    return Err(SyncError::Unauthorized(message));
+                }
+                Err(AuthError::Forbidden(message)) => return Err(SyncError::Forbidden(message)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies mutations in order, each in its own transaction, and pokes the scopes they
+    /// changed.
+    ///
+    /// A permanent failure of one mutation is answered in its result and the push goes on. A store
+    /// failure stops the push with [`SyncError::Unavailable`]: the failing mutation and those after
+    /// it are neither applied nor recorded, those before it stay applied.
+    pub async fn push(&self, mutations: Vec<Mutation>) -> Result<PushResponse, SyncError> {
+        self.validate_push(&mutations)?;
+        let span = info_span!("sync.push", mutations = mutations.len());
+        async move {
+            let mut results = Vec::with_capacity(mutations.len());
+            let mut pokes: BTreeMap<String, u64> = BTreeMap::new();
+            let mut outcome = Ok(());
+            for mutation in &mutations {
+                match self.apply(mutation).await {
+                    Ok(result) => {
+                        for change in &result.changes {
+                            let cursor = pokes.entry(change.scope.clone()).or_default();
+                            *cursor = (*cursor).max(change.cursor);
+                        }
+                        results.push(result);
+                    }
+                    Err(error) => {
+                        warn!(mutation = %mutation.name, %error, "push stopped by a store failure");
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+            }
+            // Whatever committed is announced, even when a later mutation failed.
+            for (scope, cursor) in pokes.iter() {
+                self.inner.broker.poke(&Poke {
+                    scope: scope.clone(),
+                    cursor: *cursor,
+                });
+            }
+            outcome?;
+            if let Some(keep) = self.inner.retain
+                && !pokes.is_empty()
+                && let Err(error) = self.inner.backend.changelog().retain(keep).await
+            {
+                warn!(%error, "could not trim the change log to its retention");
+            }
+            let cursor = results
+                .iter()
+                .map(|result| result.cursor)
+                .max()
+                .unwrap_or_default();
+            Ok(PushResponse { results, cursor })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs one mutation in its own transaction. `Err` only for store failures.
+    async fn apply(&self, mutation: &Mutation) -> Result<MutationResult, SyncError> {
+        let backend = &self.inner.backend;
+        let mut tx = Tx::new(backend.begin().await?, mutation.scope());
+        let client = mutation.client();
+        if let Some((client_id, seq)) = client
+            && let Some(last) = tx.transaction().last_client_seq(client_id).await?
+            && seq <= last
+        {
+            debug!(client_id, seq, last, "duplicate mutation");
+            drop(tx);
+            return Ok(MutationResult::duplicate(
+                backend.changelog().cursor().await?,
+            ));
+        }
+        let outcome = match args_object(mutation) {
+            Ok(mutation) => self.inner.mutator.apply(&mut tx, &mutation).await,
+            Err(error) => Err(error),
+        };
+        let (transaction, changes) = tx.into_parts();
+        match outcome {
+            Ok(value) => {
+                let committed = transaction.commit(changes, client).await?;
+                Ok(MutationResult::applied(
+                    committed.cursor,
+                    committed.changes,
+                    value,
+                ))
+            }
+            Err(MutationError::Failed { code, message }) => {
+                debug!(mutation = %mutation.name, %code, %message, "mutation failed");
+                transaction.discard_writes().await?;
+                let committed = transaction.commit(Vec::new(), client).await?;
+                Ok(MutationResult::failed(committed.cursor, code, message))
+            }
+            Err(MutationError::Store(error)) => Err(SyncError::Unavailable(error)),
+        }
+    }
+
+    /// A page of a scope's changes after a cursor.
+    pub async fn pull(&self, request: PullRequest) -> Result<PullResponse, SyncError> {
+        let scope = resolve_scope(request.scope.as_deref())?;
+        let limits = &self.inner.limits;
+        let limit = if request.limit <= 0 {
+            limits.default_pull_limit
+        } else {
+            usize::try_from(request.limit)
+                .unwrap_or(usize::MAX)
+                .min(limits.max_pull_limit)
+        };
+        let page = self
+            .inner
+            .backend
+            .changelog()
+            .since(scope, request.cursor, limit)
+            .instrument(info_span!(
+                "sync.pull",
+                scope,
+                cursor = request.cursor,
+                limit
+            ))
+            .await?;
+        Ok(PullResponse {
+            changes: page.changes,
+            cursor: page.cursor,
+            has_more: page.has_more,
+        })
+    }
+
+    /// A scope's whole data and the cursor it is current at.
+    pub async fn snapshot(&self, scope: Option<&str>) -> Result<SnapshotResponse, SyncError> {
+        let scope = resolve_scope(scope)?;
+        let (data, cursor) = self
+            .inner
+            .backend
+            .snapshot(scope)
+            .instrument(info_span!("sync.snapshot", scope))
+            .await?;
+        Ok(SnapshotResponse { data, cursor })
+    }
+
+    /// Removes every change with a cursor below `before`; pulls that would need one answer
+    /// `cursor_too_old`.
+    pub async fn trim(&self, before: u64) -> Result<(), SyncError> {
+        Ok(self.inner.backend.changelog().trim(before).await?)
+    }
+
+    /// The log's latest cursor.
+    pub async fn head(&self) -> Result<u64, SyncError> {
+        Ok(self.inner.backend.changelog().cursor().await?)
+    }
+}
+
+/// PROTOCOL: absent or null args mean `{}`; anything but an object fails with `invalid_args`.
+fn args_object(mutation: &Mutation) -> Result<Cow<'_, Mutation>, MutationError> {
+    match &mutation.args {
+        Value::Object(_) => Ok(Cow::Borrowed(mutation)),
+        Value::Null => Ok(Cow::Owned(Mutation {
+            args: Value::Object(Map::new()),
+            ..mutation.clone()
+        })),
+        other => Err(MutationError::invalid_args(format!(
+            "`{}`: args must be a JSON object, got {}",
+            mutation.name,
+            json_kind(other)
+        ))),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<M> EngineBuilder<M> {
+    /// The mutator that applies pushed mutations (required).
+    pub fn mutator<N: Mutator>(self, mutator: N) -> EngineBuilder<N> {
+        EngineBuilder {
+            mutator,
+            backend: self.backend,
+            broker: self.broker,
+            authorizer: self.authorizer,
+            limits: self.limits,
+            retain: self.retain,
+            prefix: self.prefix,
+        }
+    }
+
+    /// Where data and changes live (default: a new [`MemoryBackend`]).
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Who is told of changes (default: no one).
+    pub fn broker(mut self, broker: impl PokeBroker) -> Self {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// Who may push, pull and snapshot which scope (default: everyone, everything).
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Request limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Keep about the `keep` most recent changes: older ones are trimmed after each push, and
+    /// clients behind them take a snapshot.
+    pub fn retain(mut self, keep: usize) -> Self {
+        self.retain = Some(keep);
+        self
+    }
+
+    /// The path the routes are mounted under (default `/_sync`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.prefix = format!("/{}", prefix.trim_matches('/'));
+        self
+    }
+}
+
+impl<M: Mutator> EngineBuilder<M> {
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                backend: self
+                    .backend
+                    .unwrap_or_else(|| Arc::new(MemoryBackend::new())),
+                mutator: Arc::new(self.mutator),
+                broker: self.broker.unwrap_or_else(|| Arc::new(NoopBroker)),
+                authorizer: self.authorizer.unwrap_or_else(|| Arc::new(AllowAll)),
+                limits: self.limits,
+                retain: self.retain,
+                prefix: self.prefix,
+            }),
+        }
+    }
+}

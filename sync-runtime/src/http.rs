@@ -1,0 +1,247 @@
+//! The HTTP endpoints: `POST {prefix}/push`, `/pull` and `/snapshot` as an axum [`Router`].
+//!
+//! Every failure answers PROTOCOL's `{"error", "code"}` body; the mapping from [`SyncError`] to
+//! status and code lives here and in [`SyncError::status`].
+
+use std::any::Any;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Action;
+use crate::engine::Engine;
+use crate::error::SyncError;
+use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
+use crate::scope::resolve_scope;
+
+/// PROTOCOL's error body.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+/// A failed request: status, code and a sentence for a person.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// PROTOCOL's code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<SyncError> for HttpError {
+    fn from(error: SyncError) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(%error, "request failed");
+        }
+        HttpError::new(status, error.code(), error.to_string())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: &self.message,
+            code: self.code,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The engine's routes under its prefix, with compression, a tracing span per request, and
+/// panics turned into JSON errors. Merge it into the application's router and wrap it in the
+/// application's own layers.
+pub(crate) fn router(engine: Engine) -> Router {
+    let routes = Router::new()
+        .route("/push", endpoint(post(push)))
+        .route("/pull", endpoint(post(pull)))
+        .route("/snapshot", endpoint(post(snapshot)))
+        .fallback(not_found)
+        .with_state(engine.clone())
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response));
+    match engine.prefix() {
+        "/" => routes,
+        prefix => Router::new().nest(prefix, routes),
+    }
+}
+
+fn endpoint(route: MethodRouter<Engine>) -> MethodRouter<Engine> {
+    route.fallback(method_not_allowed)
+}
+
+async fn push(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
+    let limit = engine.limits().push_body_bytes;
+    let result = async {
+        let request: PushRequest = read_json(&headers, body, limit).await?;
+        engine.validate_push(&request.mutations)?;
+        engine
+            .authorize(
+                &headers,
+                request.mutations.iter().map(|m| m.scope()),
+                Action::Push,
+            )
+            .await?;
+        Ok::<_, HttpError>(Json(engine.push(request.mutations).await?))
+    };
+    result.await.into_response()
+}
+
+async fn pull(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
+    let limit = engine.limits().request_body_bytes;
+    let result = async {
+        let request: PullRequest = read_json(&headers, body, limit).await?;
+        let scope = resolve_scope(request.scope.as_deref())?;
+        engine.authorize(&headers, [scope], Action::Pull).await?;
+        Ok::<_, HttpError>(Json(engine.pull(request).await?))
+    };
+    result.await.into_response()
+}
+
+async fn snapshot(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
+    let limit = engine.limits().request_body_bytes;
+    let result = async {
+        let request: SnapshotRequest = read_json(&headers, body, limit).await?;
+        let scope = resolve_scope(request.scope.as_deref())?;
+        engine
+            .authorize(&headers, [scope], Action::Snapshot)
+            .await?;
+        Ok::<_, HttpError>(Json(engine.snapshot(Some(scope)).await?))
+    };
+    result.await.into_response()
+}
+
+/// Checks the content type, reads at most `limit` bytes and decodes them, naming the path of the
+/// first field that does not fit.
+async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, HttpError> {
+    if !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("could not read the body: {error}"),
+            )
+        }
+    })?;
+    let invalid =
+        |message: String| HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        invalid(if path == "." {
+            format!("invalid request body: {}", error.inner())
+        } else {
+            format!("invalid request body at `{path}`: {}", error.inner())
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| invalid(format!("invalid request body: {error}")))?;
+    Ok(value)
+}
+
+/// `application/json`, with or without parameters such as `; charset=utf-8`.
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+async fn not_found() -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; the sync endpoints are push, pull and snapshot",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint takes POST with a JSON body",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(detail, "a request handler panicked");
+    HttpError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed unexpectedly",
+    )
+    .into_response()
+}

@@ -1,0 +1,83 @@
+//! An offline-first sync engine for Rust servers and TypeScript clients.
+//!
+//! Clients push *mutations* (named, with JSON arguments); the server runs the matching mutation
+//! function inside a transaction, records the resulting *changes* in a log with increasing
+//! *cursors*, and pokes the clients watching the scope; clients pull the changes since their
+//! cursor and converge. The wire protocol is in `docs/protocol.md`.
+//!
+//! The pieces, named as in the design plan:
+//!
+//! - [`Mutation`], [`MutationResult`], [`Change`], [`ChangeOp`], [`Poke`]: the wire types.
+//! - [`Mutator`] (and [`MutatorFunc`]): the application's logic, writing through a [`Tx`].
+//! - [`Store`], [`ChangeLog`], [`Backend`], [`Transaction`]: where data and changes live;
+//!   [`MemoryBackend`] keeps them in memory.
+//! - [`PokeBroker`]: who is told of changes ([`NoopBroker`], [`FanoutBroker`],
+//!   [`BroadcastBroker`]).
+//! - [`Engine`]: push, pull, snapshot and trim, and [`Engine::router`] for the axum routes.
+//!
+//! ```no_run
+//! use sync_runtime::{Engine, MemoryBackend, MutationError, MutatorFunc};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let mutator = MutatorFunc::new(|tx, m| Box::pin(async move {
+//!     match m.name.as_str() {
+//!         "note/set" => {
+//!             let id = tx.new_id();
+//!             tx.put_value("note", &id, m.args.clone()).await?;
+//!             Ok(vec![])
+//!         }
+//!         other => Err(MutationError::unknown_mutation(other)),
+//!     }
+//! }));
+//! let engine = Engine::builder().mutator(mutator).backend(MemoryBackend::new()).build();
+//! let app = axum::Router::new().merge(engine.router()); // POST /_sync/{push,pull,snapshot}
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+pub mod args;
+pub mod auth;
+pub mod backend;
+pub mod broker;
+pub mod change;
+pub mod changelog;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod mutation;
+pub mod mutator;
+pub mod protocol;
+pub mod scope;
+pub mod store;
+pub mod tx;
+
+pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
+pub use backend::{Backend, Committed, MemoryBackend, MemoryChangeLog, MemoryStore, Transaction};
+pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
+pub use change::{Change, ChangeOp, NewChange};
+pub use changelog::{ChangeLog, Page};
+pub use engine::{Engine, EngineBuilder, Limits};
+pub use error::{MutationError, StoreError, SyncError};
+pub use mutation::{Mutation, MutationResult};
+pub use mutator::{Mutator, MutatorFunc};
+pub use protocol::{
+    PullRequest, PullResponse, PushRequest, PushResponse, SnapshotRequest, SnapshotResponse,
+};
+pub use store::{ScopeData, Store, Written};
+pub use tx::Tx;
+
+/// `async_trait`, re-exported so that implementors of [`Mutator`], [`Store`] and the other
+/// async traits need no dependency of their own.
+pub use async_trait::async_trait;
+
+impl Engine {
+    /// The axum routes `POST {prefix}/push`, `/pull` and `/snapshot` (prefix `/_sync` unless
+    /// the builder set another), with response compression and a tracing span per request.
+    ///
+    /// Merge it into the application's router and wrap it in the application's own layers:
+    /// `axum::Router::new().merge(engine.router()).layer(cors)`.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+}

@@ -1,0 +1,133 @@
+//! The request and response bodies of the HTTP endpoints, with PROTOCOL's JSON names.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::change::Change;
+use crate::mutation::{Mutation, MutationResult};
+use crate::store::ScopeData;
+
+/// `POST /_sync/push` request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// The mutations, applied in order.
+    pub mutations: Vec<Mutation>,
+}
+
+/// `POST /_sync/push` response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// `results[i]` answers `mutations[i]`.
+    pub results: Vec<MutationResult>,
+    /// The log's cursor after the push's last mutation.
+    pub cursor: u64,
+}
+
+/// `POST /_sync/pull` request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The scope; absent or empty means `"_default"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Changes after this cursor are returned.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cursor: u64,
+    /// At most this many changes; 0 or less means the default (100), above the maximum (1000)
+    /// means the maximum.
+    #[serde(default, deserialize_with = "lenient_limit")]
+    pub limit: i64,
+}
+
+/// `POST /_sync/pull` response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// The scope's changes after the requested cursor, ascending.
+    pub changes: Vec<Arc<Change>>,
+    /// The cursor to pull from next.
+    pub cursor: u64,
+    /// Whether the scope holds further changes beyond these.
+    pub has_more: bool,
+}
+
+/// `POST /_sync/snapshot` request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// The scope; absent or empty means `"_default"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// `POST /_sync/snapshot` response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    /// Entity type → id → data: the state after every change up to `cursor`.
+    pub data: ScopeData,
+    /// The log's head when the snapshot was taken; pull from here.
+    pub cursor: u64,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Any integer is a limit (the engine clamps it); huge ones saturate rather than fail.
+fn lenient_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(0);
+    };
+    if let Some(limit) = number.as_i64() {
+        return Ok(limit);
+    }
+    if number.is_u64() {
+        return Ok(i64::MAX);
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 => Ok(if float > 0.0 { i64::MAX } else { i64::MIN }),
+        _ => Err(serde::de::Error::custom(format!(
+            "limit must be an integer, got {number}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(json: &str) -> Result<PullRequest, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn pull_defaults_and_limits() {
+        let req = pull("{}").unwrap();
+        assert_eq!((req.scope, req.cursor, req.limit), (None, 0, 0));
+        assert_eq!(
+            pull(r#"{"cursor": null, "limit": null}"#).unwrap().cursor,
+            0
+        );
+        assert_eq!(pull(r#"{"limit": -5}"#).unwrap().limit, -5);
+        assert_eq!(
+            pull(r#"{"limit": 18446744073709551615}"#).unwrap().limit,
+            i64::MAX
+        );
+        assert_eq!(pull(r#"{"limit": 1e30}"#).unwrap().limit, i64::MAX);
+        assert!(pull(r#"{"limit": 1.5}"#).is_err());
+        assert!(pull(r#"{"limit": "10"}"#).is_err());
+    }
+
+    #[test]
+    fn pull_cursor_is_an_unsigned_64_bit_integer() {
+        assert_eq!(
+            pull(r#"{"cursor": 18446744073709551615}"#).unwrap().cursor,
+            u64::MAX
+        );
+        assert!(pull(r#"{"cursor": 18446744073709551616}"#).is_err());
+        assert!(pull(r#"{"cursor": -1}"#).is_err());
+        assert!(pull(r#"{"cursor": "1"}"#).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The transaction handle a mutator writes through.
+
+use serde_json::Value;
+
+use crate::backend::Transaction;
+use crate::change::{ChangeOp, NewChange};
+use crate::error::StoreError;
+use crate::store::{Store, Written};
+
+/// A mutation's transaction, in the mutation's scope.
+///
+/// Every write through [`put_value`](Tx::put_value) and [`delete_value`](Tx::delete_value)
+/// is recorded as a [`Change`](crate::Change) with the entity's whole data: a put of a new id is a
+/// `create`, of an existing one an `update`. The writes, the changes and the client's sequence
+/// number commit together when the mutator returns `Ok`, and are discarded when it returns an
+/// error.
+///
+/// A hand-written mutator in the plan's style may instead write through [`store`](Tx::store),
+/// which records nothing, and [`emit`](Tx::emit) its changes itself.
+pub struct Tx {
+    inner: Box<dyn Transaction>,
+    scope: String,
+    changes: Vec<NewChange>,
+}
+
+impl Tx {
+    /// Wraps a backend transaction for a mutation in `scope`.
+    pub fn new(inner: Box<dyn Transaction>, scope: impl Into<String>) -> Self {
+        Tx {
+            inner,
+            scope: scope.into(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The mutation's scope.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// A new unique id, ordered by creation time (UUID v7).
+    pub fn new_id(&self) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// The entity's data in this scope, with this transaction's writes applied.
+    pub async fn get_value(&self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.get(&self.scope, entity, id).await
+    }
+
+    /// Every entity of one type in this scope, ordered by id.
+    pub async fn list_values(&self, entity: &str) -> Result<Vec<Value>, StoreError> {
+        self.inner.list(&self.scope, entity).await
+    }
+
+    /// Stores the entity's whole data and records a `create` or `update` change.
+    pub async fn put_value(
+        &mut self,
+        entity: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<ChangeOp, StoreError> {
+        let op = match self
+            .inner
+            .set(&self.scope, entity, id, data.clone())
+            .await?
+        {
+            Written::Created => ChangeOp::Create,
+            Written::Updated => ChangeOp::Update,
+        };
+        self.record(entity, id, op, Some(data));
+        Ok(op)
+    }
+
+    /// Removes the entity and records a `delete` change; `false` (and no change) where it did not
+    /// exist.
+    pub async fn delete_value(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+        let existed = self.inner.delete(&self.scope, entity, id).await?;
+        if existed {
+            self.record(entity, id, ChangeOp::Delete, None);
+        }
+        Ok(existed)
+    }
+
+    /// The untyped store of the plan, across all scopes; its writes are not recorded as changes.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    /// Records a change made through [`store`](Tx::store).
+    pub fn emit(&mut self, change: NewChange) {
+        self.changes.push(change);
+    }
+
+    /// The changes recorded so far.
+    pub fn changes(&self) -> &[NewChange] {
+        &self.changes
+    }
+
+    fn record(&mut self, entity: &str, id: &str, op: ChangeOp, data: Option<Value>) {
+        self.changes.push(NewChange {
+            scope: self.scope.clone(),
+            entity: entity.to_owned(),
+            id: id.to_owned(),
+            op,
+            data,
+        });
+    }
+
+    /// Splits the handle into the backend transaction and the recorded changes.
+    pub(crate) fn into_parts(self) -> (Box<dyn Transaction>, Vec<NewChange>) {
+        (self.inner, self.changes)
+    }
+
+    /// The backend transaction.
+    pub(crate) fn transaction(&self) -> &dyn Transaction {
+        &*self.inner
+    }
+}
