@@ -186,6 +186,10 @@ async fn read_json<T: DeserializeOwned>(
     })?;
     let invalid =
         |message: String| HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+    // Serde would also take a JSON array for a struct; requests are objects.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("the body must be a JSON object".to_owned()));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -1,1 +1,284 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: an in-process HTTP client for an engine's router,
+//! test mutators, a backend that fails on demand, and a poke recorder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sync_runtime::{
+    Backend, ChangeLog, Engine, MemoryBackend, Mutation, MutationError, Mutator, Poke, ScopeData,
+    StoreError, Transaction, Tx, async_trait,
+};
+use tower::ServiceExt;
+
+/// An engine with the todo example's mutator on a fresh memory backend.
+pub fn todo_engine() -> Engine {
+    Engine::builder().mutator(todo::TodoMutator).build()
+}
+
+/// A `todo/create` mutation.
+pub fn create(title: &str) -> Mutation {
+    Mutation::new("todo/create", json!({ "title": title }))
+}
+
+/// A `todo/create` mutation with a client-chosen id.
+pub fn create_with_id(id: &str, title: &str) -> Mutation {
+    Mutation::new("todo/create", json!({ "id": id, "title": title }))
+}
+
+/// A mutation on one todo id (`todo/toggle`, `todo/delete`).
+pub fn on_id(name: &str, id: &str) -> Mutation {
+    Mutation::new(name, json!({ "id": id }))
+}
+
+/// An HTTP answer: status, headers and the body as JSON (`Value::Null` when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body, decoded.
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts PROTOCOL's error body with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        let message = self.body["error"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty(),
+            "an error needs a sentence: {}",
+            self.body
+        );
+    }
+}
+
+/// Sends requests to a router in process.
+#[derive(Clone)]
+pub struct Http {
+    router: Router,
+}
+
+impl Http {
+    /// A client of `engine.router()`.
+    pub fn new(engine: &Engine) -> Self {
+        Http {
+            router: engine.router(),
+        }
+    }
+
+    /// A client of any router.
+    pub fn of(router: Router) -> Self {
+        Http { router }
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(
+            Method::POST,
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+            &[],
+        )
+        .await
+    }
+
+    /// Any request.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Records every poke.
+#[derive(Clone, Default)]
+pub struct PokeLog {
+    pokes: Arc<Mutex<Vec<Poke>>>,
+}
+
+impl PokeLog {
+    /// The broker to give the engine.
+    pub fn broker(&self) -> impl Fn(&Poke) + Send + Sync + 'static {
+        let pokes = Arc::clone(&self.pokes);
+        move |poke: &Poke| pokes.lock().push(poke.clone())
+    }
+
+    /// Takes the pokes recorded so far.
+    pub fn take(&self) -> Vec<Poke> {
+        std::mem::take(&mut *self.pokes.lock())
+    }
+}
+
+/// A mutator for the engine's rules rather than an application's:
+///
+/// - `put {entity?, id, data}` writes the entity (`entity` defaults to `item`);
+/// - `put_then_fail {id}` writes, then fails for good with code `rejected`;
+/// - `put_then_store_error {id}` writes, then fails as if the store did;
+/// - `delete {id}` deletes;
+/// - `echo` returns its args as the value and writes nothing.
+pub struct RulesMutator;
+
+#[async_trait]
+impl Mutator for RulesMutator {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+        let id = m.args["id"].as_str().unwrap_or("x").to_owned();
+        let entity = m.args["entity"].as_str().unwrap_or("item").to_owned();
+        let data = m
+            .args
+            .get("data")
+            .cloned()
+            .unwrap_or_else(|| json!({ "id": id }));
+        match m.name.as_str() {
+            "put" => {
+                tx.put_value(&entity, &id, data).await?;
+                Ok(None)
+            }
+            "put_then_fail" => {
+                tx.put_value(&entity, &id, data).await?;
+                Err(MutationError::rejected("refused after writing"))
+            }
+            "put_then_store_error" => {
+                tx.put_value(&entity, &id, data).await?;
+                Err(StoreError::new("disk on fire").into())
+            }
+            "delete" => {
+                tx.delete_value(&entity, &id).await?;
+                Ok(None)
+            }
+            "echo" => Ok(Some(m.args.clone())),
+            other => Err(MutationError::unknown_mutation(other)),
+        }
+    }
+}
+
+/// A `put` of `{id}` for [`RulesMutator`].
+pub fn put(id: &str) -> Mutation {
+    Mutation::new("put", json!({ "id": id }))
+}
+
+/// A memory backend whose `begin` fails once `allowed` transactions have begun. Clones share
+/// the backend and the budget.
+#[derive(Clone)]
+pub struct FailingBackend {
+    inner: MemoryBackend,
+    budget: Arc<AtomicUsize>,
+}
+
+impl FailingBackend {
+    /// Fails every transaction after the first `allowed`.
+    pub fn new(inner: MemoryBackend, allowed: usize) -> Self {
+        FailingBackend {
+            inner,
+            budget: Arc::new(AtomicUsize::new(allowed)),
+        }
+    }
+
+    /// Allows `more` further transactions.
+    pub fn allow(&self, more: usize) {
+        self.budget.fetch_add(more, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Backend for FailingBackend {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        let took = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if took.is_err() {
+            return Err(StoreError::new("the test backend is down"));
+        }
+        self.inner.begin().await
+    }
+
+    fn changelog(&self) -> &dyn ChangeLog {
+        self.inner.changelog()
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
+        self.inner.snapshot(scope).await
+    }
+}
+
+/// Applies a scope's changes in order to an empty state: what a client that pulled them has.
+pub fn replay(changes: &[Arc<sync_runtime::Change>]) -> ScopeData {
+    let mut state = ScopeData::new();
+    for change in changes {
+        let ids = state.entry(change.entity.clone()).or_default();
+        match &change.data {
+            Some(data) => {
+                ids.insert(change.id.clone(), data.clone());
+            }
+            None => {
+                ids.remove(&change.id);
+            }
+        }
+    }
+    state.retain(|_, ids| !ids.is_empty());
+    state
+}
+
+/// Pulls a scope's whole history from `cursor`, page by page.
+pub async fn pull_all(
+    engine: &Engine,
+    scope: &str,
+    mut cursor: u64,
+) -> Vec<Arc<sync_runtime::Change>> {
+    let mut changes = Vec::new();
+    loop {
+        let page = engine
+            .pull(sync_runtime::PullRequest {
+                scope: Some(scope.into()),
+                cursor,
+                limit: 1000,
+            })
+            .await
+            .unwrap();
+        changes.extend(page.changes);
+        cursor = page.cursor;
+        if !page.has_more {
+            return changes;
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
@@ -34,6 +35,7 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let cli = Cli::parse();
     let backend = match cli.store {

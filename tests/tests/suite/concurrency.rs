@@ -1,0 +1,214 @@
+//! Concurrency: real threads (a multi-threaded runtime and OS threads) against one engine.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sync_runtime::{
+    ChangeLog, ChangeOp, Engine, MemoryChangeLog, Mutation, NewChange, PullRequest,
+};
+use sync_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_duplicates_apply_once() {
+    for round in 0..20 {
+        let engine = todo_engine();
+        let mutation = create_with_id("a", "once").with_client("c", 1);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let engine = engine.clone();
+                let mutation = mutation.clone();
+                tokio::spawn(async move { engine.push(vec![mutation]).await.unwrap() })
+            })
+            .collect();
+        let mut applied = 0;
+        for task in tasks {
+            let result = &task.await.unwrap().results[0];
+            assert!(result.ok, "round {round}: {result:?}");
+            if !result.duplicate {
+                applied += 1;
+                assert_eq!(result.changes.len(), 1);
+            }
+        }
+        assert_eq!(applied, 1, "round {round}: exactly one push applies it");
+        assert_eq!(engine.head().await.unwrap(), 1);
+    }
+}
+
+/// Pulls `scope` until `expected` changes were seen, checking that cursors only ascend.
+async fn pull_until(engine: Engine, scope: String, expected: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    while seen.len() < expected {
+        let page = engine
+            .pull(PullRequest {
+                scope: Some(scope.clone()),
+                cursor,
+                limit: 7,
+            })
+            .await
+            .unwrap();
+        for change in &page.changes {
+            assert_eq!(change.scope, scope);
+            assert!(
+                change.cursor > cursor,
+                "cursor {} after {cursor}",
+                change.cursor
+            );
+            cursor = change.cursor;
+            seen.push(change.cursor);
+        }
+        assert!(page.cursor >= cursor);
+        cursor = page.cursor;
+        if page.changes.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pullers_never_skip_or_repeat_a_change() {
+    const PUSHERS: usize = 4;
+    const PUSHES: usize = 150;
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let scopes = ["a", "b"];
+    let expected_per_scope = PUSHERS * PUSHES; // every push writes once to each scope
+    let pullers: Vec<_> = scopes
+        .iter()
+        .flat_map(|scope| [scope, scope])
+        .map(|scope| {
+            tokio::spawn(pull_until(
+                engine.clone(),
+                scope.to_string(),
+                expected_per_scope,
+            ))
+        })
+        .collect();
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                for i in 0..PUSHES {
+                    let batch = scopes
+                        .iter()
+                        .map(|scope| put(&format!("{p}-{i}")).with_scope(*scope))
+                        .collect();
+                    engine.push(batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        pusher.await.unwrap();
+    }
+    for (scope, puller) in scopes.iter().flat_map(|s| [s, s]).zip(pullers) {
+        let seen = tokio::time::timeout(Duration::from_secs(60), puller)
+            .await
+            .expect("a puller never saw every change: one was skipped")
+            .unwrap();
+        let all: Vec<u64> = pull_all(&engine, scope, 0)
+            .await
+            .iter()
+            .map(|c| c.cursor)
+            .collect();
+        assert_eq!(
+            seen, all,
+            "scope {scope}: the puller saw every change once, in order"
+        );
+        assert_eq!(seen.len(), expected_per_scope);
+    }
+    assert_eq!(engine.head().await.unwrap() as usize, PUSHERS * PUSHES * 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_under_concurrent_pushes_are_exact() {
+    let engine = todo_engine();
+    let pushers: Vec<_> = (0..3)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    let id = format!("{p}-{}", i % 10);
+                    let mutation = if i < 10 {
+                        create_with_id(&id, "t")
+                    } else if i % 7 == 0 {
+                        Mutation::new("todo/rename", json!({"id": id, "title": format!("r{i}")}))
+                    } else {
+                        on_id("todo/toggle", &id)
+                    };
+                    engine.push(vec![mutation]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut snapshots = Vec::new();
+    while pushers.iter().any(|pusher| !pusher.is_finished()) {
+        snapshots.push(engine.snapshot(None).await.unwrap());
+        tokio::task::yield_now().await;
+    }
+    for pusher in pushers {
+        pusher.await.unwrap();
+    }
+    let history = pull_all(&engine, "_default", 0).await;
+    let distinct: BTreeSet<u64> = snapshots.iter().map(|s| s.cursor).collect();
+    assert!(distinct.len() > 1, "snapshots were taken while pushes ran");
+    for snapshot in snapshots {
+        let upto: Vec<_> = history
+            .iter()
+            .filter(|c| c.cursor <= snapshot.cursor)
+            .cloned()
+            .collect();
+        assert_eq!(
+            replay(&upto),
+            snapshot.data,
+            "snapshot at cursor {}",
+            snapshot.cursor
+        );
+    }
+}
+
+#[test]
+fn changelog_appends_from_threads_get_unique_ascending_cursors() {
+    let log = Arc::new(MemoryChangeLog::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    std::thread::scope(|threads| {
+        for t in 0..4 {
+            let log = Arc::clone(&log);
+            threads.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                for i in 0..500 {
+                    let change = NewChange {
+                        scope: format!("s{}", i % 3),
+                        entity: "e".into(),
+                        id: format!("{t}-{i}"),
+                        op: ChangeOp::Create,
+                        data: Some(json!(i)),
+                    };
+                    let logged = runtime.block_on(log.append(vec![change])).unwrap();
+                    assert_eq!(logged.len(), 1);
+                }
+            });
+        }
+    });
+    runtime.block_on(async {
+        assert_eq!(log.cursor().await.unwrap(), 2000);
+        let mut all = Vec::new();
+        for s in 0..3 {
+            let page = log.since(&format!("s{s}"), 0, usize::MAX).await.unwrap();
+            assert!(page.changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+            all.extend(page.changes.iter().map(|c| c.cursor));
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (1..=2000).collect::<Vec<u64>>(),
+            "every cursor once, no gaps"
+        );
+    });
+}

@@ -1,0 +1,475 @@
+//! The plan's engine tests: push, pull, snapshot, scopes, and PROTOCOL's push rules.
+
+use serde_json::json;
+use sync_runtime::{
+    ChangeOp, Engine, MemoryBackend, Mutation, Poke, PullRequest, Store, SyncError,
+};
+use sync_tests::*;
+
+fn pull_req(scope: &str, cursor: u64, limit: i64) -> PullRequest {
+    PullRequest {
+        scope: Some(scope.into()),
+        cursor,
+        limit,
+    }
+}
+
+#[tokio::test]
+async fn push_single_mutation() {
+    let engine = todo_engine();
+    let pushed = engine.push(vec![create("milk")]).await.unwrap();
+    assert_eq!(pushed.results.len(), 1);
+    let result = &pushed.results[0];
+    assert!(result.ok, "{result:?}");
+    assert_eq!((result.cursor, pushed.cursor), (1, 1));
+    assert_eq!(result.changes.len(), 1);
+    let change = &result.changes[0];
+    assert_eq!(
+        (change.op, change.entity.as_str(), change.scope.as_str()),
+        (ChangeOp::Create, "todo", "_default")
+    );
+    assert_eq!(change.data.as_ref().unwrap()["title"], "milk");
+    assert_eq!(result.value.as_ref().unwrap()["id"], json!(change.id));
+}
+
+#[tokio::test]
+async fn push_multiple_mutations_in_order() {
+    let engine = todo_engine();
+    let pushed = engine
+        .push(vec![
+            create_with_id("a", "one"),
+            on_id("todo/toggle", "a"),
+            create("two"),
+        ])
+        .await
+        .unwrap();
+    let cursors: Vec<u64> = pushed.results.iter().map(|r| r.cursor).collect();
+    assert_eq!(cursors, [1, 2, 3]);
+    assert_eq!(pushed.cursor, 3);
+    assert_eq!(pushed.results[1].changes[0].op, ChangeOp::Update);
+    assert_eq!(
+        pushed.results[1].changes[0].data.as_ref().unwrap()["completed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn one_failing_mutation_among_several() {
+    let engine = todo_engine();
+    let pushed = engine
+        .push(vec![
+            create("one"),
+            on_id("todo/toggle", "missing"),
+            Mutation::new("todo/create", json!({"titel": "typo"})),
+            Mutation::new("todo/explode", json!({})),
+            Mutation::new("todo/create", json!(["not", "an", "object"])),
+            create("two"),
+        ])
+        .await
+        .unwrap();
+    let r = &pushed.results;
+    assert!(r[0].ok && r[5].ok);
+    for (i, code) in [
+        (1, "not_found"),
+        (2, "invalid_args"),
+        (3, "unknown_mutation"),
+        (4, "invalid_args"),
+    ] {
+        assert!(!r[i].ok);
+        assert_eq!(r[i].code.as_deref(), Some(code), "{:?}", r[i]);
+        assert!(r[i].changes.is_empty());
+        assert_eq!(
+            r[i].cursor, 1,
+            "a failed mutation answers the log's cursor at the time"
+        );
+    }
+    assert!(
+        r[2].error.as_deref().unwrap().contains("titel"),
+        "names the field: {:?}",
+        r[2].error
+    );
+    assert_eq!(r[5].cursor, 2);
+    assert_eq!(engine.head().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn absent_or_null_args_are_an_empty_object() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let mut absent = Mutation::new("echo", json!(null));
+    absent.args = serde_json::Value::Null;
+    let pushed = engine.push(vec![absent]).await.unwrap();
+    assert_eq!(pushed.results[0].value, Some(json!({})));
+}
+
+#[tokio::test]
+async fn pokes_once_per_scope_with_its_highest_cursor() {
+    let pokes = PokeLog::default();
+    let engine = Engine::builder()
+        .mutator(RulesMutator)
+        .broker(pokes.broker())
+        .build();
+    engine
+        .push(vec![
+            put("1").with_scope("a"),
+            put("2").with_scope("b"),
+            put("3").with_scope("a"),
+            Mutation::new("echo", json!({})).with_scope("c"),
+        ])
+        .await
+        .unwrap();
+    let mut got = pokes.take();
+    got.sort_by(|x, y| x.scope.cmp(&y.scope));
+    assert_eq!(
+        got,
+        [
+            Poke {
+                scope: "a".into(),
+                cursor: 3
+            },
+            Poke {
+                scope: "b".into(),
+                cursor: 2
+            }
+        ],
+        "a scope without changes is not poked"
+    );
+    engine
+        .push(vec![Mutation::new("put_then_fail", json!({"id": "9"}))])
+        .await
+        .unwrap();
+    assert!(pokes.take().is_empty(), "a failed mutation pokes no one");
+}
+
+#[tokio::test]
+async fn pull_pages_from_a_cursor() {
+    let engine = todo_engine();
+    let mutations = (0..5).map(|i| create(&format!("t{i}"))).collect();
+    engine.push(mutations).await.unwrap();
+    let first = engine.pull(pull_req("_default", 0, 2)).await.unwrap();
+    assert_eq!(
+        first.changes.iter().map(|c| c.cursor).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(first.has_more);
+    assert_eq!(first.cursor, 2);
+    let rest = engine
+        .pull(pull_req("_default", first.cursor, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.changes.iter().map(|c| c.cursor).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert!(!rest.has_more);
+    let empty = engine.pull(pull_req("_default", 5, 10)).await.unwrap();
+    assert!(empty.changes.is_empty() && !empty.has_more);
+    assert_eq!(empty.cursor, 5);
+    // Exactly `limit` left: no further page.
+    let exact = engine.pull(pull_req("_default", 3, 2)).await.unwrap();
+    assert_eq!((exact.changes.len(), exact.has_more), (2, false));
+}
+
+#[tokio::test]
+async fn pull_limit_defaults_and_is_capped() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let mutations: Vec<Mutation> = (0..1100).map(|i| put(&i.to_string())).collect();
+    engine.push(mutations[..1000].to_vec()).await.unwrap();
+    engine.push(mutations[1000..].to_vec()).await.unwrap();
+    for (limit, expected) in [(0, 100), (-3, 100), (7, 7), (5000, 1000), (i64::MAX, 1000)] {
+        let page = engine.pull(pull_req("_default", 0, limit)).await.unwrap();
+        assert_eq!(page.changes.len(), expected, "limit {limit}");
+        assert!(page.has_more);
+    }
+}
+
+#[tokio::test]
+async fn pull_of_an_empty_scope_answers_the_head() {
+    let engine = todo_engine();
+    engine
+        .push(vec![create("x").with_scope("other")])
+        .await
+        .unwrap();
+    let page = engine.pull(pull_req("quiet", 0, 10)).await.unwrap();
+    assert!(page.changes.is_empty() && !page.has_more);
+    assert_eq!(
+        page.cursor, 1,
+        "nothing at or below the head can still appear"
+    );
+}
+
+#[tokio::test]
+async fn snapshot_is_the_state_at_its_cursor() {
+    let engine = todo_engine();
+    engine
+        .push(vec![
+            create_with_id("a", "one"),
+            create_with_id("b", "two"),
+            on_id("todo/delete", "a"),
+        ])
+        .await
+        .unwrap();
+    let snapshot = engine.snapshot(None).await.unwrap();
+    assert_eq!(snapshot.cursor, 3);
+    assert_eq!(
+        serde_json::to_value(&snapshot.data).unwrap(),
+        json!({"todo": {"b": {"id": "b", "title": "two", "completed": false}}})
+    );
+    assert!(
+        engine
+            .snapshot(Some("elsewhere"))
+            .await
+            .unwrap()
+            .data
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn create_toggle_rename_delete_flow() {
+    let engine = todo_engine();
+    let created = engine.push(vec![create("milk")]).await.unwrap();
+    let id = created.results[0].value.as_ref().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let steps = vec![
+        on_id("todo/toggle", &id),
+        Mutation::new("todo/rename", json!({"id": id, "title": "oat milk"})),
+    ];
+    assert!(
+        engine
+            .push(steps)
+            .await
+            .unwrap()
+            .results
+            .iter()
+            .all(|r| r.ok)
+    );
+    let state = engine.snapshot(None).await.unwrap();
+    assert_eq!(
+        state.data["todo"][&id],
+        json!({"id": id, "title": "oat milk", "completed": true})
+    );
+
+    assert!(
+        engine
+            .push(vec![on_id("todo/delete", &id)])
+            .await
+            .unwrap()
+            .results[0]
+            .ok
+    );
+    let again = engine.push(vec![on_id("todo/delete", &id)]).await.unwrap();
+    assert_eq!(again.results[0].code.as_deref(), Some("not_found"));
+
+    let changes = pull_all(&engine, "_default", 0).await;
+    let ops: Vec<ChangeOp> = changes.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        [
+            ChangeOp::Create,
+            ChangeOp::Update,
+            ChangeOp::Update,
+            ChangeOp::Delete
+        ]
+    );
+    assert!(changes[3].data.is_none(), "a delete carries no data");
+    assert!(replay(&changes).is_empty());
+    assert!(engine.snapshot(None).await.unwrap().data.is_empty());
+}
+
+#[tokio::test]
+async fn scopes_and_entities_are_isolated() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    engine
+        .push(vec![
+            Mutation::new("put", json!({"id": "1", "data": {"v": "a"}})).with_scope("a"),
+            Mutation::new("put", json!({"id": "1", "data": {"v": "b"}})).with_scope("b"),
+            Mutation::new(
+                "put",
+                json!({"id": "1", "entity": "other", "data": {"v": "o"}}),
+            )
+            .with_scope("a"),
+            Mutation::new("delete", json!({"id": "1"})).with_scope("b"),
+        ])
+        .await
+        .unwrap();
+    let a = engine.snapshot(Some("a")).await.unwrap().data;
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        json!({"item": {"1": {"v": "a"}}, "other": {"1": {"v": "o"}}})
+    );
+    assert!(engine.snapshot(Some("b")).await.unwrap().data.is_empty());
+    let a_changes = pull_all(&engine, "a", 0).await;
+    assert!(a_changes.iter().all(|c| c.scope == "a"));
+    assert_eq!(a_changes.len(), 2);
+    // The empty scope is the default scope.
+    engine.push(vec![put("d").with_scope("")]).await.unwrap();
+    assert_eq!(pull_all(&engine, "_default", 0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn store_keeps_entities_apart() {
+    let backend = MemoryBackend::new();
+    let store = backend.store();
+    store.set("s", "todo", "1", json!("todo")).await.unwrap();
+    store.set("s", "note", "1", json!("note")).await.unwrap();
+    store
+        .set("t", "todo", "1", json!("other scope"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("s", "todo", "1").await.unwrap(),
+        Some(json!("todo"))
+    );
+    assert_eq!(store.list("s", "note").await.unwrap(), [json!("note")]);
+    assert!(store.delete("s", "todo", "1").await.unwrap());
+    assert!(!store.delete("s", "todo", "1").await.unwrap());
+    assert_eq!(
+        store.get("t", "todo", "1").await.unwrap(),
+        Some(json!("other scope"))
+    );
+    assert_eq!(store.snapshot("s").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn duplicates_are_answered_not_applied() {
+    let engine = todo_engine();
+    let first = engine
+        .push(vec![create_with_id("a", "one").with_client("c1", 5)])
+        .await
+        .unwrap();
+    assert!(first.results[0].ok && !first.results[0].duplicate);
+    for seq in [5, 3] {
+        let retry = engine
+            .push(vec![create_with_id("a", "one").with_client("c1", seq)])
+            .await
+            .unwrap();
+        let result = &retry.results[0];
+        assert!(result.ok && result.duplicate, "seq {seq}: {result:?}");
+        assert!(result.changes.is_empty());
+        assert_eq!(result.cursor, 1);
+    }
+    // Gaps are fine, other clients are independent, and seq 0 or no client never dedupes.
+    let later = engine
+        .push(vec![
+            create("two").with_client("c1", 9),
+            create("three").with_client("c2", 1),
+            create("four").with_client("c3", 0),
+            create("five").with_client("c3", 0),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        later.results.iter().all(|r| r.ok && !r.duplicate),
+        "{later:?}"
+    );
+    assert_eq!(engine.head().await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let failing = Mutation::new("put_then_fail", json!({"id": "1"})).with_client("c", 1);
+    let first = engine.push(vec![failing.clone()]).await.unwrap();
+    assert_eq!(first.results[0].code.as_deref(), Some("rejected"));
+    let retry = engine.push(vec![failing]).await.unwrap();
+    assert!(retry.results[0].ok && retry.results[0].duplicate);
+}
+
+#[tokio::test]
+async fn a_failing_mutation_leaves_nothing_behind() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let pushed = engine
+        .push(vec![Mutation::new("put_then_fail", json!({"id": "1"}))])
+        .await
+        .unwrap();
+    assert!(!pushed.results[0].ok);
+    assert!(
+        engine.snapshot(None).await.unwrap().data.is_empty(),
+        "no write"
+    );
+    assert_eq!(engine.head().await.unwrap(), 0, "no change");
+
+    let error = engine
+        .push(vec![
+            Mutation::new("put_then_store_error", json!({"id": "2"})).with_client("c", 1),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SyncError::Unavailable(_)), "{error}");
+    assert!(engine.snapshot(None).await.unwrap().data.is_empty());
+    assert_eq!(engine.head().await.unwrap(), 0);
+    // The transient failure recorded nothing: the same client_seq is applied on retry.
+    let retry = engine
+        .push(vec![put("3").with_client("c", 1)])
+        .await
+        .unwrap();
+    assert!(retry.results[0].ok && !retry.results[0].duplicate);
+}
+
+#[tokio::test]
+async fn a_store_failure_stops_the_push_and_the_retry_completes_it() {
+    let backend = FailingBackend::new(MemoryBackend::new(), 1);
+    let pokes = PokeLog::default();
+    let engine = Engine::builder()
+        .mutator(RulesMutator)
+        .backend(backend.clone())
+        .broker(pokes.broker())
+        .build();
+    let batch = vec![
+        put("1").with_client("c", 1),
+        put("2").with_client("c", 2),
+        put("3").with_client("c", 3),
+    ];
+    let error = engine.push(batch.clone()).await.unwrap_err();
+    assert_eq!(error.code(), "unavailable");
+    assert_eq!(
+        engine.head().await.unwrap(),
+        1,
+        "the first mutation stays applied"
+    );
+    assert_eq!(
+        pokes.take(),
+        [Poke {
+            scope: "_default".into(),
+            cursor: 1
+        }],
+        "and is announced"
+    );
+
+    backend.allow(10);
+    let retry = engine.push(batch).await.unwrap();
+    assert!(retry.results[0].duplicate);
+    assert!(retry.results[1..].iter().all(|r| r.ok && !r.duplicate));
+    assert_eq!(engine.head().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_push_is_validated_whole_before_it_runs() {
+    let engine = todo_engine();
+    let long_scope = "s".repeat(257);
+    for bad in [
+        vec![create("ok"), create("bad").with_scope(long_scope.as_str())],
+        vec![create("ok"), Mutation::new("", json!({}))],
+    ] {
+        assert!(engine.push(bad).await.is_err());
+    }
+    assert!(matches!(
+        engine.push(vec![]).await,
+        Err(SyncError::NoMutations)
+    ));
+    let too_many = (0..1001).map(|i| create(&i.to_string())).collect();
+    assert!(matches!(
+        engine.push(too_many).await,
+        Err(SyncError::TooManyMutations {
+            count: 1001,
+            max: 1000
+        })
+    ));
+    assert_eq!(
+        engine.head().await.unwrap(),
+        0,
+        "nothing of a refused push was applied"
+    );
+}

@@ -1,0 +1,8 @@
+//! The workspace's integration tests, in one binary to keep linking cheap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
+
+mod concurrency;
+mod engine;
+mod http;
+mod trim;
