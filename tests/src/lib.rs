@@ -153,6 +153,9 @@ impl PokeLog {
 /// - `put {entity?, id, data}` writes the entity (`entity` defaults to `item`);
 /// - `put_then_fail {id}` writes, then fails for good with code `rejected`;
 /// - `put_then_store_error {id}` writes, then fails as if the store did;
+/// - `slow_put {id}` reads the entity, waits a millisecond, then writes it: a window in which
+///   a concurrent mutation could interleave, were mutations not isolated;
+/// - `put_many {n, tag}` writes entities `0`..`n` with data `{tag}` in one mutation;
 /// - `delete {id}` deletes;
 /// - `echo` returns its args as the value and writes nothing.
 pub struct RulesMutator;
@@ -179,6 +182,22 @@ impl Mutator for RulesMutator {
             "put_then_store_error" => {
                 tx.put_value(&entity, &id, data).await?;
                 Err(StoreError::new("disk on fire").into())
+            }
+            "slow_put" => {
+                let before = tx.get_value(&entity, &id).await?;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                let count = before.and_then(|d| d["count"].as_u64()).unwrap_or(0);
+                tx.put_value(&entity, &id, json!({ "id": id, "count": count + 1 }))
+                    .await?;
+                Ok(None)
+            }
+            "put_many" => {
+                let n = m.args["n"].as_u64().unwrap_or(1);
+                for i in 0..n {
+                    tx.put_value(&entity, &i.to_string(), json!({ "tag": m.args["tag"] }))
+                        .await?;
+                }
+                Ok(None)
             }
             "delete" => {
                 tx.delete_value(&entity, &id).await?;

@@ -12,9 +12,9 @@ use sync_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_identical_duplicates_apply_once() {
-    for round in 0..20 {
-        let engine = todo_engine();
-        let mutation = create_with_id("a", "once").with_client("c", 1);
+    for round in 0..5 {
+        let engine = Engine::builder().mutator(RulesMutator).build();
+        let mutation = Mutation::new("slow_put", json!({"id": "a"})).with_client("c", 1);
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let engine = engine.clone();
@@ -33,7 +33,30 @@ async fn concurrent_identical_duplicates_apply_once() {
         }
         assert_eq!(applied, 1, "round {round}: exactly one push applies it");
         assert_eq!(engine.head().await.unwrap(), 1);
+        let state = engine.snapshot(None).await.unwrap();
+        assert_eq!(state.data["item"]["a"]["count"], 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_mutations_are_isolated() {
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .push(vec![Mutation::new("slow_put", json!({"id": "counter"}))])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().results[0].ok);
+    }
+    let state = engine.snapshot(None).await.unwrap();
+    assert_eq!(state.data["item"]["counter"]["count"], 16, "no lost update");
 }
 
 /// Pulls `scope` until `expected` changes were seen, checking that cursors only ascend.
@@ -124,49 +147,73 @@ async fn concurrent_pullers_never_skip_or_repeat_a_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_under_concurrent_pushes_are_exact() {
-    let engine = todo_engine();
-    let pushers: Vec<_> = (0..3)
+    let engine = Engine::builder().mutator(RulesMutator).build();
+    // Each push rewrites 200 entities in one mutation: a snapshot must see all or none of it.
+    let pushers: Vec<_> = (0..2)
         .map(|p| {
             let engine = engine.clone();
             tokio::spawn(async move {
-                for i in 0..100 {
-                    let id = format!("{p}-{}", i % 10);
-                    let mutation = if i < 10 {
-                        create_with_id(&id, "t")
-                    } else if i % 7 == 0 {
-                        Mutation::new("todo/rename", json!({"id": id, "title": format!("r{i}")}))
-                    } else {
-                        on_id("todo/toggle", &id)
-                    };
-                    engine.push(vec![mutation]).await.unwrap();
+                for i in 0..40 {
+                    let tag = format!("{p}-{i}");
+                    engine
+                        .push(vec![Mutation::new(
+                            "put_many",
+                            json!({"n": 200, "tag": tag}),
+                        )])
+                        .await
+                        .unwrap();
                 }
             })
         })
         .collect();
-    let mut snapshots = Vec::new();
-    while pushers.iter().any(|pusher| !pusher.is_finished()) {
-        snapshots.push(engine.snapshot(None).await.unwrap());
-        tokio::task::yield_now().await;
-    }
+    let snapshotters: Vec<_> = (0..2)
+        .map(|_| {
+            let engine = engine.clone();
+            let done = pushers.iter().map(|p| p.abort_handle()).collect::<Vec<_>>();
+            tokio::spawn(async move {
+                let mut snapshots = Vec::new();
+                while done.iter().any(|pusher| !pusher.is_finished()) {
+                    snapshots.push(engine.snapshot(None).await.unwrap());
+                    tokio::task::yield_now().await;
+                }
+                snapshots
+            })
+        })
+        .collect();
     for pusher in pushers {
         pusher.await.unwrap();
     }
     let history = pull_all(&engine, "_default", 0).await;
-    let distinct: BTreeSet<u64> = snapshots.iter().map(|s| s.cursor).collect();
-    assert!(distinct.len() > 1, "snapshots were taken while pushes ran");
-    for snapshot in snapshots {
-        let upto: Vec<_> = history
-            .iter()
-            .filter(|c| c.cursor <= snapshot.cursor)
-            .cloned()
-            .collect();
-        assert_eq!(
-            replay(&upto),
-            snapshot.data,
-            "snapshot at cursor {}",
-            snapshot.cursor
-        );
+    let mut checked = BTreeSet::new();
+    for snapshotter in snapshotters {
+        for snapshot in snapshotter.await.unwrap() {
+            let tags: BTreeSet<String> = snapshot
+                .data
+                .values()
+                .flat_map(|ids| ids.values())
+                .map(|v| v.to_string())
+                .collect();
+            assert!(
+                tags.len() <= 1,
+                "snapshot at {} saw half a commit: {tags:?}",
+                snapshot.cursor
+            );
+            if checked.insert(snapshot.cursor) {
+                let upto: Vec<_> = history
+                    .iter()
+                    .filter(|c| c.cursor <= snapshot.cursor)
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    replay(&upto),
+                    snapshot.data,
+                    "snapshot at cursor {}",
+                    snapshot.cursor
+                );
+            }
+        }
     }
+    assert!(checked.len() > 1, "snapshots were taken while pushes ran");
 }
 
 #[test]
