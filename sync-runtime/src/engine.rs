@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
-use crate::backend::{Backend, MemoryBackend};
+use crate::backend::{Backend, Committed, MemoryBackend};
 use crate::broker::{NoopBroker, Poke, PokeBroker};
 use crate::error::{MutationError, SyncError};
 use crate::mutation::{Mutation, MutationResult};
@@ -190,49 +190,56 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies mutations in order, each in its own transaction, and pokes the scopes they
-    /// changed.
+    /// Applies mutations in order, in one backend transaction with a savepoint per mutation,
+    /// and pokes the scopes they changed.
     ///
     /// A permanent failure of one mutation is answered in its result and the push goes on. A store
     /// failure stops the push with [`SyncError::Unavailable`]: the failing mutation and those after
-    /// it are neither applied nor recorded, those before it stay applied.
+    /// it are neither applied nor recorded, those before it are committed.
     pub async fn push(&self, mutations: Vec<Mutation>) -> Result<PushResponse, SyncError> {
         self.validate_push(&mutations)?;
         let span = info_span!("sync.push", mutations = mutations.len());
         async move {
-            let mut results = Vec::with_capacity(mutations.len());
-            let mut pokes: BTreeMap<String, u64> = BTreeMap::new();
-            let mut outcome = Ok(());
+            let mut tx = Tx::new(self.inner.backend.begin().await?);
+            let mut outcomes = Vec::with_capacity(mutations.len());
+            let mut failure = None;
             for mutation in &mutations {
-                match self.apply(mutation).await {
-                    Ok(result) => {
-                        for change in &result.changes {
-                            let cursor = pokes.entry(change.scope.clone()).or_default();
-                            *cursor = (*cursor).max(change.cursor);
-                        }
-                        results.push(result);
-                    }
+                match self.apply(&mut tx, mutation).await {
+                    Ok(outcome) => outcomes.push(outcome),
                     Err(error) => {
                         warn!(mutation = %mutation.name, %error, "push stopped by a store failure");
-                        outcome = Err(error);
+                        failure = Some(error);
                         break;
                     }
                 }
             }
-            // Whatever committed is announced, even when a later mutation failed.
-            for (scope, cursor) in pokes.iter() {
+            // What finished before a store failure is committed all the same (rule 4).
+            let committed = tx.into_transaction().commit().await?;
+            let mut pokes: BTreeMap<&str, u64> = BTreeMap::new();
+            for change in committed.iter().flat_map(|mutation| &mutation.changes) {
+                let cursor = pokes.entry(&change.scope).or_default();
+                *cursor = (*cursor).max(change.cursor);
+            }
+            for (scope, cursor) in &pokes {
                 self.inner.broker.poke(&Poke {
-                    scope: scope.clone(),
+                    scope: (*scope).to_owned(),
                     cursor: *cursor,
                 });
             }
-            outcome?;
+            if let Some(error) = failure {
+                return Err(error);
+            }
             if let Some(keep) = self.inner.retain
                 && !pokes.is_empty()
                 && let Err(error) = self.inner.backend.changelog().retain(keep).await
             {
                 warn!(%error, "could not trim the change log to its retention");
             }
+            let results: Vec<MutationResult> = outcomes
+                .into_iter()
+                .zip(committed)
+                .map(Outcome::into_result)
+                .collect();
             let cursor = results
                 .iter()
                 .map(|result| result.cursor)
@@ -244,40 +251,37 @@ impl Engine {
         .await
     }
 
-    /// Runs one mutation in its own transaction. `Err` only for store failures.
-    async fn apply(&self, mutation: &Mutation) -> Result<MutationResult, SyncError> {
-        let backend = &self.inner.backend;
-        let mut tx = Tx::new(backend.begin().await?, mutation.scope());
+    /// Runs one mutation between savepoints of the push's transaction. `Err` only for store
+    /// failures.
+    async fn apply(&self, tx: &mut Tx, mutation: &Mutation) -> Result<Outcome, SyncError> {
+        tx.begin_mutation(mutation.scope()).await?;
         let client = mutation.client();
         if let Some((client_id, seq)) = client
             && let Some(last) = tx.transaction().last_client_seq(client_id).await?
             && seq <= last
         {
             debug!(client_id, seq, last, "duplicate mutation");
-            drop(tx);
-            return Ok(MutationResult::duplicate(
-                backend.changelog().cursor().await?,
-            ));
+            tx.transaction().finish_mutation(Vec::new(), None).await?;
+            return Ok(Outcome::Duplicate);
         }
         let outcome = match args_object(mutation) {
-            Ok(mutation) => self.inner.mutator.apply(&mut tx, &mutation).await,
+            Ok(mutation) => self.inner.mutator.apply(tx, &mutation).await,
             Err(error) => Err(error),
         };
-        let (transaction, changes) = tx.into_parts();
+        let changes = tx.take_changes();
         match outcome {
             Ok(value) => {
-                let committed = transaction.commit(changes, client).await?;
-                Ok(MutationResult::applied(
-                    committed.cursor,
-                    committed.changes,
-                    value,
-                ))
+                tx.transaction().finish_mutation(changes, client).await?;
+                Ok(Outcome::Applied(value.filter(|value| !value.is_null())))
             }
             Err(MutationError::Failed { code, message }) => {
                 debug!(mutation = %mutation.name, %code, %message, "mutation failed");
-                transaction.discard_writes().await?;
-                let committed = transaction.commit(Vec::new(), client).await?;
-                Ok(MutationResult::failed(committed.cursor, code, message))
+                tx.transaction().rollback_mutation().await?;
+                tx.transaction().finish_mutation(Vec::new(), client).await?;
+                Ok(Outcome::Failed {
+                    code: code.into_owned(),
+                    message,
+                })
             }
             Err(MutationError::Store(error)) => Err(SyncError::Unavailable(error)),
         }
@@ -334,6 +338,28 @@ impl Engine {
     /// The log's latest cursor.
     pub async fn head(&self) -> Result<u64, SyncError> {
         Ok(self.inner.backend.changelog().cursor().await?)
+    }
+}
+
+/// How one mutation of a push ended, before the commit gives it a cursor.
+enum Outcome {
+    Applied(Option<Value>),
+    Duplicate,
+    Failed { code: String, message: String },
+}
+
+impl Outcome {
+    /// The mutation's result, now that its commit gave it a cursor.
+    fn into_result((outcome, committed): (Self, Committed)) -> MutationResult {
+        match outcome {
+            Outcome::Applied(value) => {
+                MutationResult::applied(committed.cursor, committed.changes, value)
+            }
+            Outcome::Duplicate => MutationResult::duplicate(committed.cursor),
+            Outcome::Failed { code, message } => {
+                MutationResult::failed(committed.cursor, code, message)
+            }
+        }
     }
 }
 
@@ -396,9 +422,14 @@ impl<M> EngineBuilder<M> {
         self
     }
 
-    /// Request limits.
+    /// Request limits. Pull limits below 1 are raised to 1: an empty page must mean that
+    /// nothing is left.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.limits = Limits {
+            default_pull_limit: limits.default_pull_limit.max(1),
+            max_pull_limit: limits.max_pull_limit.max(1),
+            ..limits
+        };
         self
     }
 

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
+use axum::routing::{MethodRouter, any, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,7 +94,10 @@ pub(crate) fn router(engine: Engine) -> Router {
         .layer(CatchPanicLayer::custom(panic_response));
     match engine.prefix() {
         "/" => routes,
-        prefix => Router::new().nest(prefix, routes),
+        // `nest` leaves the bare `prefix/` to the outer router; answer it as the engine would.
+        prefix => Router::new()
+            .nest(prefix, routes)
+            .route(&format!("{prefix}/"), any(not_found)),
     }
 }
 

@@ -2,14 +2,18 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::change::Change;
 use crate::scope::DEFAULT_SCOPE;
 
 /// A client-originated request to change state: a named mutation with its arguments.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Mutation {
     /// The mutation, e.g. `"todo/create"`.
     pub name: String,
@@ -26,6 +30,54 @@ pub struct Mutation {
     /// The data partition this mutation affects; absent or empty means `"_default"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+/// The fields of a [`Mutation`] as they arrive.
+#[derive(Deserialize)]
+struct MutationFields {
+    name: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_seq: Option<u64>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// A mutation is a JSON object and nothing else: a derived impl would also read it from an array.
+impl<'de> Deserialize<'de> for Mutation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+
+        impl<'de> Visitor<'de> for ObjectOnly {
+            type Value = MutationFields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mutation object with a string `name`")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MutationFields, A::Error> {
+                MutationFields::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        let MutationFields {
+            name,
+            args,
+            client_id,
+            client_seq,
+            scope,
+        } = deserializer.deserialize_map(ObjectOnly)?;
+        Ok(Mutation {
+            name,
+            args,
+            client_id,
+            client_seq,
+            scope,
+        })
+    }
 }
 
 impl Mutation {
@@ -125,5 +177,21 @@ impl MutationResult {
             error: Some(error.into()),
             ..MutationResult::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mutation_is_an_object() {
+        let m: Mutation = serde_json::from_str(r#"{"name": "a", "client_seq": 2}"#).unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.client_seq, m.args.is_null()),
+            ("a", Some(2), true)
+        );
+        assert!(serde_json::from_str::<Mutation>(r#"["a"]"#).is_err());
+        assert!(serde_json::from_str::<Mutation>(r#"{"args": {}}"#).is_err());
     }
 }

@@ -87,7 +87,8 @@ fn lenient_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::E
         return Ok(i64::MAX);
     }
     match number.as_f64() {
-        Some(float) if float.fract() == 0.0 => Ok(if float > 0.0 { i64::MAX } else { i64::MIN }),
+        // `as` saturates: 1e30 is the largest limit, which the engine lowers to its maximum.
+        Some(float) if float.fract() == 0.0 => Ok(float as i64),
         _ => Err(serde::de::Error::custom(format!(
             "limit must be an integer, got {number}"
         ))),
@@ -116,6 +117,7 @@ mod tests {
             i64::MAX
         );
         assert_eq!(pull(r#"{"limit": 1e30}"#).unwrap().limit, i64::MAX);
+        assert_eq!(pull(r#"{"limit": 1.0}"#).unwrap().limit, 1);
         assert!(pull(r#"{"limit": 1.5}"#).is_err());
         assert!(pull(r#"{"limit": "10"}"#).is_err());
     }

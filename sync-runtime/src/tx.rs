@@ -24,11 +24,11 @@ pub struct Tx {
 }
 
 impl Tx {
-    /// Wraps a backend transaction for a mutation in `scope`.
-    pub fn new(inner: Box<dyn Transaction>, scope: impl Into<String>) -> Self {
+    /// Wraps a push's backend transaction; [`Tx::begin_mutation`] sets each mutation's scope.
+    pub(crate) fn new(inner: Box<dyn Transaction>) -> Self {
         Tx {
             inner,
-            scope: scope.into(),
+            scope: String::new(),
             changes: Vec::new(),
         }
     }
@@ -92,7 +92,7 @@ impl Tx {
         self.changes.push(change);
     }
 
-    /// The changes recorded so far.
+    /// The changes recorded so far by this mutation.
     pub fn changes(&self) -> &[NewChange] {
         &self.changes
     }
@@ -107,13 +107,25 @@ impl Tx {
         });
     }
 
-    /// Splits the handle into the backend transaction and the recorded changes.
-    pub(crate) fn into_parts(self) -> (Box<dyn Transaction>, Vec<NewChange>) {
-        (self.inner, self.changes)
+    /// Starts the next mutation of the push, in `scope`.
+    pub(crate) async fn begin_mutation(&mut self, scope: &str) -> Result<(), StoreError> {
+        scope.clone_into(&mut self.scope);
+        self.changes.clear();
+        self.inner.begin_mutation().await
     }
 
     /// The backend transaction.
     pub(crate) fn transaction(&self) -> &dyn Transaction {
         &*self.inner
+    }
+
+    /// Takes the changes the current mutation recorded.
+    pub(crate) fn take_changes(&mut self) -> Vec<NewChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The backend transaction, to commit.
+    pub(crate) fn into_transaction(self) -> Box<dyn Transaction> {
+        self.inner
     }
 }

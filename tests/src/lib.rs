@@ -13,8 +13,8 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sync_runtime::{
-    Backend, ChangeLog, Engine, MemoryBackend, Mutation, MutationError, Mutator, Poke, ScopeData,
-    StoreError, Transaction, Tx, async_trait,
+    Backend, ChangeLog, Committed, Engine, MemoryBackend, Mutation, MutationError, Mutator,
+    NewChange, Poke, ScopeData, Store, StoreError, Transaction, Tx, Written, async_trait,
 };
 use tower::ServiceExt;
 
@@ -214,8 +214,8 @@ pub fn put(id: &str) -> Mutation {
     Mutation::new("put", json!({ "id": id }))
 }
 
-/// A memory backend whose `begin` fails once `allowed` transactions have begun. Clones share
-/// the backend and the budget.
+/// A memory backend whose store fails once `allowed` mutations have begun, as a database that
+/// goes away mid-push would. Clones share the backend and the budget.
 #[derive(Clone)]
 pub struct FailingBackend {
     inner: MemoryBackend,
@@ -223,7 +223,7 @@ pub struct FailingBackend {
 }
 
 impl FailingBackend {
-    /// Fails every transaction after the first `allowed`.
+    /// Fails every mutation after the first `allowed`.
     pub fn new(inner: MemoryBackend, allowed: usize) -> Self {
         FailingBackend {
             inner,
@@ -231,7 +231,7 @@ impl FailingBackend {
         }
     }
 
-    /// Allows `more` further transactions.
+    /// Allows `more` further mutations.
     pub fn allow(&self, more: usize) {
         self.budget.fetch_add(more, Ordering::SeqCst);
     }
@@ -240,15 +240,11 @@ impl FailingBackend {
 #[async_trait]
 impl Backend for FailingBackend {
     async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        let took = self
-            .budget
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if took.is_err() {
-            return Err(StoreError::new("the test backend is down"));
-        }
-        self.inner.begin().await
+        let inner = self.inner.begin().await?;
+        Ok(Box::new(FailingTransaction {
+            inner,
+            budget: Arc::clone(&self.budget),
+        }))
     }
 
     fn changelog(&self) -> &dyn ChangeLog {
@@ -257,6 +253,75 @@ impl Backend for FailingBackend {
 
     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
         self.inner.snapshot(scope).await
+    }
+}
+
+struct FailingTransaction {
+    inner: Box<dyn Transaction>,
+    budget: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Store for FailingTransaction {
+    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.get(scope, entity, id).await
+    }
+
+    async fn set(
+        &self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<Written, StoreError> {
+        self.inner.set(scope, entity, id, data).await
+    }
+
+    async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete(scope, entity, id).await
+    }
+
+    async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
+        self.inner.list(scope, entity).await
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
+        self.inner.snapshot(scope).await
+    }
+}
+
+#[async_trait]
+impl Transaction for FailingTransaction {
+    async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.last_client_seq(client_id).await
+    }
+
+    async fn begin_mutation(&self) -> Result<(), StoreError> {
+        let took = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        if took.is_err() {
+            return Err(StoreError::new("the test backend is down"));
+        }
+        self.inner.begin_mutation().await
+    }
+
+    async fn rollback_mutation(&self) -> Result<(), StoreError> {
+        self.inner.rollback_mutation().await
+    }
+
+    async fn finish_mutation(
+        &self,
+        changes: Vec<NewChange>,
+        client: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_mutation(changes, client).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError> {
+        self.inner.commit().await
     }
 }
 

@@ -319,7 +319,7 @@ impl Backend for MemoryBackend {
         Ok(Box::new(MemoryTransaction {
             shared: Arc::clone(&self.shared),
             _writer: writer,
-            writes: Mutex::new(HashMap::new()),
+            state: Mutex::new(TxState::default()),
         }))
     }
 
@@ -342,8 +342,36 @@ type Key = (String, String, String);
 struct MemoryTransaction {
     shared: Arc<Shared>,
     _writer: OwnedMutexGuard<()>,
+    state: Mutex<TxState>,
+}
+
+#[derive(Default)]
+struct TxState {
     /// Uncommitted writes: `None` is a delete.
-    writes: Mutex<HashMap<Key, Option<Value>>>,
+    writes: HashMap<Key, Option<Value>>,
+    /// How to undo the current mutation's writes: each key's earlier entry in `writes`.
+    undo: Vec<(Key, Option<Option<Value>>)>,
+    /// Finished mutations' changes, one list per mutation.
+    finished: Vec<Vec<NewChange>>,
+    /// Sequence numbers recorded by finished mutations.
+    client_seqs: HashMap<String, u64>,
+}
+
+impl TxState {
+    fn write(&mut self, key: Key, value: Option<Value>) {
+        let earlier = self.writes.insert(key.clone(), value);
+        self.undo.push((key, earlier));
+    }
+
+    /// Undoes the current mutation's writes.
+    fn undo_current(&mut self) {
+        while let Some((key, earlier)) = self.undo.pop() {
+            match earlier {
+                Some(value) => self.writes.insert(key, value),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
 }
 
 impl MemoryTransaction {
@@ -352,7 +380,7 @@ impl MemoryTransaction {
     }
 
     fn current(&self, key: &Key) -> Option<Value> {
-        match self.writes.lock().get(key) {
+        match self.state.lock().writes.get(key) {
             Some(written) => written.clone(),
             None => self.shared.store.get_now(&key.0, &key.1, &key.2),
         }
@@ -361,7 +389,7 @@ impl MemoryTransaction {
     /// The store's entities of one type with this transaction's writes laid over them.
     fn entities(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
         let mut ids = self.shared.store.entities_now(scope, entity);
-        for ((s, e, id), written) in self.writes.lock().iter() {
+        for ((s, e, id), written) in &self.state.lock().writes {
             if s == scope && e == entity {
                 match written {
                     Some(data) => ids.insert(id.clone(), data.clone()),
@@ -388,7 +416,7 @@ impl Store for MemoryTransaction {
     ) -> Result<Written, StoreError> {
         let key = Self::key(scope, entity, id);
         let existed = self.current(&key).is_some();
-        self.writes.lock().insert(key, Some(data));
+        self.state.lock().write(key, Some(data));
         Ok(if existed {
             Written::Updated
         } else {
@@ -400,7 +428,7 @@ impl Store for MemoryTransaction {
         let key = Self::key(scope, entity, id);
         let existed = self.current(&key).is_some();
         if existed {
-            self.writes.lock().insert(key, None);
+            self.state.lock().write(key, None);
         }
         Ok(existed)
     }
@@ -411,7 +439,7 @@ impl Store for MemoryTransaction {
 
     async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
         let mut data = self.shared.store.snapshot_now(scope);
-        for ((s, entity, id), written) in self.writes.lock().iter() {
+        for ((s, entity, id), written) in &self.state.lock().writes {
             if s != scope {
                 continue;
             }
@@ -436,23 +464,43 @@ impl Store for MemoryTransaction {
 #[async_trait]
 impl Transaction for MemoryTransaction {
     async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.shared.client_seqs.lock().get(client_id).copied())
+        let staged = self.state.lock().client_seqs.get(client_id).copied();
+        let committed = self.shared.client_seqs.lock().get(client_id).copied();
+        Ok(staged.max(committed))
     }
 
-    async fn discard_writes(&self) -> Result<(), StoreError> {
-        self.writes.lock().clear();
+    async fn begin_mutation(&self) -> Result<(), StoreError> {
+        self.state.lock().undo.clear();
         Ok(())
     }
 
-    async fn commit(
-        self: Box<Self>,
+    async fn rollback_mutation(&self) -> Result<(), StoreError> {
+        self.state.lock().undo_current();
+        Ok(())
+    }
+
+    async fn finish_mutation(
+        &self,
         changes: Vec<NewChange>,
         client: Option<(&str, u64)>,
-    ) -> Result<Committed, StoreError> {
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        state.undo.clear();
+        state.finished.push(changes);
+        if let Some((client_id, seq)) = client {
+            let last = state.client_seqs.entry(client_id.to_owned()).or_default();
+            *last = (*last).max(seq);
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError> {
+        let mut state = std::mem::take(&mut *self.state.lock());
+        // Writes of a mutation that was begun but not finished are not committed.
+        state.undo_current();
         let shared = &self.shared;
-        let writes = std::mem::take(&mut *self.writes.lock());
         let _gate = shared.commit_gate.write();
-        for ((scope, entity, id), written) in writes {
+        for ((scope, entity, id), written) in state.writes {
             match written {
                 Some(data) => {
                     shared.store.set_now(&scope, &entity, &id, data);
@@ -462,16 +510,22 @@ impl Transaction for MemoryTransaction {
                 }
             }
         }
-        let changes = shared.log.append_now(changes);
-        if let Some((client_id, seq)) = client {
-            let mut seqs = shared.client_seqs.lock();
-            let last = seqs.entry(client_id.to_owned()).or_default();
+        let mut cursor = shared.log.head_now();
+        let committed = state
+            .finished
+            .into_iter()
+            .map(|changes| {
+                let changes = shared.log.append_now(changes);
+                cursor = changes.last().map_or(cursor, |change| change.cursor);
+                Committed { changes, cursor }
+            })
+            .collect();
+        let mut seqs = shared.client_seqs.lock();
+        for (client_id, seq) in state.client_seqs {
+            let last = seqs.entry(client_id).or_default();
             *last = (*last).max(seq);
         }
-        let cursor = changes
-            .last()
-            .map_or_else(|| shared.log.head_now(), |change| change.cursor);
-        Ok(Committed { changes, cursor })
+        Ok(committed)
     }
 }
 
@@ -575,5 +629,47 @@ mod tests {
         assert_eq!(tx.list("s", "todo").await.unwrap().len(), 1);
         drop(tx);
         assert_eq!(backend.store().get("s", "todo", "1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_mutation_keeps_the_earlier_ones() {
+        let backend = MemoryBackend::new();
+        let tx = backend.begin().await.unwrap();
+        tx.begin_mutation().await.unwrap();
+        tx.set("s", "todo", "1", serde_json::json!("first"))
+            .await
+            .unwrap();
+        tx.finish_mutation(vec![change("s", "1")], Some(("c", 1)))
+            .await
+            .unwrap();
+        tx.begin_mutation().await.unwrap();
+        tx.set("s", "todo", "1", serde_json::json!("second"))
+            .await
+            .unwrap();
+        tx.set("s", "todo", "2", serde_json::json!("second"))
+            .await
+            .unwrap();
+        tx.rollback_mutation().await.unwrap();
+        assert_eq!(
+            tx.get("s", "todo", "1").await.unwrap(),
+            Some(serde_json::json!("first"))
+        );
+        assert_eq!(tx.get("s", "todo", "2").await.unwrap(), None);
+        tx.finish_mutation(vec![], Some(("c", 2))).await.unwrap();
+        assert_eq!(tx.last_client_seq("c").await.unwrap(), Some(2));
+        tx.begin_mutation().await.unwrap();
+        tx.set("s", "todo", "3", serde_json::json!("unfinished"))
+            .await
+            .unwrap();
+        let committed = tx.commit().await.unwrap();
+        assert_eq!(
+            committed.iter().map(|c| c.cursor).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        let data = backend.store().snapshot("s").await.unwrap();
+        assert_eq!(
+            serde_json::to_value(data).unwrap(),
+            serde_json::json!({"todo": {"1": "first"}})
+        );
     }
 }

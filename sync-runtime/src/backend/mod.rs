@@ -1,10 +1,17 @@
 //! Backends: a [`Store`], a [`ChangeLog`] and the record of clients' sequence numbers, kept
 //! consistent with one another by transactions.
 //!
-//! The engine runs each mutation in its own [`Transaction`]: the mutator reads and writes through
-//! it, and [`Transaction::commit`] makes the writes, the changes (with their cursors) and the
-//! client's sequence number visible together, or not at all. A transaction dropped without a
-//! commit rolls back.
+//! The engine runs each push in one [`Transaction`], and each of the push's mutations between
+//! [`Transaction::begin_mutation`] and [`Transaction::finish_mutation`], the way a SQL backend
+//! wraps each in a savepoint. [`Transaction::commit`] then makes the writes, the changes (with
+//! their cursors) and the clients' sequence numbers visible together. A transaction dropped
+//! without a commit rolls back.
+//!
+//! ```text
+//! begin ─┬─ begin_mutation ─ reads/writes ─ finish_mutation(changes, client) ─┬─ commit
+//!        │                          └─ rollback_mutation (a failed mutation)  │
+//!        └──────────────────────── one round per mutation ───────────────────┘
+//! ```
 
 pub mod memory;
 
@@ -22,10 +29,11 @@ pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore};
 /// Durable (or not) state behind an [`Engine`](crate::Engine).
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Starts a transaction for one mutation.
+    /// Starts a transaction for one push.
     ///
-    /// Transactions that write are serialized with respect to each other, so that the dedupe
-    /// check and the writes of one mutation see a state no concurrent mutation changes.
+    /// Transactions that write are serialized with respect to each other as far as their dedupe
+    /// checks, reads and cursors are concerned: a mutation sees a state that no concurrent
+    /// mutation changes, and cursors become visible in commit order.
     async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
 
     /// The change log, for pulls, the head cursor and trimming.
@@ -36,30 +44,39 @@ pub trait Backend: Send + Sync + 'static {
     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError>;
 }
 
-/// One mutation's transaction. Reads see the transaction's own writes.
+/// One push's transaction, holding one or more mutations. Reads see the transaction's own
+/// writes.
 #[async_trait]
 pub trait Transaction: Store {
-    /// The highest `client_seq` recorded for `client_id`.
+    /// The highest `client_seq` recorded for `client_id`, counting the mutations this
+    /// transaction has finished.
     async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError>;
 
-    /// Undoes every write of this transaction so far, keeping it open (a permanent failure still
-    /// commits its client's sequence number).
-    async fn discard_writes(&self) -> Result<(), StoreError>;
+    /// Starts a mutation: [`rollback_mutation`](Transaction::rollback_mutation) returns here.
+    async fn begin_mutation(&self) -> Result<(), StoreError>;
 
-    /// Commits the writes, appends `changes` to the log and records `client`'s sequence number,
-    /// all at once.
-    async fn commit(
-        self: Box<Self>,
+    /// Undoes every write since [`begin_mutation`](Transaction::begin_mutation); the mutation
+    /// stays open (a permanent failure still finishes, to record its client's sequence number).
+    async fn rollback_mutation(&self) -> Result<(), StoreError>;
+
+    /// Ends the current mutation, staging its changes and recording `client`'s sequence number.
+    async fn finish_mutation(
+        &self,
         changes: Vec<NewChange>,
         client: Option<(&str, u64)>,
-    ) -> Result<Committed, StoreError>;
+    ) -> Result<(), StoreError>;
+
+    /// Commits every finished mutation, giving their changes cursors in commit order; returns
+    /// one [`Committed`] per finished mutation, in order. Writes of a mutation that was begun but
+    /// not finished are discarded.
+    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError>;
 }
 
-/// What a commit made visible.
+/// What a commit made visible of one mutation.
 #[derive(Clone, Debug, Default)]
 pub struct Committed {
     /// The changes as logged, with cursors and timestamps.
     pub changes: Vec<Arc<Change>>,
-    /// The last change's cursor, or the log's head where the commit made no change.
+    /// The mutation's last change's cursor; where it made none, the latest cursor before it.
     pub cursor: u64,
 }

@@ -85,6 +85,10 @@ async fn invalid_request_bodies_are_400() {
         ("/_sync/pull", r#"{"scope": 1}"#),
         ("/_sync/pull", r#"{"limit": 2.5}"#),
         ("/_sync/pull", "[]"),
+        ("/_sync/pull", r#"["_default", 2, 1]"#),
+        ("/_sync/push", r#"[[{"name": "todo/create"}]]"#),
+        ("/_sync/push", r#"{"mutations": [["todo/create"]]}"#),
+        ("/_sync/snapshot", r#"["other"]"#),
         ("/_sync/snapshot", r#"{"scope": ["a"]}"#),
         ("/_sync/snapshot", "\u{0}"),
     ];
