@@ -54,6 +54,10 @@ pub mod tx;
 
 pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
 pub use backend::{Backend, Committed, MemoryBackend, MemoryChangeLog, MemoryStore, Transaction};
+#[cfg(feature = "postgres")]
+pub use backend::{PostgresBackend, PostgresOptions};
+#[cfg(feature = "sqlite")]
+pub use backend::{SqliteBackend, SqliteOptions};
 pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
 pub use change::{Change, ChangeOp, NewChange};
 pub use changelog::{ChangeLog, Page};

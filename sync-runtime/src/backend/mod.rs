@@ -14,6 +14,12 @@
 //! ```
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::sync::Arc;
 
@@ -25,6 +31,10 @@ use crate::error::StoreError;
 use crate::store::{ScopeData, Store};
 
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresBackend, PostgresChangeLog, PostgresOptions};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteBackend, SqliteChangeLog, SqliteOptions};
 
 /// Durable (or not) state behind an [`Engine`](crate::Engine).
 #[async_trait]
