@@ -1,5 +1,178 @@
 //! Procedural macros of `sync-runtime`. Depend on `sync-runtime` and use them through its
-//! re-exports; this crate's generated code names only `sync-runtime`'s paths.
-//!
-//! The `#[mutations]` attribute arrives with the macro issue; this crate is a placeholder so the
-//! workspace layout is the final one from the start.
+//! re-exports (`sync_runtime::mutations`, `sync_runtime::Entity`): the generated code names only
+//! `sync-runtime`'s paths.
+
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod entity;
+mod expand;
+mod ts;
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{DeriveInput, ItemImpl, parse_macro_input};
+
+use crate::ctxt::Ctxt;
+
+/// Turns an impl block of async functions into a typed [`Mutator`]: one mutation per
+/// `#[mutation]` function, its arguments decoded from `Mutation.args`, its writes recorded as
+/// changes, and a description from which the runtime writes a TypeScript client.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sync_runtime::{Entity, MutationError, Tx, mutations};
+/// use ts_rs::TS;
+///
+/// #[derive(Serialize, Deserialize, Entity, TS)]
+/// #[entity(name = "todo")]
+/// pub struct Todo {
+///     pub id: String,
+///     pub title: String,
+///     pub completed: bool,
+/// }
+///
+/// pub struct Todos;
+///
+/// #[mutations(entities(Todo))]
+/// impl Todos {
+///     /// Creates a todo; the client may choose its id.
+///     #[mutation("todo/create")]
+///     async fn create(tx: &mut Tx, title: String, id: Option<String>) -> Result<Todo, MutationError> {
+///         let todo = Todo { id: id.unwrap_or_else(|| tx.new_id()), title, completed: false };
+///         tx.put(&todo).await?; // a `create` change with the whole todo
+///         Ok(todo) // the result's `value`
+///     }
+///
+///     #[mutation("todo/toggle")]
+///     async fn toggle(tx: &mut Tx, id: String) -> Result<(), MutationError> {
+///         let mut todo: Todo =
+///             tx.get(&id).await?.ok_or_else(|| MutationError::not_found("todo", &id))?;
+///         todo.completed = !todo.completed;
+///         tx.put(&todo).await?; // an `update` change
+///         Ok(())
+///     }
+/// }
+///
+/// // Mount it: `axum::Router::new().merge(Todos.router(MemoryBackend::new()))`.
+/// ```
+///
+/// # What it generates
+///
+/// The impl block stays as written (less the `#[mutation]` attributes). Beside it, the code is
+/// equivalent to this hand-written version (paths shortened; the real code names everything
+/// through `::sync_runtime::__private`):
+///
+/// ```ignore
+/// const _: () = {
+///     #[derive(Deserialize)]
+///     #[serde(deny_unknown_fields)]
+///     struct __createArgs { title: String, #[serde(default)] id: Option<String> }
+///
+///     #[derive(Deserialize)]
+///     #[serde(deny_unknown_fields)]
+///     struct __toggleArgs { id: String }
+///
+///     #[async_trait]
+///     impl Mutator for Todos {
+///         async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+///             match m.name.as_str() {
+///                 "todo/create" => {
+///                     // An `invalid_args` failure naming the mutation and the field.
+///                     let __createArgs { title, id } = decode_args(m)?;
+///                     // `Ok(v)` becomes the result's `value`; `Err(e)` becomes `e.into()`.
+///                     into_outcome(Todos::create(tx, title, id).await)
+///                 }
+///                 "todo/toggle" => {
+///                     let __toggleArgs { id } = decode_args(m)?;
+///                     into_outcome(Todos::toggle(tx, id).await)
+///                 }
+///                 other => Err(MutationError::unknown_mutation(other)),
+///             }
+///         }
+///     }
+///
+///     impl Mutations for Todos {
+///         fn description() -> Description { /* names, docs, TypeScript forms of the types */ }
+///     }
+/// };
+/// ```
+///
+/// # The attributes
+///
+/// On the impl block, `#[mutations(...)]` takes, all optional:
+///
+/// - `entities(Todo, ...)`: entity types to describe to TypeScript (each `Entity + TS`);
+/// - `namespace = "todo"`: the first segment of the names bare `#[mutation]`s derive;
+/// - `crate = "path"`: the runtime crate's path, where it is renamed (default `::sync_runtime`).
+///
+/// On each mutation function, `#[mutation("entity/action")]` (or `#[mutation(name = "...")]`)
+/// names the mutation; a bare `#[mutation]` derives `namespace/function`, with the type's name in
+/// snake_case as the namespace unless `namespace` gives one (`Todos::create` →
+/// `"todos/create"`). Names are segments of letters, digits, `_`, `-` and `.`, separated by `/`.
+///
+/// # The functions
+///
+/// A mutation function is `async`, not generic, takes `tx: &mut Tx` first (after an optional
+/// `&self`, for state such as configuration), then any number of parameters of types that
+/// implement `Deserialize` and [`ts_rs::TS`](https://docs.rs/ts-rs) (derive it as you derive
+/// serde's traits, with `ts-rs` among your dependencies), each a field of the arguments object (`Option<T>`: an
+/// optional field; unknown fields are rejected), and returns `Result<T, E>` with `T: Serialize
+/// + TS` (the result's `value`) and `E: Into<MutationError>`: a permanent failure with a code,
+/// unless it is a store error, which answers 503 so the client retries. `#[cfg]` on a function
+/// is honoured; its doc comment carries into the TypeScript output. Functions without
+/// `#[mutation]` are left alone.
+///
+/// Mistakes are compile errors on the offending tokens, all reported at once.
+///
+/// [`Mutator`]: https://docs.rs/sync-runtime/latest/sync_runtime/trait.Mutator.html
+#[proc_macro_attribute]
+pub fn mutations(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse::<ItemImpl>(input.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let error = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[mutations]` goes on an impl block: `#[mutations] impl Todos { ... }`",
+            )
+            .to_compile_error();
+            let input = proc_macro2::TokenStream::from(input);
+            return quote!(#input #error).into();
+        }
+    };
+    let mut cx = Ctxt::default();
+    let attrs = attr::Container::parse(&mut cx, args.into());
+    let model = ast::Mutations::parse(&mut cx, attrs, &item);
+    check::check(&mut cx, &model);
+    let stripped = expand::strip_helper_attributes(&item);
+    if cx.has_errors() {
+        let errors = cx.into_compile_errors();
+        return quote!(#stripped #errors).into();
+    }
+    let expanded = expand::expand(&model);
+    quote!(#stripped #expanded).into()
+}
+
+/// Derives `Entity`: the entity's name (`#[entity(name = "todo")]`, default: the type's name in
+/// snake_case) and its id field (`#[entity(id = "key")]`, default `id`, any `ToString` type).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sync_runtime::Entity;
+///
+/// #[derive(Serialize, Deserialize, Entity)]
+/// #[entity(id = "number")]
+/// struct Invoice {
+///     number: u64,
+///     total_cents: i64,
+/// }
+///
+/// assert_eq!(Invoice::NAME, "invoice");
+/// assert_eq!(Invoice { number: 7, total_cents: 100 }.id(), "7");
+/// ```
+#[proc_macro_derive(Entity, attributes(entity))]
+pub fn derive_entity(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    entity::derive(&input).into()
+}

@@ -42,7 +42,9 @@ pub mod backend;
 pub mod broker;
 pub mod change;
 pub mod changelog;
+pub mod describe;
 pub mod engine;
+pub mod entity;
 pub mod error;
 pub mod http;
 pub mod mutation;
@@ -51,6 +53,7 @@ pub mod protocol;
 pub mod scope;
 pub mod store;
 pub mod tx;
+pub mod typescript;
 
 pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
 pub use backend::{Backend, Committed, MemoryBackend, MemoryChangeLog, MemoryStore, Transaction};
@@ -62,14 +65,27 @@ pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
 pub use change::{Change, ChangeOp, NewChange};
 pub use changelog::{ChangeLog, Page};
 pub use engine::{Engine, EngineBuilder, Limits};
+pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
 pub use mutation::{Mutation, MutationResult};
-pub use mutator::{Mutator, MutatorFunc};
+pub use mutator::{Mutations, Mutator, MutatorFunc};
 pub use protocol::{
     PullRequest, PullResponse, PushRequest, PushResponse, SnapshotRequest, SnapshotResponse,
 };
 pub use store::{ScopeData, Store, Written};
 pub use tx::Tx;
+pub use typescript::{typescript, write_typescript};
+
+/// Derives [`Entity`](trait@Entity).
+pub use sync_macros::Entity;
+/// Turns an impl block of async functions into a typed [`Mutator`]; see the
+/// [`sync_macros::mutations`] documentation.
+pub use sync_macros::mutations;
+/// The `ts-rs` crate, at the version this runtime uses.
+pub use ts_rs;
+/// The TypeScript form of a type, for the types mutations take and return. Derive it with
+/// `#[derive(ts_rs::TS)]`, with `ts-rs` among the application's dependencies (as `serde` is).
+pub use ts_rs::TS;
 
 /// `async_trait`, re-exported so that implementors of [`Mutator`], [`Store`] and the other
 /// async traits need no dependency of their own.
@@ -84,4 +100,59 @@ impl Engine {
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
     }
+}
+
+/// What the code `#[mutations]` and `#[derive(Entity)]` generate names; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::core::future::Future;
+    pub use ::core::marker::Send;
+    pub use ::core::option::Option;
+    pub use ::core::pin::Pin;
+    pub use ::core::result::Result;
+    pub use ::std::boxed::Box;
+    pub use ::std::string::{String, ToString};
+    pub use ::std::vec::Vec;
+    pub use serde;
+    pub use serde_json::Value;
+    pub use ts_rs;
+
+    pub use crate::args::decode_args;
+    pub use crate::describe::{
+        ArgDescription, Description, EntityDescription, MutationDescription, TypeRef,
+    };
+
+    use crate::error::MutationError;
+
+    /// The future a generated `Mutator::apply` returns.
+    pub type ApplyFuture<'a> =
+        Pin<Box<dyn Future<Output = Result<Option<Value>, MutationError>> + Send + 'a>>;
+
+    /// A mutation function's result as the engine wants it: the value serialized (`()` and `None`
+    /// become no value), the error made a [`MutationError`].
+    pub fn into_outcome<T, E>(result: Result<T, E>) -> Result<Option<Value>, MutationError>
+    where
+        T: serde::Serialize,
+        E: Into<MutationError>,
+    {
+        let value = result.map_err(Into::into)?;
+        match serde_json::to_value(value) {
+            Ok(Value::Null) => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            Err(error) => Err(MutationError::new(
+                "invalid_result",
+                format!("the mutation's result does not serialize: {error}"),
+            )),
+        }
+    }
+
+    /// Compiles only where `T` can be decoded from JSON; a generated call points the compiler's
+    /// error at the user's type.
+    pub fn assert_deserialize<T: serde::de::DeserializeOwned>() {}
+
+    /// Compiles only where `T` has a TypeScript form.
+    pub fn assert_typescript<T: ts_rs::TS + 'static>() {}
+
+    /// Compiles only where `T` is an [`Entity`](crate::Entity) with a TypeScript form.
+    pub fn assert_entity<T: crate::Entity + ts_rs::TS>() {}
 }

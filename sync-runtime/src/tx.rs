@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::backend::Transaction;
 use crate::change::{ChangeOp, NewChange};
+use crate::entity::Entity;
 use crate::error::StoreError;
 use crate::store::{Store, Written};
 
@@ -41,6 +42,44 @@ impl Tx {
     /// A new unique id, ordered by creation time (UUID v7).
     pub fn new_id(&self) -> String {
         uuid::Uuid::now_v7().to_string()
+    }
+
+    /// The entity of type `E` with this id in this scope, with this transaction's writes applied.
+    ///
+    /// Stored data that does not decode as `E` is a [`StoreError`]: the store holds something
+    /// this code does not expect.
+    pub async fn get<E: Entity>(&self, id: &str) -> Result<Option<E>, StoreError> {
+        match self.get_value(E::NAME, id).await? {
+            None => Ok(None),
+            Some(data) => decode::<E>(id, data).map(Some),
+        }
+    }
+
+    /// Every entity of type `E` in this scope, ordered by id.
+    pub async fn list<E: Entity>(&self) -> Result<Vec<E>, StoreError> {
+        let values = self.list_values(E::NAME).await?;
+        values
+            .into_iter()
+            .map(|data| decode::<E>("(listed)", data))
+            .collect()
+    }
+
+    /// Stores the entity and records a `create` change if its id is new, else an `update`,
+    /// with its whole data.
+    pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<ChangeOp, StoreError> {
+        let data = serde_json::to_value(entity).map_err(|error| {
+            StoreError::with_source(
+                format!("cannot encode {} `{}`", E::NAME, entity.id()),
+                error,
+            )
+        })?;
+        self.put_value(E::NAME, &entity.id(), data).await
+    }
+
+    /// Removes the entity of type `E` with this id and records a `delete` change; `false` (and
+    /// no change) where it did not exist.
+    pub async fn delete<E: Entity>(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.delete_value(E::NAME, id).await
     }
 
     /// The entity's data in this scope, with this transaction's writes applied.
@@ -128,4 +167,10 @@ impl Tx {
     pub(crate) fn into_transaction(self) -> Box<dyn Transaction> {
         self.inner
     }
+}
+
+fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {
+    serde_json::from_value(data).map_err(|error| {
+        StoreError::with_source(format!("stored {} `{id}` does not decode", E::NAME), error)
+    })
 }

@@ -12,15 +12,15 @@
 //! An unknown id fails with `not_found`; a wrong or missing argument with `invalid_args`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sync_runtime::args::decode_args;
-use sync_runtime::{Engine, Mutation, MutationError, Mutator, StoreError, Tx, async_trait};
+use sync_runtime::{Engine, Entity, MutationError, Tx, mutations};
+use ts_rs::TS;
 
-/// The entity type of todos.
-pub const ENTITY: &str = "todo";
+/// Where the generated TypeScript definitions live, relative to this package.
+pub const TYPESCRIPT_PATH: &str = "web/src/sync.gen.ts";
 
 /// A todo as stored and synced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Entity, TS)]
+#[entity(name = "todo")]
 pub struct Todo {
     /// Unique id (a UUID unless the client chose one).
     pub id: String,
@@ -30,90 +30,65 @@ pub struct Todo {
     pub completed: bool,
 }
 
-/// The todo mutations, written by hand against the [`Mutator`] trait.
+/// The todo mutations.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TodoMutator;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateArgs {
-    title: String,
-    #[serde(default)]
-    id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdArgs {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenameArgs {
-    id: String,
-    title: String,
-}
-
-#[async_trait]
-impl Mutator for TodoMutator {
-    async fn apply(
-        &self,
-        tx: &mut Tx,
-        mutation: &Mutation,
-    ) -> Result<Option<Value>, MutationError> {
-        let value = match mutation.name.as_str() {
-            "todo/create" => {
-                let args: CreateArgs = decode_args(mutation)?;
-                let title = checked_title(args.title)?;
-                let id = match args.id {
-                    Some(id) if id.is_empty() => {
-                        return Err(MutationError::invalid_args("`id` must not be empty"));
-                    }
-                    Some(id) => id,
-                    None => tx.new_id(),
-                };
-                if load(tx, &id).await?.is_some() {
-                    return Err(MutationError::new(
-                        "already_exists",
-                        format!("todo `{id}` already exists"),
-                    ));
-                }
-                Some(
-                    save(
-                        tx,
-                        Todo {
-                            id,
-                            title,
-                            completed: false,
-                        },
-                    )
-                    .await?,
-                )
+#[mutations(entities(Todo))]
+impl TodoMutator {
+    /// Creates a todo. The client may choose its id (for optimistic UIs); otherwise the server
+    /// generates one.
+    #[mutation("todo/create")]
+    async fn create(tx: &mut Tx, title: String, id: Option<String>) -> Result<Todo, MutationError> {
+        let title = checked_title(title)?;
+        let id = match id {
+            Some(id) if id.is_empty() => {
+                return Err(MutationError::invalid_args("`id` must not be empty"));
             }
-            "todo/toggle" => {
-                let IdArgs { id } = decode_args(mutation)?;
-                let mut todo = existing(tx, &id).await?;
-                todo.completed = !todo.completed;
-                Some(save(tx, todo).await?)
-            }
-            "todo/rename" => {
-                let args: RenameArgs = decode_args(mutation)?;
-                let title = checked_title(args.title)?;
-                let mut todo = existing(tx, &args.id).await?;
-                todo.title = title;
-                Some(save(tx, todo).await?)
-            }
-            "todo/delete" => {
-                let IdArgs { id } = decode_args(mutation)?;
-                if !tx.delete_value(ENTITY, &id).await? {
-                    return Err(MutationError::not_found(ENTITY, &id));
-                }
-                None
-            }
-            other => return Err(MutationError::unknown_mutation(other)),
+            Some(id) => id,
+            None => tx.new_id(),
         };
-        Ok(value)
+        if tx.get::<Todo>(&id).await?.is_some() {
+            return Err(MutationError::new(
+                "already_exists",
+                format!("todo `{id}` already exists"),
+            ));
+        }
+        let todo = Todo {
+            id,
+            title,
+            completed: false,
+        };
+        tx.put(&todo).await?;
+        Ok(todo)
+    }
+
+    /// Marks a todo done, or not done again.
+    #[mutation("todo/toggle")]
+    async fn toggle(tx: &mut Tx, id: String) -> Result<Todo, MutationError> {
+        let mut todo = existing(tx, &id).await?;
+        todo.completed = !todo.completed;
+        tx.put(&todo).await?;
+        Ok(todo)
+    }
+
+    /// Gives a todo a new title.
+    #[mutation("todo/rename")]
+    async fn rename(tx: &mut Tx, id: String, title: String) -> Result<Todo, MutationError> {
+        let title = checked_title(title)?;
+        let mut todo = existing(tx, &id).await?;
+        todo.title = title;
+        tx.put(&todo).await?;
+        Ok(todo)
+    }
+
+    /// Deletes a todo.
+    #[mutation("todo/delete")]
+    async fn delete(tx: &mut Tx, id: String) -> Result<(), MutationError> {
+        if !tx.delete::<Todo>(&id).await? {
+            return Err(MutationError::not_found(Todo::NAME, &id));
+        }
+        Ok(())
     }
 }
 
@@ -124,27 +99,10 @@ fn checked_title(title: String) -> Result<String, MutationError> {
     Ok(title)
 }
 
-async fn load(tx: &Tx, id: &str) -> Result<Option<Todo>, StoreError> {
-    match tx.get_value(ENTITY, id).await? {
-        None => Ok(None),
-        Some(data) => serde_json::from_value(data)
-            .map(Some)
-            .map_err(|error| StoreError::with_source(format!("todo `{id}` is malformed"), error)),
-    }
-}
-
 async fn existing(tx: &Tx, id: &str) -> Result<Todo, MutationError> {
-    load(tx, id)
+    tx.get::<Todo>(id)
         .await?
-        .ok_or_else(|| MutationError::not_found(ENTITY, id))
-}
-
-/// Stores the todo; returns its data, which is also the mutation's result.
-async fn save(tx: &mut Tx, todo: Todo) -> Result<Value, StoreError> {
-    let data = serde_json::to_value(&todo)
-        .map_err(|error| StoreError::with_source("could not encode a todo", error))?;
-    tx.put_value(ENTITY, &todo.id, data.clone()).await?;
-    Ok(data)
+        .ok_or_else(|| MutationError::not_found(Todo::NAME, id))
 }
 
 /// The example's HTTP app: the sync routes, and a short text at `/` that says what is here.

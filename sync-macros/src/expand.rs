@@ -1,0 +1,147 @@
+//! Expansion of `#[mutations]`: the user's impl block (without the helper attributes), and in a
+//! `const _: () = { ... };` block an args type per function, the `Mutator` impl that decodes and
+//! dispatches, and the `Mutations` impl that describes everything to TypeScript.
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{ImplItem, ItemImpl, Path};
+
+use crate::ast::{MutationFn, Mutations, lit};
+use crate::ts;
+
+/// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
+pub(crate) fn runtime_path(krate: Option<&Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote!(#path),
+        None => quote!(::sync_runtime),
+    }
+}
+
+/// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
+/// reject: emitted whether or not the macro found errors, so that the code around it (and the
+/// IDE) keep working.
+pub(crate) fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
+    let mut item = item.clone();
+    for impl_item in &mut item.items {
+        let attrs = match impl_item {
+            ImplItem::Fn(item) => &mut item.attrs,
+            ImplItem::Const(item) => &mut item.attrs,
+            ImplItem::Type(item) => &mut item.attrs,
+            ImplItem::Macro(item) => &mut item.attrs,
+            _ => continue,
+        };
+        attrs.retain(|attr| !attr.path().is_ident("mutation"));
+    }
+    item
+}
+
+pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
+    let krate = runtime_path(mutations.attrs.krate.as_ref());
+    let private = quote!(#krate::__private);
+    let self_ty = &mutations.item.self_ty;
+    let serde_crate = format!("{private}::serde").replace(' ', "");
+
+    let args_types = mutations.functions.iter().map(|function| {
+        let args = args_ident(function);
+        let cfgs = &function.cfgs;
+        let fields = function.params.iter().map(|param| {
+            let (ident, ty) = (param.ident, param.ty);
+            let default = param.optional.then(|| quote!(#[serde(default)]));
+            quote!(#default #ident: #ty)
+        });
+        quote! {
+            #(#cfgs)*
+            #[derive(#private::serde::Deserialize)]
+            #[serde(crate = #serde_crate, deny_unknown_fields)]
+            #[allow(non_camel_case_types)]
+            struct #args { #(#fields,)* }
+        }
+    });
+
+    let arms = mutations.functions.iter().map(|function| {
+        let args = args_ident(function);
+        let cfgs = &function.cfgs;
+        let name = lit(&function.name, function.name_span);
+        let ident = &function.function.sig.ident;
+        let fields = function.params.iter().map(|param| param.ident);
+        let bindings = function.params.iter().map(|param| param.ident);
+        let call = if function.takes_self {
+            quote!(self.#ident(__tx, #(#fields),*).await)
+        } else {
+            quote!(<#self_ty>::#ident(__tx, #(#fields),*).await)
+        };
+        // An `E` that is not `Into<MutationError>` is reported on `E`.
+        let span = function
+            .error
+            .map_or_else(|| function.output.span(), Spanned::span);
+        let into_outcome = respan(quote!(#private::into_outcome), span);
+        let result = syn::Ident::new("__result", span);
+        let outcome = quote! {
+            let #result = #call;
+            #into_outcome(#result)
+        };
+        quote! {
+            #(#cfgs)*
+            #name => {
+                let #args { #(#bindings),* } = #private::decode_args::<#args>(__mutation)?;
+                #outcome
+            }
+        }
+    });
+
+    let description = ts::description(mutations, &krate);
+
+    quote! {
+        const _: () = {
+            #(#args_types)*
+
+            #[automatically_derived]
+            impl #krate::Mutator for #self_ty {
+                fn apply<'life0, 'life1, 'life2, 'async_trait>(
+                    &'life0 self,
+                    __tx: &'life1 mut #krate::Tx,
+                    __mutation: &'life2 #krate::Mutation,
+                ) -> #private::ApplyFuture<'async_trait>
+                where
+                    'life0: 'async_trait,
+                    'life1: 'async_trait,
+                    'life2: 'async_trait,
+                    Self: 'async_trait,
+                {
+                    #private::Box::pin(async move {
+                        match #private::String::as_str(&__mutation.name) {
+                            #(#arms)*
+                            __other => #private::Result::Err(
+                                #krate::MutationError::unknown_mutation(__other),
+                            ),
+                        }
+                    })
+                }
+            }
+
+            #description
+        };
+    }
+}
+
+/// `tokens` with every span set to `span`, so that the compiler's errors about them point there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            }
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
+/// The args type of a function: private to the `const` block.
+fn args_ident(function: &MutationFn<'_>) -> syn::Ident {
+    format_ident!("__{}Args", function.function.sig.ident)
+}

@@ -1,0 +1,76 @@
+//! The `Mutations` impl: a runtime description of every mutation (name, docs, argument and
+//! result types) that the runtime's TypeScript writer renders.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::{Mutations, lit};
+
+pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> TokenStream {
+    let private = quote!(#krate::__private);
+    let self_ty = &mutations.item.self_ty;
+    let type_name = mutations
+        .type_name
+        .map(ToString::to_string)
+        .unwrap_or_default();
+
+    let pushes = mutations.functions.iter().map(|function| {
+        let cfgs = &function.cfgs;
+        let name = lit(&function.name, function.name_span);
+        let rust_name = function.function.sig.ident.to_string();
+        let docs = &function.docs;
+        let args = function.params.iter().map(|param| {
+            let field = param.ident.to_string();
+            let field = field.strip_prefix("r#").unwrap_or(&field).to_owned();
+            let optional = param.optional;
+            let ty = param.ty;
+            // A type without a TypeScript form is reported on the parameter's type.
+            let type_ref = quote_spanned!(ty.span()=> #private::TypeRef::of::<#ty>());
+            quote! {
+                #private::ArgDescription { name: #field, optional: #optional, ty: #type_ref }
+            }
+        });
+        let returns = function.ok.map_or_else(
+            || quote!(#private::TypeRef::of::<()>()),
+            |ty| quote_spanned!(ty.span()=> #private::TypeRef::of::<#ty>()),
+        );
+        quote! {
+            #(#cfgs)*
+            __mutations.push(#private::MutationDescription {
+                name: #name,
+                function: #rust_name,
+                docs: &[#(#docs),*],
+                args: ::std::vec![#(#args),*],
+                returns: #returns,
+            });
+        }
+    });
+
+    let entities = mutations.attrs.entities.iter().map(|ty| {
+        quote_spanned! {ty.span()=>
+            #private::EntityDescription {
+                name: <#ty as #krate::Entity>::NAME,
+                ty: {
+                    #private::assert_entity::<#ty>();
+                    #private::TypeRef::of::<#ty>()
+                },
+            }
+        }
+    });
+
+    quote! {
+        #[automatically_derived]
+        impl #krate::Mutations for #self_ty {
+            fn description() -> #private::Description {
+                let mut __mutations = #private::Vec::new();
+                #(#pushes)*
+                #private::Description {
+                    type_name: #type_name,
+                    mutations: __mutations,
+                    entities: ::std::vec![#(#entities),*],
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+use sync_runtime::{mutations, MutationError, Tx};
+
+struct Todos;
+
+#[mutations]
+struct NotAnImpl;
+
+fn main() {}
