@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
 
+pub mod backends;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -13,9 +14,10 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sync_runtime::{
-    Backend, ChangeLog, Committed, Engine, MemoryBackend, Mutation, MutationError, Mutator,
-    NewChange, Poke, ScopeData, Store, StoreError, Transaction, Tx, Written, async_trait,
+    Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx, async_trait,
 };
+
+pub use backends::{FailingBackend, Kind, TestBackend};
 use tower::ServiceExt;
 
 /// An engine with the todo example's mutator on a fresh memory backend.
@@ -156,6 +158,9 @@ impl PokeLog {
 /// - `slow_put {id}` reads the entity, waits a millisecond, then writes it: a window in which
 ///   a concurrent mutation could interleave, were mutations not isolated;
 /// - `put_many {n, tag}` writes entities `0`..`n` with data `{tag}` in one mutation;
+/// - `put_then_stall {id}` writes, then waits a minute: a push to cancel mid-way;
+/// - `put_group {group, n}` writes entities `{group}-0`..`{group}-{n-1}` in one mutation: a
+///   crash must leave all of them or none;
 /// - `delete {id}` deletes;
 /// - `echo` returns its args as the value and writes nothing.
 pub struct RulesMutator;
@@ -199,6 +204,20 @@ impl Mutator for RulesMutator {
                 }
                 Ok(None)
             }
+            "put_then_stall" => {
+                tx.put_value(&entity, &id, data).await?;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(None)
+            }
+            "put_group" => {
+                let group = m.args["group"].as_str().unwrap_or("g").to_owned();
+                for i in 0..m.args["n"].as_u64().unwrap_or(1) {
+                    let id = format!("{group}-{i}");
+                    tx.put_value(&entity, &id, json!({ "id": id, "group": group }))
+                        .await?;
+                }
+                Ok(None)
+            }
             "delete" => {
                 tx.delete_value(&entity, &id).await?;
                 Ok(None)
@@ -212,117 +231,6 @@ impl Mutator for RulesMutator {
 /// A `put` of `{id}` for [`RulesMutator`].
 pub fn put(id: &str) -> Mutation {
     Mutation::new("put", json!({ "id": id }))
-}
-
-/// A memory backend whose store fails once `allowed` mutations have begun, as a database that
-/// goes away mid-push would. Clones share the backend and the budget.
-#[derive(Clone)]
-pub struct FailingBackend {
-    inner: MemoryBackend,
-    budget: Arc<AtomicUsize>,
-}
-
-impl FailingBackend {
-    /// Fails every mutation after the first `allowed`.
-    pub fn new(inner: MemoryBackend, allowed: usize) -> Self {
-        FailingBackend {
-            inner,
-            budget: Arc::new(AtomicUsize::new(allowed)),
-        }
-    }
-
-    /// Allows `more` further mutations.
-    pub fn allow(&self, more: usize) {
-        self.budget.fetch_add(more, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Backend for FailingBackend {
-    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        let inner = self.inner.begin().await?;
-        Ok(Box::new(FailingTransaction {
-            inner,
-            budget: Arc::clone(&self.budget),
-        }))
-    }
-
-    fn changelog(&self) -> &dyn ChangeLog {
-        self.inner.changelog()
-    }
-
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        self.inner.snapshot(scope).await
-    }
-}
-
-struct FailingTransaction {
-    inner: Box<dyn Transaction>,
-    budget: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl Store for FailingTransaction {
-    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.get(scope, entity, id).await
-    }
-
-    async fn set(
-        &self,
-        scope: &str,
-        entity: &str,
-        id: &str,
-        data: Value,
-    ) -> Result<Written, StoreError> {
-        self.inner.set(scope, entity, id, data).await
-    }
-
-    async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete(scope, entity, id).await
-    }
-
-    async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
-        self.inner.list(scope, entity).await
-    }
-
-    async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
-        self.inner.snapshot(scope).await
-    }
-}
-
-#[async_trait]
-impl Transaction for FailingTransaction {
-    async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.last_client_seq(client_id).await
-    }
-
-    async fn begin_mutation(&self) -> Result<(), StoreError> {
-        let took = self
-            .budget
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if took.is_err() {
-            return Err(StoreError::new("the test backend is down"));
-        }
-        self.inner.begin_mutation().await
-    }
-
-    async fn rollback_mutation(&self) -> Result<(), StoreError> {
-        self.inner.rollback_mutation().await
-    }
-
-    async fn finish_mutation(
-        &self,
-        changes: Vec<NewChange>,
-        client: Option<(&str, u64)>,
-    ) -> Result<(), StoreError> {
-        self.inner.finish_mutation(changes, client).await
-    }
-
-    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError> {
-        self.inner.commit().await
-    }
 }
 
 /// Applies a scope's changes in order to an empty state: what a client that pulled them has.

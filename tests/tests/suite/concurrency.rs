@@ -5,15 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sync_runtime::{
-    ChangeLog, ChangeOp, Engine, MemoryChangeLog, Mutation, NewChange, PullRequest,
-};
+use sync_runtime::{ChangeOp, Engine, Mutation, NewChange, PullRequest};
 use sync_tests::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_identical_duplicates_apply_once() {
+sync_tests::on_every_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_identical_duplicates_apply_once,
+    concurrent_mutations_are_isolated,
+    concurrent_pullers_never_skip_or_repeat_a_change,
+    snapshots_under_concurrent_pushes_are_exact,
+    changelog_appends_from_threads_get_unique_ascending_cursors,
+);
+
+async fn concurrent_identical_duplicates_apply_once(b0: TestBackend) {
     for round in 0..5 {
-        let engine = Engine::builder().mutator(RulesMutator).build();
+        // A fresh database each round.
+        let b = if round == 0 {
+            None
+        } else {
+            TestBackend::new(b0.kind).await
+        };
+        let b = b.as_ref().unwrap_or(&b0);
+        let engine = b.rules_engine();
         let mutation = Mutation::new("slow_put", json!({"id": "a"})).with_client("c", 1);
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -38,9 +51,8 @@ async fn concurrent_identical_duplicates_apply_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_mutations_are_isolated() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn concurrent_mutations_are_isolated(b: TestBackend) {
+    let engine = b.rules_engine();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let engine = engine.clone();
@@ -91,11 +103,10 @@ async fn pull_until(engine: Engine, scope: String, expected: usize) -> Vec<u64> 
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_pullers_never_skip_or_repeat_a_change() {
+async fn concurrent_pullers_never_skip_or_repeat_a_change(b: TestBackend) {
     const PUSHERS: usize = 4;
     const PUSHES: usize = 150;
-    let engine = Engine::builder().mutator(RulesMutator).build();
+    let engine = b.rules_engine();
     let scopes = ["a", "b"];
     let expected_per_scope = PUSHERS * PUSHES; // every push writes once to each scope
     let pullers: Vec<_> = scopes
@@ -145,20 +156,19 @@ async fn concurrent_pullers_never_skip_or_repeat_a_change() {
     assert_eq!(engine.head().await.unwrap() as usize, PUSHERS * PUSHES * 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn snapshots_under_concurrent_pushes_are_exact() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
-    // Each push rewrites 200 entities in one mutation: a snapshot must see all or none of it.
+async fn snapshots_under_concurrent_pushes_are_exact(b: TestBackend) {
+    let engine = b.rules_engine();
+    // Each push rewrites 100 entities in one mutation: a snapshot must see all or none of it.
     let pushers: Vec<_> = (0..2)
         .map(|p| {
             let engine = engine.clone();
             tokio::spawn(async move {
-                for i in 0..40 {
+                for i in 0..25 {
                     let tag = format!("{p}-{i}");
                     engine
                         .push(vec![Mutation::new(
                             "put_many",
-                            json!({"n": 200, "tag": tag}),
+                            json!({"n": 100, "tag": tag}),
                         )])
                         .await
                         .unwrap();
@@ -216,20 +226,16 @@ async fn snapshots_under_concurrent_pushes_are_exact() {
     assert!(checked.len() > 1, "snapshots were taken while pushes ran");
 }
 
-#[test]
-fn changelog_appends_from_threads_get_unique_ascending_cursors() {
-    let log = Arc::new(MemoryChangeLog::new());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    std::thread::scope(|threads| {
-        for t in 0..4 {
-            let log = Arc::clone(&log);
-            threads.spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                for i in 0..500 {
+/// Appends from tasks on four worker threads, straight to the change log.
+async fn changelog_appends_from_threads_get_unique_ascending_cursors(b: TestBackend) {
+    const TASKS: u64 = 4;
+    const APPENDS: u64 = 150;
+    let backend = b.backend();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let backend = Arc::clone(&backend);
+            tokio::spawn(async move {
+                for i in 0..APPENDS {
                     let change = NewChange {
                         scope: format!("s{}", i % 3),
                         entity: "e".into(),
@@ -237,25 +243,27 @@ fn changelog_appends_from_threads_get_unique_ascending_cursors() {
                         op: ChangeOp::Create,
                         data: Some(json!(i)),
                     };
-                    let logged = runtime.block_on(log.append(vec![change])).unwrap();
+                    let logged = backend.changelog().append(vec![change]).await.unwrap();
                     assert_eq!(logged.len(), 1);
                 }
-            });
-        }
-    });
-    runtime.block_on(async {
-        assert_eq!(log.cursor().await.unwrap(), 2000);
-        let mut all = Vec::new();
-        for s in 0..3 {
-            let page = log.since(&format!("s{s}"), 0, usize::MAX).await.unwrap();
-            assert!(page.changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
-            all.extend(page.changes.iter().map(|c| c.cursor));
-        }
-        all.sort_unstable();
-        assert_eq!(
-            all,
-            (1..=2000).collect::<Vec<u64>>(),
-            "every cursor once, no gaps"
-        );
-    });
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log = backend.changelog();
+    assert_eq!(log.cursor().await.unwrap(), TASKS * APPENDS);
+    let mut all = Vec::new();
+    for s in 0..3 {
+        let page = log.since(&format!("s{s}"), 0, usize::MAX).await.unwrap();
+        assert!(page.changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        all.extend(page.changes.iter().map(|c| c.cursor));
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=TASKS * APPENDS).collect::<Vec<u64>>(),
+        "every cursor once, no gaps"
+    );
 }

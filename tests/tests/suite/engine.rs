@@ -1,10 +1,29 @@
 //! The plan's engine tests: push, pull, snapshot, scopes, and PROTOCOL's push rules.
 
 use serde_json::json;
-use sync_runtime::{
-    ChangeOp, Engine, MemoryBackend, Mutation, Poke, PullRequest, Store, SyncError,
-};
+use sync_runtime::{ChangeOp, Engine, Mutation, Poke, PullRequest, SyncError};
 use sync_tests::*;
+
+sync_tests::on_every_backend!(
+    #[tokio::test]
+    push_single_mutation,
+    push_multiple_mutations_in_order,
+    one_failing_mutation_among_several,
+    absent_or_null_args_are_an_empty_object,
+    pokes_once_per_scope_with_its_highest_cursor,
+    pull_pages_from_a_cursor,
+    pull_limit_defaults_and_is_capped,
+    pull_of_an_empty_scope_answers_the_head,
+    snapshot_is_the_state_at_its_cursor,
+    create_toggle_rename_delete_flow,
+    scopes_and_entities_are_isolated,
+    store_keeps_entities_apart,
+    duplicates_are_answered_not_applied,
+    a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate,
+    a_failing_mutation_leaves_nothing_behind,
+    a_store_failure_stops_the_push_and_the_retry_completes_it,
+    a_push_is_validated_whole_before_it_runs,
+);
 
 fn pull_req(scope: &str, cursor: u64, limit: i64) -> PullRequest {
     PullRequest {
@@ -14,9 +33,8 @@ fn pull_req(scope: &str, cursor: u64, limit: i64) -> PullRequest {
     }
 }
 
-#[tokio::test]
-async fn push_single_mutation() {
-    let engine = todo_engine();
+async fn push_single_mutation(b: TestBackend) {
+    let engine = b.todo_engine();
     let pushed = engine.push(vec![create("milk")]).await.unwrap();
     assert_eq!(pushed.results.len(), 1);
     let result = &pushed.results[0];
@@ -32,9 +50,8 @@ async fn push_single_mutation() {
     assert_eq!(result.value.as_ref().unwrap()["id"], json!(change.id));
 }
 
-#[tokio::test]
-async fn push_multiple_mutations_in_order() {
-    let engine = todo_engine();
+async fn push_multiple_mutations_in_order(b: TestBackend) {
+    let engine = b.todo_engine();
     let pushed = engine
         .push(vec![
             create_with_id("a", "one"),
@@ -53,9 +70,8 @@ async fn push_multiple_mutations_in_order() {
     );
 }
 
-#[tokio::test]
-async fn one_failing_mutation_among_several() {
-    let engine = todo_engine();
+async fn one_failing_mutation_among_several(b: TestBackend) {
+    let engine = b.todo_engine();
     let pushed = engine
         .push(vec![
             create("one"),
@@ -92,22 +108,17 @@ async fn one_failing_mutation_among_several() {
     assert_eq!(engine.head().await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn absent_or_null_args_are_an_empty_object() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn absent_or_null_args_are_an_empty_object(b: TestBackend) {
+    let engine = b.rules_engine();
     let mut absent = Mutation::new("echo", json!(null));
     absent.args = serde_json::Value::Null;
     let pushed = engine.push(vec![absent]).await.unwrap();
     assert_eq!(pushed.results[0].value, Some(json!({})));
 }
 
-#[tokio::test]
-async fn pokes_once_per_scope_with_its_highest_cursor() {
+async fn pokes_once_per_scope_with_its_highest_cursor(b: TestBackend) {
     let pokes = PokeLog::default();
-    let engine = Engine::builder()
-        .mutator(RulesMutator)
-        .broker(pokes.broker())
-        .build();
+    let engine = b.builder(RulesMutator).broker(pokes.broker()).build();
     engine
         .push(vec![
             put("1").with_scope("a"),
@@ -140,9 +151,8 @@ async fn pokes_once_per_scope_with_its_highest_cursor() {
     assert!(pokes.take().is_empty(), "a failed mutation pokes no one");
 }
 
-#[tokio::test]
-async fn pull_pages_from_a_cursor() {
-    let engine = todo_engine();
+async fn pull_pages_from_a_cursor(b: TestBackend) {
+    let engine = b.todo_engine();
     let mutations = (0..5).map(|i| create(&format!("t{i}"))).collect();
     engine.push(mutations).await.unwrap();
     let first = engine.pull(pull_req("_default", 0, 2)).await.unwrap();
@@ -169,9 +179,8 @@ async fn pull_pages_from_a_cursor() {
     assert_eq!((exact.changes.len(), exact.has_more), (2, false));
 }
 
-#[tokio::test]
-async fn pull_limit_defaults_and_is_capped() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn pull_limit_defaults_and_is_capped(b: TestBackend) {
+    let engine = b.rules_engine();
     let mutations: Vec<Mutation> = (0..1100).map(|i| put(&i.to_string())).collect();
     engine.push(mutations[..1000].to_vec()).await.unwrap();
     engine.push(mutations[1000..].to_vec()).await.unwrap();
@@ -182,9 +191,8 @@ async fn pull_limit_defaults_and_is_capped() {
     }
 }
 
-#[tokio::test]
-async fn pull_of_an_empty_scope_answers_the_head() {
-    let engine = todo_engine();
+async fn pull_of_an_empty_scope_answers_the_head(b: TestBackend) {
+    let engine = b.todo_engine();
     engine
         .push(vec![create("x").with_scope("other")])
         .await
@@ -197,9 +205,8 @@ async fn pull_of_an_empty_scope_answers_the_head() {
     );
 }
 
-#[tokio::test]
-async fn snapshot_is_the_state_at_its_cursor() {
-    let engine = todo_engine();
+async fn snapshot_is_the_state_at_its_cursor(b: TestBackend) {
+    let engine = b.todo_engine();
     engine
         .push(vec![
             create_with_id("a", "one"),
@@ -224,9 +231,8 @@ async fn snapshot_is_the_state_at_its_cursor() {
     );
 }
 
-#[tokio::test]
-async fn create_toggle_rename_delete_flow() {
-    let engine = todo_engine();
+async fn create_toggle_rename_delete_flow(b: TestBackend) {
+    let engine = b.todo_engine();
     let created = engine.push(vec![create("milk")]).await.unwrap();
     let id = created.results[0].value.as_ref().unwrap()["id"]
         .as_str()
@@ -278,9 +284,8 @@ async fn create_toggle_rename_delete_flow() {
     assert!(engine.snapshot(None).await.unwrap().data.is_empty());
 }
 
-#[tokio::test]
-async fn scopes_and_entities_are_isolated() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn scopes_and_entities_are_isolated(b: TestBackend) {
+    let engine = b.rules_engine();
     engine
         .push(vec![
             Mutation::new("put", json!({"id": "1", "data": {"v": "a"}})).with_scope("a"),
@@ -308,10 +313,10 @@ async fn scopes_and_entities_are_isolated() {
     assert_eq!(pull_all(&engine, "_default", 0).await.len(), 1);
 }
 
-#[tokio::test]
-async fn store_keeps_entities_apart() {
-    let backend = MemoryBackend::new();
-    let store = backend.store();
+async fn store_keeps_entities_apart(b: TestBackend) {
+    let backend = b.backend();
+    let store = backend.begin().await.unwrap();
+    store.begin_mutation().await.unwrap();
     store.set("s", "todo", "1", json!("todo")).await.unwrap();
     store.set("s", "note", "1", json!("note")).await.unwrap();
     store
@@ -330,11 +335,18 @@ async fn store_keeps_entities_apart() {
         Some(json!("other scope"))
     );
     assert_eq!(store.snapshot("s").await.unwrap().len(), 1);
+    store.finish_mutation(vec![], None).await.unwrap();
+    store.commit().await.unwrap();
+    let (data, head) = backend.snapshot("t").await.unwrap();
+    assert_eq!(
+        (serde_json::to_value(data).unwrap(), head),
+        (json!({"todo": {"1": "other scope"}}), 0),
+        "writes outside the engine's changes are committed but not logged"
+    );
 }
 
-#[tokio::test]
-async fn duplicates_are_answered_not_applied() {
-    let engine = todo_engine();
+async fn duplicates_are_answered_not_applied(b: TestBackend) {
+    let engine = b.todo_engine();
     let first = engine
         .push(vec![create_with_id("a", "one").with_client("c1", 5)])
         .await
@@ -367,9 +379,8 @@ async fn duplicates_are_answered_not_applied() {
     assert_eq!(engine.head().await.unwrap(), 5);
 }
 
-#[tokio::test]
-async fn a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate(b: TestBackend) {
+    let engine = b.rules_engine();
     let failing = Mutation::new("put_then_fail", json!({"id": "1"})).with_client("c", 1);
     let first = engine.push(vec![failing.clone()]).await.unwrap();
     assert_eq!(first.results[0].code.as_deref(), Some("rejected"));
@@ -377,9 +388,8 @@ async fn a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate() {
     assert!(retry.results[0].ok && retry.results[0].duplicate);
 }
 
-#[tokio::test]
-async fn a_failing_mutation_leaves_nothing_behind() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn a_failing_mutation_leaves_nothing_behind(b: TestBackend) {
+    let engine = b.rules_engine();
     let pushed = engine
         .push(vec![Mutation::new("put_then_fail", json!({"id": "1"}))])
         .await
@@ -408,9 +418,8 @@ async fn a_failing_mutation_leaves_nothing_behind() {
     assert!(retry.results[0].ok && !retry.results[0].duplicate);
 }
 
-#[tokio::test]
-async fn a_store_failure_stops_the_push_and_the_retry_completes_it() {
-    let backend = FailingBackend::new(MemoryBackend::new(), 1);
+async fn a_store_failure_stops_the_push_and_the_retry_completes_it(b: TestBackend) {
+    let backend = FailingBackend::over(b.backend(), 1);
     let pokes = PokeLog::default();
     let engine = Engine::builder()
         .mutator(RulesMutator)
@@ -445,9 +454,8 @@ async fn a_store_failure_stops_the_push_and_the_retry_completes_it() {
     assert_eq!(engine.head().await.unwrap(), 3);
 }
 
-#[tokio::test]
-async fn a_push_is_validated_whole_before_it_runs() {
-    let engine = todo_engine();
+async fn a_push_is_validated_whole_before_it_runs(b: TestBackend) {
+    let engine = b.todo_engine();
     let long_scope = "s".repeat(257);
     for bad in [
         vec![create("ok"), create("bad").with_scope(long_scope.as_str())],

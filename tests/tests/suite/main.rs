@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
 
+mod backend;
 mod concurrency;
+mod crash;
 mod engine;
 mod http;
+mod nodes;
 mod trim;

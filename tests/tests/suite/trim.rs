@@ -1,8 +1,15 @@
 //! Trimming and retention: history that is gone is signalled with 410, never silently missing.
 
 use serde_json::json;
-use sync_runtime::{Engine, PullRequest, SyncError};
+use sync_runtime::{PullRequest, SyncError};
 use sync_tests::*;
+
+sync_tests::on_every_backend!(
+    #[tokio::test]
+    trim_answers_cursor_too_old_only_where_a_needed_change_is_gone,
+    a_cursor_beyond_the_head_is_ahead,
+    retention_keeps_about_the_most_recent_changes,
+);
 
 fn from(scope: &str, cursor: u64) -> PullRequest {
     PullRequest {
@@ -12,9 +19,8 @@ fn from(scope: &str, cursor: u64) -> PullRequest {
     }
 }
 
-#[tokio::test]
-async fn trim_answers_cursor_too_old_only_where_a_needed_change_is_gone() {
-    let engine = Engine::builder().mutator(RulesMutator).build();
+async fn trim_answers_cursor_too_old_only_where_a_needed_change_is_gone(b: TestBackend) {
+    let engine = b.rules_engine();
     // Cursors: a=1, b=2, a=3, b=4, c=5.
     for scope in ["a", "b", "a", "b", "c"] {
         engine
@@ -43,9 +49,8 @@ async fn trim_answers_cursor_too_old_only_where_a_needed_change_is_gone() {
     assert!(engine.pull(from("a", snapshot.cursor)).await.is_ok());
 }
 
-#[tokio::test]
-async fn a_cursor_beyond_the_head_is_ahead() {
-    let engine = todo_engine();
+async fn a_cursor_beyond_the_head_is_ahead(b: TestBackend) {
+    let engine = b.todo_engine();
     engine.push(vec![create("x")]).await.unwrap();
     let error = engine.pull(from("_default", 2)).await.unwrap_err();
     assert!(
@@ -58,9 +63,8 @@ async fn a_cursor_beyond_the_head_is_ahead() {
         .assert_error(410, "cursor_ahead");
 }
 
-#[tokio::test]
-async fn retention_keeps_about_the_most_recent_changes() {
-    let engine = Engine::builder().mutator(RulesMutator).retain(10).build();
+async fn retention_keeps_about_the_most_recent_changes(b: TestBackend) {
+    let engine = b.builder(RulesMutator).retain(10).build();
     for i in 0..50 {
         engine.push(vec![put(&i.to_string())]).await.unwrap();
     }

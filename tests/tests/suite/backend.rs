@@ -1,0 +1,351 @@
+//! The Backend, Transaction and ChangeLog contract, straight through the traits, on every
+//! backend; and what a durable backend keeps across a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sync_runtime::{ChangeOp, Mutation, NewChange, PullRequest, SyncError, Written};
+use sync_tests::*;
+
+sync_tests::on_every_backend!(
+    #[tokio::test]
+    transaction_reads_its_own_writes_and_rolls_back_on_drop,
+    a_rolled_back_mutation_keeps_the_earlier_ones,
+    last_client_seq_counts_mutations_finished_in_the_transaction,
+    since_reads_only_the_scope_after_the_cursor,
+    trim_sets_a_horizon_per_scope,
+    retain_keeps_about_the_most_recent,
+    lists_are_ordered_by_id_bytes_and_keep_any_text,
+    a_cancelled_push_leaves_nothing_behind,
+    a_reopened_backend_keeps_everything,
+);
+
+fn change(scope: &str, id: &str) -> NewChange {
+    NewChange {
+        scope: scope.into(),
+        entity: "todo".into(),
+        id: id.into(),
+        op: ChangeOp::Create,
+        data: Some(json!({ "id": id })),
+    }
+}
+
+fn cursors(page: &sync_runtime::Page) -> Vec<u64> {
+    page.changes.iter().map(|c| c.cursor).collect()
+}
+
+async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend) {
+    let backend = b.backend();
+    let tx = backend.begin().await.unwrap();
+    tx.begin_mutation().await.unwrap();
+    assert_eq!(
+        tx.set("s", "todo", "1", json!(1)).await.unwrap(),
+        Written::Created
+    );
+    assert_eq!(
+        tx.set("s", "todo", "1", json!(2)).await.unwrap(),
+        Written::Updated
+    );
+    assert_eq!(tx.get("s", "todo", "1").await.unwrap(), Some(json!(2)));
+    assert_eq!(tx.list("s", "todo").await.unwrap().len(), 1);
+    drop(tx);
+    let (data, head) = backend.snapshot("s").await.unwrap();
+    assert!(data.is_empty() && head == 0, "{data:?} at {head}");
+    // The backend is usable after an abandoned transaction.
+    let tx = backend.begin().await.unwrap();
+    assert_eq!(tx.get("s", "todo", "1").await.unwrap(), None);
+    assert!(tx.commit().await.unwrap().is_empty());
+}
+
+async fn a_rolled_back_mutation_keeps_the_earlier_ones(b: TestBackend) {
+    let backend = b.backend();
+    let tx = backend.begin().await.unwrap();
+    tx.begin_mutation().await.unwrap();
+    tx.set("s", "todo", "1", json!("first")).await.unwrap();
+    tx.finish_mutation(vec![change("s", "1")], Some(("c", 1)))
+        .await
+        .unwrap();
+    tx.begin_mutation().await.unwrap();
+    tx.set("s", "todo", "1", json!("second")).await.unwrap();
+    tx.set("s", "todo", "2", json!("second")).await.unwrap();
+    tx.rollback_mutation().await.unwrap();
+    assert_eq!(
+        tx.get("s", "todo", "1").await.unwrap(),
+        Some(json!("first"))
+    );
+    assert_eq!(tx.get("s", "todo", "2").await.unwrap(), None);
+    tx.finish_mutation(vec![], Some(("c", 2))).await.unwrap();
+    assert_eq!(tx.last_client_seq("c").await.unwrap(), Some(2));
+    // A mutation without writes, then one begun and never finished.
+    tx.begin_mutation().await.unwrap();
+    tx.finish_mutation(vec![], None).await.unwrap();
+    tx.begin_mutation().await.unwrap();
+    tx.set("s", "todo", "3", json!("unfinished")).await.unwrap();
+    let committed = tx.commit().await.unwrap();
+    assert_eq!(
+        committed.iter().map(|c| c.cursor).collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+    assert_eq!(committed[0].changes[0].cursor, 1);
+    let (data, head) = backend.snapshot("s").await.unwrap();
+    assert_eq!(
+        (serde_json::to_value(data).unwrap(), head),
+        (json!({"todo": {"1": "first"}}), 1)
+    );
+    let tx = backend.begin().await.unwrap();
+    assert_eq!(tx.last_client_seq("c").await.unwrap(), Some(2), "committed");
+}
+
+async fn last_client_seq_counts_mutations_finished_in_the_transaction(b: TestBackend) {
+    let engine = b.rules_engine();
+    // One push: seq 2 is applied, then 1 and 2 are duplicates of it, 3 is new.
+    let pushed = engine
+        .push(vec![
+            put("a").with_client("c", 2),
+            put("b").with_client("c", 1),
+            put("c").with_client("c", 2),
+            put("d").with_client("c", 3),
+            put("e").with_client("other", 1),
+        ])
+        .await
+        .unwrap();
+    let duplicate: Vec<bool> = pushed.results.iter().map(|r| r.duplicate).collect();
+    assert_eq!(duplicate, [false, true, true, false, false]);
+    assert_eq!(engine.head().await.unwrap(), 3);
+}
+
+async fn since_reads_only_the_scope_after_the_cursor(b: TestBackend) {
+    let backend = b.backend();
+    let log = backend.changelog();
+    for i in 0..10 {
+        let scope = if i % 2 == 0 { "a" } else { "b" };
+        log.append(vec![change(scope, &i.to_string())])
+            .await
+            .unwrap();
+    }
+    let page = log.since("a", 3, 2).await.unwrap();
+    assert_eq!(cursors(&page), [5, 7]);
+    assert!(page.has_more);
+    assert_eq!(page.cursor, 7);
+    assert_eq!(page.changes[0].data, Some(json!({"id": "4"})));
+    assert_eq!(page.changes[0].scope, "a");
+    let last = log.since("a", 7, 100).await.unwrap();
+    assert_eq!((cursors(&last), last.has_more), (vec![9], false));
+    let empty = log.since("a", 9, 100).await.unwrap();
+    assert_eq!(
+        (empty.changes.len(), empty.cursor, empty.has_more),
+        (0, 10, false)
+    );
+    let all = log.since("b", 0, usize::MAX).await.unwrap();
+    assert_eq!(cursors(&all), [2, 4, 6, 8, 10]);
+    assert!(matches!(
+        log.since("a", u64::MAX, 10).await,
+        Err(SyncError::CursorAhead { head: 10, .. })
+    ));
+    assert_eq!(log.cursor().await.unwrap(), 10);
+}
+
+async fn trim_sets_a_horizon_per_scope(b: TestBackend) {
+    let backend = b.backend();
+    let log = backend.changelog();
+    log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
+        .await
+        .unwrap();
+    log.trim(3).await.unwrap();
+    assert!(matches!(
+        log.since("a", 0, 10).await,
+        Err(SyncError::CursorTooOld { horizon: 1, .. })
+    ));
+    assert_eq!(log.since("a", 1, 10).await.unwrap().changes.len(), 1);
+    assert!(matches!(
+        log.since("b", 0, 10).await,
+        Err(SyncError::CursorTooOld { horizon: 2, .. })
+    ));
+    assert_eq!(log.since("b", 2, 10).await.unwrap().changes.len(), 0);
+    assert!(matches!(
+        log.since("c", 4, 10).await,
+        Err(SyncError::CursorAhead { head: 3, .. })
+    ));
+    // A later trim that removes nothing of a scope keeps its horizon.
+    log.append(vec![change("b", "4")]).await.unwrap();
+    log.trim(4).await.unwrap();
+    assert!(matches!(
+        log.since("b", 1, 10).await,
+        Err(SyncError::CursorTooOld { horizon: 2, .. })
+    ));
+    assert!(matches!(
+        log.since("a", 2, 10).await,
+        Err(SyncError::CursorTooOld { horizon: 3, .. })
+    ));
+    assert_eq!(cursors(&log.since("b", 2, 10).await.unwrap()), [4]);
+}
+
+async fn retain_keeps_about_the_most_recent(b: TestBackend) {
+    let backend = b.backend();
+    let log = backend.changelog();
+    for i in 0..100 {
+        log.append(vec![change("a", &i.to_string())]).await.unwrap();
+        log.retain(20).await.unwrap();
+    }
+    // At least the 20 most recent, at most a tenth more.
+    let page = log.since("a", 80, 1000).await.unwrap();
+    assert_eq!(page.changes.len(), 20);
+    assert!(matches!(
+        log.since("a", 77, 10).await,
+        Err(SyncError::CursorTooOld { .. })
+    ));
+    log.retain(0).await.unwrap();
+    assert!(matches!(
+        log.since("a", 99, 10).await,
+        Err(SyncError::CursorTooOld { horizon: 100, .. })
+    ));
+    assert!(log.since("a", 100, 10).await.unwrap().changes.is_empty());
+    assert_eq!(log.cursor().await.unwrap(), 100);
+}
+
+async fn lists_are_ordered_by_id_bytes_and_keep_any_text(b: TestBackend) {
+    let engine = b.rules_engine();
+    let ids = [
+        "b",
+        "B",
+        "a",
+        "é",
+        "Z",
+        "a b",
+        "10",
+        "9",
+        "emoji-🦀",
+        "quote'\"\\",
+    ];
+    let data = json!({"nested": {"list": [1, 2.5, null, true], "text": "line\nbreak ☃"}});
+    let mutations = ids
+        .iter()
+        .map(|id| Mutation::new("put", json!({"id": id, "data": data})))
+        .collect();
+    engine.push(mutations).await.unwrap();
+    let backend = b.backend();
+    let tx = backend.begin().await.unwrap();
+    let listed = tx.list("_default", "item").await.unwrap();
+    assert_eq!(listed.len(), ids.len());
+    assert!(listed.iter().all(|value| value == &data));
+    let snapshot = engine.snapshot(None).await.unwrap();
+    let mut sorted: Vec<&str> = ids.to_vec();
+    sorted.sort_unstable(); // byte order, as Rust's `str` orders
+    let keys: Vec<&str> = snapshot.data["item"].keys().map(String::as_str).collect();
+    assert_eq!(keys, sorted);
+    // `list` is ordered by id too: tag each entity with its id to see the order.
+    drop(tx);
+    let mutations = ids
+        .iter()
+        .map(|id| Mutation::new("put", json!({"id": id, "entity": "tagged"})))
+        .collect();
+    engine.push(mutations).await.unwrap();
+    let tx = backend.begin().await.unwrap();
+    let listed: Vec<String> = tx
+        .list("_default", "tagged")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, sorted);
+    let pulled = pull_all(&engine, "_default", 0).await;
+    assert_eq!(pulled[3].data, Some(data.clone()));
+    assert_eq!(pulled.len(), ids.len() * 2);
+}
+
+async fn a_cancelled_push_leaves_nothing_behind(b: TestBackend) {
+    let engine = b.rules_engine();
+    engine
+        .push(vec![put("kept").with_client("c", 1)])
+        .await
+        .unwrap();
+    // Cancelled while its second mutation waits: the push's transaction is dropped.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        engine.push(vec![
+            put("gone").with_client("c", 2),
+            Mutation::new("put_then_stall", json!({"id": "slow"})).with_client("c", 3),
+        ]),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the push was cancelled");
+    let retry = engine
+        .push(vec![
+            put("gone").with_client("c", 2),
+            Mutation::new("slow_put", json!({"id": "slow"})).with_client("c", 3),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        retry.results.iter().all(|r| r.ok && !r.duplicate),
+        "nothing of the cancelled push was recorded: {retry:?}"
+    );
+    let changes = pull_all(&engine, "_default", 0).await;
+    assert_eq!(changes.len(), 3);
+    assert_eq!(
+        replay(&changes),
+        engine.snapshot(None).await.unwrap().data,
+        "log and data agree"
+    );
+}
+
+async fn a_reopened_backend_keeps_everything(b: TestBackend) {
+    if b.kind == Kind::Memory {
+        return; // nothing survives a restart in memory
+    }
+    let engine = b.rules_engine();
+    for i in 0..5 {
+        engine
+            .push(vec![
+                put(&i.to_string()).with_client("c", i + 1),
+                put(&format!("other-{i}")).with_scope("other"),
+            ])
+            .await
+            .unwrap();
+    }
+    engine
+        .push(vec![
+            Mutation::new("delete", json!({"id": "0"})).with_client("c", 6),
+        ])
+        .await
+        .unwrap();
+    engine.trim(3).await.unwrap();
+    let head = engine.head().await.unwrap();
+    let before = engine.snapshot(None).await.unwrap();
+    let history = pull_all(&engine, "_default", 3).await;
+    drop(engine);
+
+    let reopened = Arc::clone(&b.open().await.unwrap());
+    let engine = sync_runtime::Engine::builder()
+        .mutator(RulesMutator)
+        .backend(sync_tests::backends::SharedBackend(reopened))
+        .build();
+    assert_eq!(engine.head().await.unwrap(), head);
+    assert_eq!(engine.snapshot(None).await.unwrap(), before);
+    assert_eq!(pull_all(&engine, "_default", 3).await, history);
+    assert!(matches!(
+        engine
+            .pull(PullRequest {
+                scope: None,
+                cursor: 0,
+                limit: 10
+            })
+            .await,
+        Err(SyncError::CursorTooOld { horizon: 1, .. })
+    ));
+    let retry = engine
+        .push(vec![
+            put("5").with_client("c", 6),
+            put("6").with_client("c", 7),
+        ])
+        .await
+        .unwrap();
+    assert!(retry.results[0].duplicate, "client seqs survive a restart");
+    assert!(!retry.results[1].duplicate);
+    assert!(
+        retry.results[1].cursor > head,
+        "new cursors follow the old ones"
+    );
+}
