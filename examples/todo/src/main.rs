@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use sync_runtime::{Engine, MemoryBackend};
@@ -21,6 +22,10 @@ struct Cli {
     /// Keep about this many of the most recent changes; clients further behind take a snapshot.
     #[arg(long, value_name = "N")]
     retain: Option<usize>,
+    /// Write the TypeScript types of the todo mutations to PATH (default: the web client's
+    /// `web/src/sync.gen.ts`) and exit.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    write_typescript: Option<Option<PathBuf>>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,6 +43,14 @@ async fn main() -> std::io::Result<()> {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let cli = Cli::parse();
+    if let Some(path) = &cli.write_typescript {
+        let committed = || Path::new(env!("CARGO_MANIFEST_DIR")).join(todo::TYPESCRIPT_PATH);
+        let path = path.clone().unwrap_or_else(committed);
+        let wrote = sync_runtime::write_typescript::<TodoMutator>(&path)?;
+        let state = if wrote { "wrote" } else { "already current:" };
+        tracing::info!("{state} {}", path.display());
+        return Ok(());
+    }
     let backend = match cli.store {
         StoreKind::Memory => MemoryBackend::new(),
     };
