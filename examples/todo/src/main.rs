@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
-use sync_runtime::{Engine, MemoryBackend};
+use clap::Parser;
+use sync_runtime::{Engine, MemoryBackend, PostgresBackend, SqliteBackend};
 use todo::TodoMutator;
 use tracing_subscriber::EnvFilter;
 
@@ -16,9 +16,11 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// Where data and changes live.
-    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
-    store: StoreKind,
+    /// Where data and changes live: `sqlite:PATH` (a file, created if missing),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME` (shared by several servers), or `memory`
+    /// (lost when the server stops).
+    #[arg(long, value_name = "STORE", default_value = "sqlite:./todo.db")]
+    store: Store,
     /// Keep about this many of the most recent changes; clients further behind take a snapshot.
     #[arg(long, value_name = "N")]
     retain: Option<usize>,
@@ -28,10 +30,59 @@ struct Cli {
     write_typescript: Option<Option<PathBuf>>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum StoreKind {
+/// Where data and changes live.
+#[derive(Clone, Debug)]
+enum Store {
     /// In memory: everything is lost when the server stops.
     Memory,
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for Store {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "memory" {
+            Ok(Store::Memory)
+        } else if let Some(path) = text.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a path, e.g. sqlite:./todo.db".to_owned());
+            }
+            Ok(Store::Sqlite(PathBuf::from(path)))
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(Store::Postgres(text.to_owned()))
+        } else {
+            Err(format!(
+                "unknown store `{text}`: use sqlite:PATH, postgres://USER@HOST/DBNAME or memory"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Memory => f.write_str("memory"),
+            Store::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            // Without the password.
+            Store::Postgres(url) => match url.split_once("://").and_then(|(scheme, rest)| {
+                let (credentials, host) = rest.split_once('@')?;
+                let user = credentials.split(':').next().unwrap_or_default();
+                Some(format!("{scheme}://{user}@{host}"))
+            }) {
+                Some(shown) => f.write_str(&shown),
+                None => f.write_str(url),
+            },
+        }
+    }
+}
+
+/// A store that cannot be opened stops the server with the reason.
+fn store_error(store: &Store, error: sync_runtime::StoreError) -> std::io::Error {
+    std::io::Error::other(format!("cannot open the store {store}: {error}"))
 }
 
 #[tokio::main]
@@ -51,10 +102,17 @@ async fn main() -> std::io::Result<()> {
         tracing::info!("{state} {}", path.display());
         return Ok(());
     }
-    let backend = match cli.store {
-        StoreKind::Memory => MemoryBackend::new(),
+    let builder = Engine::builder().mutator(TodoMutator);
+    let mut builder = match &cli.store {
+        Store::Memory => builder.backend(MemoryBackend::new()),
+        Store::Sqlite(path) => builder
+            .backend(SqliteBackend::open(path).map_err(|error| store_error(&cli.store, error))?),
+        Store::Postgres(url) => builder.backend(
+            PostgresBackend::connect(url)
+                .await
+                .map_err(|error| store_error(&cli.store, error))?,
+        ),
     };
-    let mut builder = Engine::builder().mutator(TodoMutator).backend(backend);
     if let Some(keep) = cli.retain {
         builder = builder.retain(keep);
     }
@@ -68,7 +126,7 @@ async fn main() -> std::io::Result<()> {
             )
         })?;
     tracing::info!(
-        "todo sync server listening on http://{} (store: {:?}, endpoints under {})",
+        "todo sync server listening on http://{} (store: {}, endpoints under {})",
         listener.local_addr()?,
         cli.store,
         engine.prefix()

@@ -70,7 +70,7 @@ fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
 
 #[test]
 fn the_readme_session_works_against_the_binary() {
-    let server = start(&[]);
+    let server = start(&["--store", "memory"]);
     let (status, pushed) = post(
         &server,
         "/_sync/push",
