@@ -156,3 +156,8 @@ pub mod __private {
     /// Compiles only where `T` is an [`Entity`](crate::Entity) with a TypeScript form.
     pub fn assert_entity<T: crate::Entity + ts_rs::TS>() {}
 }
+
+/// The README's Rust examples compile (`cargo test --doc -p sync-runtime`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

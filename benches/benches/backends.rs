@@ -1,0 +1,355 @@
+//! Durable backends against their bare baselines, measured in the same run:
+//!
+//! 1. SQLite: `Engine::push` vs raw rusqlite inserts of the same rows (entity, change, client
+//!    sequence number) in transactions of the same size, with the same pragmas.
+//! 2. PostgreSQL: `Engine::push` vs raw INSERT transactions of the same rows through the same
+//!    client library (tokio-postgres), on the same server.
+//! 3. Throughput with 1, 4 and 16 concurrent pushers on memory, SQLite and PostgreSQL.
+//!
+//! `cargo bench -p sync-bench --bench backends` (PostgreSQL parts need `SYNC_TEST_POSTGRES_URL`,
+//! e.g. `postgres://postgres@127.0.0.1:5432/postgres`; they run in a schema of their own, dropped
+//! afterwards). Each figure is the median of several rounds; baseline and engine rounds
+//! alternate, so that drift in the machine's speed hits both.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // bench code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sync_runtime::{
+    Backend, Engine, MemoryBackend, Mutation, MutationError, Mutator, PostgresBackend,
+    SqliteBackend, Tx, async_trait,
+};
+
+/// Rounds per figure; the median is reported.
+const ROUNDS: usize = 5;
+/// Mutations per measured round of the baseline comparisons.
+const MUTATIONS_PER_ROUND: usize = 2000;
+
+/// `put {id, title}`: one entity write, so one entity row and one change row per mutation.
+struct Put;
+
+#[async_trait]
+impl Mutator for Put {
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        m: &Mutation,
+    ) -> Result<Option<serde_json::Value>, MutationError> {
+        let id = m.args["id"].as_str().unwrap_or("x").to_owned();
+        tx.put_value("item", &id, m.args.clone()).await?;
+        Ok(None)
+    }
+}
+
+fn data(id: &str) -> serde_json::Value {
+    json!({"id": id, "title": format!("todo {id}"), "completed": false})
+}
+
+/// A push of `batch` mutations by `client`, from `seq`.
+fn batch(client: &str, seq: &mut u64, batch: usize) -> Vec<Mutation> {
+    (0..batch)
+        .map(|_| {
+            *seq += 1;
+            let id = format!("{client}-{seq}");
+            Mutation::new("put", data(&id)).with_client(client, *seq)
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Mutations per second of one round of pushes of `size` through the engine.
+async fn engine_round(engine: &Engine, client: &str, seq: &mut u64, size: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..MUTATIONS_PER_ROUND / size {
+        engine.push(batch(client, seq, size)).await.unwrap();
+    }
+    MUTATIONS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------- SQLite
+
+fn sqlite_baseline_open(path: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE entities (scope TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL,
+             data TEXT NOT NULL, PRIMARY KEY (scope, entity, id)) WITHOUT ROWID;
+         CREATE TABLE changes (cursor INTEGER PRIMARY KEY, scope TEXT NOT NULL, entity TEXT NOT NULL,
+             id TEXT NOT NULL, op TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL);
+         CREATE INDEX changes_scope ON changes (scope, cursor);
+         CREATE TABLE clients (client_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
+    )
+    .unwrap();
+    conn
+}
+
+/// The same rows, raw: per mutation an entity upsert and a change insert, per transaction one
+/// client upsert; on the blocking pool, as the backend runs SQLite.
+async fn sqlite_baseline_round(
+    conn: &Arc<parking_lot::Mutex<rusqlite::Connection>>,
+    seq: &mut u64,
+    size: usize,
+) -> f64 {
+    let start = Instant::now();
+    for _ in 0..MUTATIONS_PER_ROUND / size {
+        let first = *seq;
+        *seq += size as u64;
+        let conn = Arc::clone(conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock();
+            let tx = conn.transaction().unwrap();
+            {
+                let mut entity = tx
+                    .prepare_cached(
+                        "INSERT INTO entities (scope, entity, id, data) VALUES ('_default', 'item', ?1, ?2)
+                         ON CONFLICT DO UPDATE SET data = excluded.data",
+                    )
+                    .unwrap();
+                let mut change = tx
+                    .prepare_cached(
+                        "INSERT INTO changes (cursor, scope, entity, id, op, data, ts)
+                         VALUES (?1, '_default', 'item', ?2, 'create', ?3, ?4)",
+                    )
+                    .unwrap();
+                for seq in first + 1..=first + size as u64 {
+                    let id = format!("raw-{seq}");
+                    let text = serde_json::to_string(&data(&id)).unwrap();
+                    entity.execute(rusqlite::params![id, text]).unwrap();
+                    change
+                        .execute(rusqlite::params![seq as i64, id, text, 0i64])
+                        .unwrap();
+                }
+                tx.execute(
+                    "INSERT INTO clients VALUES ('raw', ?1) ON CONFLICT DO UPDATE SET seq = excluded.seq",
+                    [(first + size as u64) as i64],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    MUTATIONS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn sqlite_vs_raw(dir: &std::path::Path) {
+    println!("\n## SQLite push vs raw rusqlite (WAL, synchronous = FULL)\n");
+    println!(
+        "| mutations per transaction | raw rusqlite (mutations/s) | engine push (mutations/s) | ratio |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    for size in [1, 10, 100] {
+        let raw = Arc::new(parking_lot::Mutex::new(sqlite_baseline_open(
+            &dir.join(format!("raw-{size}.db")),
+        )));
+        let engine = Engine::builder()
+            .mutator(Put)
+            .backend(SqliteBackend::open(dir.join(format!("engine-{size}.db"))).unwrap())
+            .build();
+        let (mut raw_seq, mut seq) = (0, 0);
+        let (mut raws, mut engines) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            raws.push(sqlite_baseline_round(&raw, &mut raw_seq, size).await);
+            engines.push(engine_round(&engine, "bench", &mut seq, size).await);
+        }
+        let (raw, engine) = (median(raws), median(engines));
+        println!("| {size} | {raw:.0} | {engine:.0} | {:.2} |", engine / raw);
+    }
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The same rows, raw, through tokio-postgres: BEGIN, per mutation an entity upsert and a
+/// change insert (prepared), one client upsert, COMMIT.
+async fn pg_baseline_round(client: &tokio_postgres::Client, seq: &mut u64, size: usize) -> f64 {
+    let entity = client
+        .prepare(
+            "INSERT INTO raw_entities (scope, entity, id, data) VALUES ('_default', 'item', $1, $2)
+             ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data",
+        )
+        .await
+        .unwrap();
+    let change = client
+        .prepare(
+            "INSERT INTO raw_changes (cursor, scope, entity, id, op, data, ts)
+             VALUES ($1, '_default', 'item', $2, 'create', $3, 0)",
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..MUTATIONS_PER_ROUND / size {
+        client.batch_execute("BEGIN").await.unwrap();
+        for _ in 0..size {
+            *seq += 1;
+            let id = format!("raw-{seq}");
+            let text = serde_json::to_string(&data(&id)).unwrap();
+            client.execute(&entity, &[&id, &text]).await.unwrap();
+            client
+                .execute(&change, &[&(*seq as i64), &id, &text])
+                .await
+                .unwrap();
+        }
+        client
+            .execute(
+                "INSERT INTO raw_clients VALUES ('raw', $1)
+                 ON CONFLICT (client_id) DO UPDATE SET seq = EXCLUDED.seq",
+                &[&(*seq as i64)],
+            )
+            .await
+            .unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+    }
+    MUTATIONS_PER_ROUND as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn postgres_vs_raw(url: &str) {
+    println!("\n## PostgreSQL push vs raw INSERT transactions (tokio-postgres, same server)\n");
+    println!(
+        "| mutations per transaction | raw INSERTs (mutations/s) | engine push (mutations/s) | ratio |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    let raw = pg_client(url).await;
+    raw.batch_execute(
+        r#"CREATE TABLE raw_entities (scope TEXT COLLATE "C" NOT NULL, entity TEXT COLLATE "C" NOT NULL,
+               id TEXT COLLATE "C" NOT NULL, data TEXT NOT NULL, PRIMARY KEY (scope, entity, id));
+           CREATE TABLE raw_changes (cursor BIGINT PRIMARY KEY, scope TEXT COLLATE "C" NOT NULL,
+               entity TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, data TEXT, ts BIGINT NOT NULL);
+           CREATE INDEX raw_changes_scope ON raw_changes (scope, cursor);
+           CREATE TABLE raw_clients (client_id TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL);"#,
+    )
+    .await
+    .unwrap();
+    let engine = Engine::builder()
+        .mutator(Put)
+        .backend(PostgresBackend::connect(url).await.unwrap())
+        .build();
+    let (mut raw_seq, mut seq) = (0, 0);
+    for size in [1, 10, 100] {
+        let (mut raws, mut engines) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            raws.push(pg_baseline_round(&raw, &mut raw_seq, size).await);
+            engines.push(engine_round(&engine, "bench", &mut seq, size).await);
+        }
+        let (raw, engine) = (median(raws), median(engines));
+        println!("| {size} | {raw:.0} | {engine:.0} | {:.2} |", engine / raw);
+    }
+}
+
+// ---------------------------------------------------------------- concurrency
+
+/// Mutations per second with `pushers` tasks pushing batches of 10 for `duration`.
+async fn concurrent_round(
+    engine: &Engine,
+    pushers: usize,
+    round: usize,
+    duration: Duration,
+) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..pushers)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let client = format!("r{round}-p{p}");
+                let mut seq = 0;
+                let mut pushed = 0;
+                while start.elapsed() < duration {
+                    engine.push(batch(&client, &mut seq, 10)).await.unwrap();
+                    pushed += 10;
+                }
+                pushed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn concurrency(name: &str, backend: impl Backend) {
+    let engine = Engine::builder().mutator(Put).backend(backend).build();
+    let duration = Duration::from_millis(700);
+    let mut medians = Vec::new();
+    for pushers in [1, 4, 16] {
+        let mut rounds = Vec::new();
+        for round in 0..ROUNDS {
+            rounds.push(concurrent_round(&engine, pushers, round * 100 + pushers, duration).await);
+        }
+        medians.push(median(rounds));
+    }
+    let one = medians[0];
+    println!(
+        "| {name} | {:.0} | {:.0} ({:.2}×) | {:.0} ({:.2}×) |",
+        medians[0],
+        medians[1],
+        medians[1] / one,
+        medians[2],
+        medians[2] / one
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = pg_schema().await;
+        println!("# Durable backends (medians of {ROUNDS} rounds, {MUTATIONS_PER_ROUND} mutations per round)");
+        sqlite_vs_raw(dir.path()).await;
+        match &postgres {
+            Some((url, _, _)) => postgres_vs_raw(url).await,
+            None => println!("\nPostgreSQL skipped: set SYNC_TEST_POSTGRES_URL"),
+        }
+        println!("\n## Concurrent pushers (pushes of 10 mutations, 0.7 s per round)\n");
+        println!("| backend | 1 pusher (mutations/s) | 4 pushers | 16 pushers |");
+        println!("| --- | ---: | ---: | ---: |");
+        concurrency("memory", MemoryBackend::new()).await;
+        concurrency(
+            "SQLite",
+            SqliteBackend::open(dir.path().join("concurrency.db")).unwrap(),
+        )
+        .await;
+        if let Some((url, base, schema)) = &postgres {
+            concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
+            let admin = pg_client(base).await;
+            admin
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// A schema of its own for this run: (URL into it, base URL, schema name).
+async fn pg_schema() -> Option<(String, String, String)> {
+    let base = std::env::var("SYNC_TEST_POSTGRES_URL").ok()?;
+    let schema = format!("sync_bench_{}", std::process::id());
+    pg_client(&base)
+        .await
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    Some((url, base, schema))
+}
