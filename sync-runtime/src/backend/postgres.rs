@@ -740,6 +740,10 @@ impl Store for PgTransaction {
 impl Transaction for PgTransaction {
     async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
         let staged = self.state.lock().client_seqs.get(client_id).copied();
+        if staged.is_some() {
+            // Recorded by this transaction above the stored one, which it read first.
+            return Ok(staged);
+        }
         let stored: Option<i64> = self
             .run(
                 || format!("cannot read the last client_seq of `{client_id}`"),
