@@ -37,6 +37,15 @@ pub trait ChangeLog: Send + Sync {
     /// The latest cursor assigned (0 when nothing was ever logged).
     async fn cursor(&self) -> Result<u64, StoreError>;
 
+    /// The cursor of `scope`'s latest change (0 if it has none), as a live JOIN answers it.
+    ///
+    /// The default answers the log's head, which is never below it; backends that can answer
+    /// exactly override it.
+    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
+        let _ = scope;
+        self.cursor().await
+    }
+
     /// Removes every change with a cursor below `before`.
     async fn trim(&self, before: u64) -> Result<(), StoreError>;
 

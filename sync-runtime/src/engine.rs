@@ -12,6 +12,7 @@ use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
 use crate::backend::{Backend, Committed, MemoryBackend};
 use crate::broker::{NoopBroker, Poke, PokeBroker};
 use crate::error::{MutationError, SyncError};
+use crate::live::{LiveHub, LiveOptions};
 use crate::mutation::{Mutation, MutationResult};
 use crate::mutator::Mutator;
 use crate::protocol::{PullRequest, PullResponse, PushResponse, SnapshotResponse};
@@ -85,6 +86,8 @@ pub struct Engine {
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    live: LiveHub,
+    live_options: LiveOptions,
     mutator: Arc<dyn Mutator>,
     broker: Arc<dyn PokeBroker>,
     authorizer: Arc<dyn Authorizer>,
@@ -95,11 +98,14 @@ struct Inner {
 
 /// Builds an [`Engine`]; only the mutator is required.
 ///
-/// Defaults: a [`MemoryBackend`], no poke broker, no authorizer (everything allowed),
+/// Defaults: a [`MemoryBackend`], live connections of this node only (no broker to other nodes),
+/// no authorizer (everything allowed),
 /// PROTOCOL's [`Limits`], no retention limit, routes under `/_sync`.
 #[must_use]
 pub struct EngineBuilder<M> {
     mutator: M,
+    live: Option<LiveHub>,
+    live_options: LiveOptions,
     backend: Option<Arc<dyn Backend>>,
     broker: Option<Arc<dyn PokeBroker>>,
     authorizer: Option<Arc<dyn Authorizer>>,
@@ -113,6 +119,8 @@ impl Engine {
     pub fn builder() -> EngineBuilder<()> {
         EngineBuilder {
             mutator: (),
+            live: None,
+            live_options: LiveOptions::default(),
             backend: None,
             broker: None,
             authorizer: None,
@@ -125,6 +133,21 @@ impl Engine {
     /// The backend.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
+    }
+
+    /// The hub of this node's live connections.
+    pub fn live_hub(&self) -> &LiveHub {
+        &self.inner.live
+    }
+
+    /// Settings of the live channel.
+    pub fn live_options(&self) -> &LiveOptions {
+        &self.inner.live_options
+    }
+
+    /// The authorizer.
+    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+        &*self.inner.authorizer
     }
 
     /// The limits requests are held to.
@@ -221,10 +244,12 @@ impl Engine {
                 *cursor = (*cursor).max(change.cursor);
             }
             for (scope, cursor) in &pokes {
-                self.inner.broker.poke(&Poke {
+                let poke = Poke {
                     scope: (*scope).to_owned(),
                     cursor: *cursor,
-                });
+                };
+                self.inner.live.poke(&poke);
+                self.inner.broker.poke(&poke);
             }
             if let Some(error) = failure {
                 return Err(error);
@@ -395,6 +420,8 @@ impl<M> EngineBuilder<M> {
     pub fn mutator<N: Mutator>(self, mutator: N) -> EngineBuilder<N> {
         EngineBuilder {
             mutator,
+            live: self.live,
+            live_options: self.live_options,
             backend: self.backend,
             broker: self.broker,
             authorizer: self.authorizer,
@@ -440,6 +467,19 @@ impl<M> EngineBuilder<M> {
         self
     }
 
+    /// The hub of this node's live connections (default: a new one). Give the same hub to a
+    /// broker that relays other nodes' commits, so that it pokes this node's clients.
+    pub fn live_hub(mut self, hub: LiveHub) -> Self {
+        self.live = Some(hub);
+        self
+    }
+
+    /// Settings of the live channel: idle timeout, queue and scope limits.
+    pub fn live_options(mut self, options: LiveOptions) -> Self {
+        self.live_options = options;
+        self
+    }
+
     /// The path the routes are mounted under (default `/_sync`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
@@ -456,6 +496,8 @@ impl<M: Mutator> EngineBuilder<M> {
                 backend: self
                     .backend
                     .unwrap_or_else(|| Arc::new(MemoryBackend::new())),
+                live: self.live.unwrap_or_default(),
+                live_options: self.live_options,
                 mutator: Arc::new(self.mutator),
                 broker: self.broker.unwrap_or_else(|| Arc::new(NoopBroker)),
                 authorizer: self.authorizer.unwrap_or_else(|| Arc::new(AllowAll)),

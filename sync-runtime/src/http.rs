@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, post};
+use axum::routing::{MethodRouter, any, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -79,7 +79,8 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The engine's routes under its prefix, with compression, a tracing span per request, and
+/// The engine's routes under its prefix (`POST push`, `pull`, `snapshot`; `GET live`), with
+/// compression, a tracing span per request, and
 /// panics turned into JSON errors. Merge it into the application's router and wrap it in the
 /// application's own layers.
 pub(crate) fn router(engine: Engine) -> Router {
@@ -87,6 +88,10 @@ pub(crate) fn router(engine: Engine) -> Router {
         .route("/push", endpoint(post(push)))
         .route("/pull", endpoint(post(pull)))
         .route("/snapshot", endpoint(post(snapshot)))
+        .route(
+            "/live",
+            get(crate::live::upgrade).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(engine.clone())
         .layer(CompressionLayer::new())
@@ -221,7 +226,7 @@ async fn not_found() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the sync endpoints are push, pull and snapshot",
+        "no such endpoint; the sync endpoints are POST push, pull and snapshot, and GET live",
     )
 }
 

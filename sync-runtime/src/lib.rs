@@ -47,6 +47,7 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod mutation;
 pub mod mutator;
 pub mod protocol;
@@ -67,6 +68,7 @@ pub use changelog::{ChangeLog, Page};
 pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
+pub use live::{LiveHub, LiveOptions};
 pub use mutation::{Mutation, MutationResult};
 pub use mutator::{Mutations, Mutator, MutatorFunc};
 pub use protocol::{

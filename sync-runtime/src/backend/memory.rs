@@ -242,6 +242,15 @@ impl ChangeLog for MemoryChangeLog {
         Ok(self.head_now())
     }
 
+    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
+        let state = self.state.read();
+        Ok(state.scopes.get(scope).map_or(0, |log| {
+            log.changes
+                .back()
+                .map_or(log.horizon, |change| change.cursor)
+        }))
+    }
+
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         self.trim_now(before);
         Ok(())

@@ -7,5 +7,6 @@ mod concurrency;
 mod crash;
 mod engine;
 mod http;
+mod live;
 mod nodes;
 mod trim;
