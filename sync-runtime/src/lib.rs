@@ -68,6 +68,8 @@ pub use changelog::{ChangeLog, Page};
 pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
+#[cfg(feature = "postgres")]
+pub use live::PostgresBroker;
 pub use live::{LiveHub, LiveOptions};
 pub use mutation::{Mutation, MutationResult};
 pub use mutator::{Mutations, Mutator, MutatorFunc};

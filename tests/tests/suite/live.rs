@@ -372,3 +372,96 @@ async fn a_client_that_stops_reading_slows_no_one_and_holds_little() {
         "the last poke is at the last push"
     );
 }
+
+/// A node on PostgreSQL: an engine with a live hub that a [`PostgresBroker`] relays to.
+async fn pg_node(
+    url: &str,
+    backend: std::sync::Arc<dyn sync_runtime::Backend>,
+) -> (Engine, sync_runtime::PostgresBroker) {
+    let hub = sync_runtime::LiveHub::new();
+    let shared = sync_tests::backends::SharedBackend(backend);
+    let broker = sync_runtime::PostgresBroker::start(url, hub.clone(), shared.clone())
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .mutator(todo::TodoMutator)
+        .backend(shared)
+        .live_hub(hub)
+        .broker(broker.clone())
+        .build();
+    (engine, broker)
+}
+
+/// Waits for a POKE of `scope` with a cursor of at least `cursor`.
+async fn poked(live: &mut Live, scope: &str, cursor: u64) {
+    loop {
+        let frame = live.recv().await;
+        if frame["type"] == 11
+            && frame["payload"]["scope"] == scope
+            && frame["payload"]["cursor"].as_u64() >= Some(cursor)
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_on_one_node_pokes_the_clients_of_another() {
+    sync_tests::backends::run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let (a, _broker_a) = pg_node(&url, b.backend()).await;
+        let (c, _broker_c) = pg_node(&url, b.open().await.unwrap()).await;
+        let scope = format!("nodes-{}", std::process::id());
+        let mut on_c = Live::connect(serve(&c).await).await;
+        on_c.join(1, &[&scope]).await;
+        let mut on_a = Live::connect(serve(&a).await).await;
+        on_a.join(1, &[&scope]).await;
+
+        let pushed = a.push(push_to(&scope, "1")).await.unwrap();
+        poked(&mut on_c, &scope, pushed.cursor).await;
+        poked(&mut on_a, &scope, pushed.cursor).await;
+        let pushed = c.push(push_to(&scope, "2")).await.unwrap();
+        poked(&mut on_a, &scope, pushed.cursor).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_losing_its_connection_the_broker_pokes_every_joined_scope() {
+    sync_tests::backends::run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let (a, _broker_a) = pg_node(&url, b.backend()).await;
+        let (c, _broker_c) = pg_node(&url, b.open().await.unwrap()).await;
+        let scope = format!("reconnect-{}", std::process::id());
+        // A commit no broker announces: only the reconnection can tell node C's clients of it.
+        let silent = Engine::builder()
+            .mutator(todo::TodoMutator)
+            .backend(sync_tests::backends::SharedBackend(b.backend()))
+            .build();
+        let before = silent.push(push_to(&scope, "1")).await.unwrap();
+        let mut on_c = Live::connect(serve(&c).await).await;
+        on_c.join(1, &[&scope]).await;
+
+        // Cut every broker connection of this database, as a restart or a network fault would.
+        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let cut = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'sync-poke-broker' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(cut.len() >= 2, "both brokers were connected");
+
+        // Node C's clients are poked with their scope's cursor once its broker is back...
+        poked(&mut on_c, &scope, before.cursor).await;
+        // ...and commits on node A reach them again.
+        let after = a.push(push_to(&scope, "2")).await.unwrap();
+        poked(&mut on_c, &scope, after.cursor).await;
+    })
+    .await;
+}

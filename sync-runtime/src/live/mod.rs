@@ -6,6 +6,12 @@
 //! reading slows down neither pushes nor other clients, and its memory stays bounded by the
 //! number of scopes it joined.
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresBroker;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
