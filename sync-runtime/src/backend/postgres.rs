@@ -380,6 +380,21 @@ impl ChangeLog for PostgresChangeLog {
         to_u64(head, "head cursor")
     }
 
+    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
+        let client = self.inner.connection().await?;
+        // The scope's latest change; where all were trimmed, the last one trimmed.
+        let cursor: i64 = client
+            .query_one(
+                "SELECT coalesce((SELECT max(cursor) FROM sync_changes WHERE scope = $1),
+                                 (SELECT horizon FROM sync_horizons WHERE scope = $1), 0)",
+                &[&scope],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .context(|| format!("cannot read the latest cursor of scope `{scope}`"))?;
+        to_u64(cursor, "cursor")
+    }
+
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         let client = self.inner.connection().await?;
         let before = i64::try_from(before).unwrap_or(i64::MAX);

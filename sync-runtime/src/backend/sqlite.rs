@@ -569,6 +569,23 @@ impl ChangeLog for SqliteChangeLog {
         self.inner.read(|tx| read_head(tx)).await
     }
 
+    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
+        let scope = scope.to_owned();
+        self.inner
+            .read(move |tx| {
+                // The scope's latest change; where all were trimmed, the last one trimmed.
+                let cursor: i64 = tx
+                    .prepare_cached(
+                        "SELECT coalesce((SELECT max(cursor) FROM sync_changes WHERE scope = ?1), \
+                         (SELECT horizon FROM sync_horizons WHERE scope = ?1), 0)",
+                    )
+                    .and_then(|mut stmt| stmt.query_row([&scope], |row| row.get(0)))
+                    .context(|| format!("cannot read the latest cursor of scope `{scope}`"))?;
+                to_u64(cursor, "cursor")
+            })
+            .await
+    }
+
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         self.inner.write_tx(move |tx| trim_before(tx, before)).await
     }

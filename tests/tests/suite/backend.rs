@@ -15,6 +15,7 @@ sync_tests::on_every_backend!(
     last_client_seq_counts_mutations_finished_in_the_transaction,
     since_reads_only_the_scope_after_the_cursor,
     trim_sets_a_horizon_per_scope,
+    scope_cursor_is_the_scopes_latest_change,
     retain_keeps_about_the_most_recent,
     lists_are_ordered_by_id_bytes_and_keep_any_text,
     a_cancelled_push_leaves_nothing_behind,
@@ -179,6 +180,26 @@ async fn trim_sets_a_horizon_per_scope(b: TestBackend) {
         Err(SyncError::CursorTooOld { horizon: 3, .. })
     ));
     assert_eq!(cursors(&log.since("b", 2, 10).await.unwrap()), [4]);
+}
+
+async fn scope_cursor_is_the_scopes_latest_change(b: TestBackend) {
+    let backend = b.backend();
+    let log = backend.changelog();
+    assert_eq!(log.scope_cursor("a").await.unwrap(), 0);
+    log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
+        .await
+        .unwrap();
+    log.append(vec![change("b", "4")]).await.unwrap();
+    assert_eq!(log.scope_cursor("a").await.unwrap(), 3);
+    assert_eq!(log.scope_cursor("b").await.unwrap(), 4);
+    assert_eq!(log.scope_cursor("c").await.unwrap(), 0);
+    log.trim(4).await.unwrap(); // all of a's changes go
+    assert_eq!(
+        log.scope_cursor("a").await.unwrap(),
+        3,
+        "the last one trimmed"
+    );
+    assert_eq!(log.scope_cursor("b").await.unwrap(), 4);
 }
 
 async fn retain_keeps_about_the_most_recent(b: TestBackend) {
