@@ -105,13 +105,51 @@ async fn existing(tx: &Tx, id: &str) -> Result<Todo, MutationError> {
         .ok_or_else(|| MutationError::not_found(Todo::NAME, id))
 }
 
-/// The example's HTTP app: the sync routes, and a short text at `/` that says what is here.
+/// The web app's page, built by `build.rs` (or, without Node.js and `npm ci` in `web/`, a page
+/// that says how to build it).
+pub const INDEX_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/index.html"));
+
+/// The web app's script: web/src/main.ts and sync-client, bundled by esbuild in `build.rs`.
+pub const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/main.js"));
+
+/// The web app's service worker (web/src/sw.ts), which lets the page start offline.
+pub const SERVICE_WORKER_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/sw.js"));
+
+/// Whether this binary carries the web app (false where `build.rs` could not bundle it).
+pub fn web_app_built() -> bool {
+    cfg!(todo_web_app)
+}
+
+/// The example's HTTP app: the sync routes, and the todo web app at `/`.
 pub fn app(engine: &Engine) -> axum::Router {
-    let index = format!(
-        "todo sync server\n\nPOST {0}/push, {0}/pull and {0}/snapshot with a JSON body; see the README.\n",
-        engine.prefix()
-    );
+    use axum::http::header;
+    use axum::response::IntoResponse;
+
+    let page = || async {
+        (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            INDEX_HTML,
+        )
+            .into_response()
+    };
+    let script = |source: &'static str| {
+        move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                source,
+            )
+                .into_response()
+        }
+    };
     axum::Router::new()
-        .route("/", axum::routing::get(move || async move { index }))
+        .route("/", axum::routing::get(page))
+        .route("/app.js", axum::routing::get(script(APP_JS)))
+        .route("/sw.js", axum::routing::get(script(SERVICE_WORKER_JS)))
         .merge(engine.router())
 }

@@ -1,0 +1,101 @@
+//! Bundles the web app (web/src/main.ts with sync-client, and the service worker web/src/sw.ts)
+//! into OUT_DIR with esbuild, for the
+//! server to embed. The bundle is build output, so it is not committed: where Node.js or the web
+//! folder's npm packages are missing, the server embeds a page that says how to build the app.
+
+#![allow(clippy::expect_used)] // a build script reports what it cannot do by panicking
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FALLBACK: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>todo · sync</title></head>
+<body style="font: 16px/1.4 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto">
+<h1>todo sync server</h1>
+<p>The server runs: <code>POST /_sync/push</code>, <code>/_sync/pull</code>, <code>/_sync/snapshot</code>
+and the WebSocket <code>GET /_sync/live</code> answer (see the README).</p>
+<p>The web app was not built into this binary: it needs Node.js and the web folder's npm packages.
+Run <code>npm ci</code> in <code>examples/todo/web</code>, then <code>cargo run -p todo</code> again.</p>
+<p>Reason: REASON</p>
+</body></html>
+"#;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
+    let web = manifest.join("web");
+    let client = manifest.join("../../sync-client");
+    for watched in [
+        web.join("src"),
+        web.join("index.html"),
+        web.join("tsconfig.json"),
+        web.join("package-lock.json"),
+        client.join("src"),
+    ] {
+        println!("cargo::rerun-if-changed={}", watched.display());
+    }
+    // Rebuild once `npm ci` has run (or run again); while node_modules is missing, watching the
+    // small web folder notices it appear.
+    let installed = web.join("node_modules/.package-lock.json");
+    if installed.exists() {
+        println!("cargo::rerun-if-changed={}", installed.display());
+    } else {
+        println!("cargo::rerun-if-changed={}", web.display());
+    }
+    println!("cargo::rustc-check-cfg=cfg(todo_web_app)");
+
+    match build(&web, &out) {
+        Ok(()) => {
+            println!("cargo::rustc-cfg=todo_web_app");
+            let html = std::fs::read_to_string(web.join("index.html")).expect("web/index.html");
+            std::fs::write(out.join("index.html"), html).expect("OUT_DIR is writable");
+        }
+        Err(reason) => {
+            println!("cargo::warning=the todo web app is not built: {reason}");
+            for script in ["main.js", "sw.js"] {
+                std::fs::write(out.join(script), "").expect("OUT_DIR is writable");
+            }
+            let page = FALLBACK.replace("REASON", &escape(&reason));
+            std::fs::write(out.join("index.html"), page).expect("OUT_DIR is writable");
+        }
+    }
+}
+
+fn build(web: &Path, out: &Path) -> Result<(), String> {
+    let esbuild = web.join("node_modules/.bin/esbuild");
+    if !esbuild.exists() {
+        return Err("run `npm ci` in examples/todo/web (esbuild is not installed)".to_owned());
+    }
+    let output = Command::new(&esbuild)
+        .current_dir(web)
+        .args([
+            "src/main.ts",
+            "src/sw.ts",
+            "--bundle",
+            "--format=esm",
+            "--target=es2022",
+            "--minify",
+            "--log-level=warning",
+        ])
+        .arg(format!("--outdir={}", out.display()))
+        .output()
+        .map_err(|error| {
+            format!(
+                "cannot run {}: {error} (is Node.js installed?)",
+                esbuild.display()
+            )
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "esbuild failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
