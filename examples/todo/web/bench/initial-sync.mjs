@@ -1,0 +1,115 @@
+// Benchmark: the initial sync of 100,000 todos into IndexedDB, in headless Chromium, against a bare
+// IndexedDB bulk put of the same rows, measured in the same run, alternating, medians.
+//
+//   node bench/initial-sync.mjs [--todos N] [--rounds N] [--server PATH_TO_TODO_BINARY]
+//
+// Starts the todo server (in-memory store) on a loopback port, fills it through /_sync/push,
+// and serves the benchmark page on the server's origin through Playwright's routing.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import * as esbuild from "esbuild";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const option = (name, fallback) => {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 ? process.argv[at + 1] : fallback;
+};
+const todos = Number(option("todos", 100_000));
+const rounds = Number(option("rounds", 5));
+const binary = option("server", path.join(here, "../../../../target/release/todo"));
+
+const server = spawn(binary, ["--addr", "127.0.0.1:0", "--store", "memory"], {
+  stdio: ["ignore", "pipe", "inherit"],
+  env: { ...process.env, RUST_LOG: "warn,todo=info" },
+});
+const base = await new Promise((resolve, reject) => {
+  server.on("error", reject);
+  server.on("exit", (code) => reject(new Error(`the server exited (${code})`)));
+  createInterface({ input: server.stdout }).on("line", (line) => {
+    const found = line.match(/listening on (http:\/\/\S+)/);
+    if (found) resolve(found[1]);
+  });
+});
+
+try {
+  console.log(`server ${base}; filling it with ${todos} todos`);
+  for (let first = 0; first < todos; first += 1000) {
+    const mutations = [];
+    for (let i = first; i < Math.min(todos, first + 1000); i++) {
+      mutations.push({ name: "todo/create", args: { id: `todo-${String(i).padStart(6, "0")}`, title: `Todo number ${i}, to do soon` } });
+    }
+    const response = await fetch(`${base}/_sync/push`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ mutations }),
+    });
+    if (response.status !== 200) throw new Error(`push answered ${response.status}`);
+  }
+
+  const bundle = await esbuild.build({
+    entryPoints: [path.join(here, "page.ts")],
+    bundle: true,
+    format: "esm",
+    target: "es2022",
+    minify: true,
+    write: false,
+    tsconfig: path.join(here, "../tsconfig.json"),
+  });
+  const script = bundle.outputFiles[0].text;
+
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.route(`${base}/bench.html`, (route) =>
+      route.fulfill({ contentType: "text/html", body: `<!doctype html><script type="module">${script}</script>` }),
+    );
+    await page.goto(`${base}/bench.html`);
+    await page.waitForFunction(() => globalThis.bench !== undefined);
+    const rows = await page.evaluate(() => globalThis.bench.loadRows());
+    if (rows !== todos) throw new Error(`the snapshot holds ${rows} rows, not ${todos}`);
+
+    const sync = [];
+    const put = [];
+    const ratios = [];
+    // A warm-up pair, not counted; then alternate which side goes first.
+    for (let round = -1; round < rounds; round++) {
+      const order = round % 2 === 0 ? ["sync", "put"] : ["put", "sync"];
+      const times = {};
+      for (const side of order) {
+        const name = `bench-${side}-${round}`;
+        const result = await page.evaluate(
+          ([side, name]) => (side === "sync" ? globalThis.bench.initialSync(name) : globalThis.bench.bulkPut(name)),
+          [side, name],
+        );
+        if (result.rows !== todos) throw new Error(`${side} stored ${result.rows} rows`);
+        times[side] = result.ms;
+        await page.evaluate((name) => globalThis.bench.destroy(name), name);
+      }
+      if (round < 0) continue;
+      sync.push(times.sync);
+      put.push(times.put);
+      ratios.push(times.sync / times.put);
+      console.log(`round ${round + 1}: sync ${times.sync.toFixed(0)} ms, bulk put ${times.put.toFixed(0)} ms, ratio ${(times.sync / times.put).toFixed(2)}`);
+    }
+    const median = (values) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      const mid = Math.floor(sorted.length / 2);
+      return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    };
+    console.log(
+      `median of ${rounds}: initial sync ${median(sync).toFixed(0)} ms, bulk put ${median(put).toFixed(0)} ms; ` +
+        `ratio ${median(ratios).toFixed(2)} (range ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+    );
+  } finally {
+    await browser.close();
+  }
+} finally {
+  server.kill();
+}
