@@ -62,6 +62,21 @@ fn the_sync_client_type_checks_and_passes_its_unit_tests() {
     assert_success("vitest in sync-client", &vitest);
 }
 
+#[test]
+fn the_web_app_type_checks() {
+    let web = repo_root().join("examples/todo/web");
+    if !present(
+        &web.join("node_modules/typescript"),
+        "run `npm ci` in examples/todo/web",
+    ) {
+        return;
+    }
+    // The app, its service worker and the benchmark page, against sync-client's sources and the
+    // generated sync.gen.ts (web/tsconfig.json).
+    let tsc = node(&web, &["node_modules/typescript/bin/tsc", "--noEmit"]);
+    assert_success("tsc --noEmit in examples/todo/web", &tsc);
+}
+
 /// The todo server process, killed when dropped.
 struct Server {
     child: Child,
