@@ -264,6 +264,17 @@ describe("pull", () => {
   });
 });
 
+describe("failsafe", () => {
+  it("pulls on its interval without any poke", async () => {
+    const server = new FakeServer();
+    const c = client(server, { pullIntervalMs: 20 });
+    await c.start();
+    await c.pull();
+    server.apply({ name: "todo/create", args: { id: "a", title: "unannounced" }, client_id: "o", client_seq: 1, scope: "_default" });
+    await until(() => titles(c).includes("unannounced"));
+  });
+});
+
 describe("live", () => {
   it("JOINs its scopes, pulls on a REPLY or POKE ahead of its cursor, and re-JOINs after a reconnect", async () => {
     const server = new FakeServer();
