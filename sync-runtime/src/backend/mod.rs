@@ -54,6 +54,22 @@ pub trait Backend: Send + Sync + 'static {
     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError>;
 }
 
+/// A shared backend is a backend: several engines (or an engine and a broker) can use one.
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        (**self).begin().await
+    }
+
+    fn changelog(&self) -> &dyn ChangeLog {
+        (**self).changelog()
+    }
+
+    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
+        (**self).snapshot(scope).await
+    }
+}
+
 /// One push's transaction, holding one or more mutations. Reads see the transaction's own
 /// writes.
 #[async_trait]

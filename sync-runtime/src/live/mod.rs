@@ -312,7 +312,11 @@ pub(crate) async fn upgrade(
 ) -> axum::response::Response {
     let engine = engine.0;
     let options = engine.live_options().clone();
+    // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read buffer and
+    // write buffer that tungstenite reserves by default.
     upgrade
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(0)
         .max_message_size(options.max_frame_bytes)
         .max_frame_size(options.max_frame_bytes)
         .on_upgrade(move |socket| serve(engine, headers, socket))
@@ -557,11 +561,11 @@ mod tests {
         let frames = outbox.take().unwrap_or_default();
         assert_eq!(frames.len(), 4);
         assert!(
-            frames[0].contains(r#""scope":"a","cursor":3000"#),
+            frames[0].contains(r#""cursor":3000,"scope":"a""#),
             "{frames:?}"
         );
         assert!(
-            frames[1].contains(r#""scope":"b","cursor":2999"#),
+            frames[1].contains(r#""cursor":2999,"scope":"b""#),
             "{frames:?}"
         );
         assert_eq!(frames[2..], ["1", "2"]);

@@ -1,0 +1,294 @@
+//! Live fan-out: N WebSocket clients joined to one scope, the time from a push until every client
+//! has its poke, and the server's memory per idle connection; beside a bare axum WebSocket server
+//! that broadcasts one frame to the same number of connections, in the same run.
+//!
+//! `cargo run --release -p sync-bench --bin live_fanout -- --clients 10000 --rounds 20`
+//!
+//! Each server runs in a child process (this binary, `serve <kind>`), so that its memory is its
+//! own; the clients run here. Only loopback addresses are used.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // benchmark code
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{Barrier, broadcast};
+use tokio_tungstenite::tungstenite::Message as ClientMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+#[derive(Parser)]
+struct Cli {
+    /// WebSocket clients per server.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Pushes (or broadcasts) measured per server.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Internal: run a server of this kind (`engine` or `bare`) and print its address.
+    #[arg(long, hide = true)]
+    serve: Option<String>,
+}
+
+const SCOPE: &str = "bench";
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Some(kind) = cli.serve {
+        runtime.block_on(serve(&kind));
+        return;
+    }
+    println!(
+        "{} clients, {} rounds per server; latencies from the push request to each poke",
+        cli.clients, cli.rounds
+    );
+    println!("| server | p50 ms | p99 ms | max ms | memory per idle connection |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    for kind in ["bare", "engine"] {
+        let row = runtime.block_on(measure(kind, cli.clients, cli.rounds));
+        println!(
+            "| {kind} | {:.1} | {:.1} | {:.1} | {:.1} KiB |",
+            row.p50, row.p99, row.max, row.kib_per_connection
+        );
+        rows.push(row);
+    }
+    let (bare, engine) = (&rows[0], &rows[1]);
+    println!(
+        "engine / bare: p50 {:.2}, p99 {:.2}, memory {:.2}",
+        engine.p50 / bare.p50,
+        engine.p99 / bare.p99,
+        engine.kib_per_connection / bare.kib_per_connection
+    );
+}
+
+struct Row {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    kib_per_connection: f64,
+}
+
+/// A server in a child process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(kind: &str) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--serve", kind])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Server {
+            child,
+            addr: line.trim().parse().unwrap(),
+        }
+    }
+
+    /// Resident memory of the server process, in KiB.
+    fn rss_kib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+async fn measure(kind: &str, clients: usize, rounds: usize) -> Row {
+    let server = Server::start(kind);
+    let addr = server.addr;
+    let http = reqwest_like::Client::new(addr);
+    // Warm the server (allocator, first push) before the memory baseline.
+    http.trigger(kind, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+
+    // Each client stamps its slot with the round it last saw and when (µs since `base`): no
+    // channel between the clients and the measurement.
+    let base = Instant::now();
+    let slots: Arc<Vec<(AtomicUsize, AtomicU64)>> = Arc::new(
+        (0..clients)
+            .map(|_| (AtomicUsize::new(0), AtomicU64::new(0)))
+            .collect(),
+    );
+    let joined = Arc::new(Barrier::new(clients + 1));
+    for slot in 0..clients {
+        let (slots, joined) = (Arc::clone(&slots), Arc::clone(&joined));
+        tokio::spawn(async move {
+            let url = format!("ws://{addr}/_sync/live");
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 << 10)
+                .write_buffer_size(0);
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                    .await
+                    .unwrap();
+            let join = json!({"type": 1, "ref": 1, "payload": {"scopes": [SCOPE]}}).to_string();
+            ws.send(ClientMessage::text(join)).await.unwrap();
+            let _reply = ws.next().await;
+            joined.wait().await;
+            while let Some(Ok(frame)) = ws.next().await {
+                if let ClientMessage::Text(_) = frame {
+                    let (round, at) = &slots[slot];
+                    at.store(base.elapsed().as_micros() as u64, Ordering::Release);
+                    round.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        });
+    }
+    joined.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kib_per_connection = (server.rss_kib() - before) / clients as f64;
+
+    let mut latencies = Vec::with_capacity(clients * rounds);
+    for round in 1..=rounds {
+        let start = base.elapsed().as_micros() as u64;
+        http.trigger(kind, round).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while slots
+            .iter()
+            .any(|(seen, _)| seen.load(Ordering::Acquire) < round)
+        {
+            assert!(Instant::now() < deadline, "every client gets its poke");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.extend(
+            slots
+                .iter()
+                .map(|(_, at)| (at.load(Ordering::Acquire) - start) as f64 / 1000.0),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Row {
+        p50: at(0.5),
+        p99: at(0.99),
+        max: at(1.0),
+        kib_per_connection,
+    }
+}
+
+/// The servers.
+async fn serve(kind: &str) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    let app = match kind {
+        "engine" => todo::app(&sync_bench::todo_engine()),
+        _ => {
+            let (sender, _) = broadcast::channel::<String>(16);
+            axum::Router::new()
+                .route("/_sync/live", axum::routing::get(bare_upgrade))
+                .route("/poke", axum::routing::post(bare_poke))
+                .with_state(sender)
+        }
+    };
+    axum::serve(listener, app).await.unwrap();
+}
+
+/// The baseline: each connection waits on a broadcast channel and forwards every frame.
+async fn bare_upgrade(
+    State(sender): State<broadcast::Sender<String>>,
+    upgrade: WebSocketUpgrade,
+) -> axum::response::Response {
+    // The same buffer sizes as the engine's live endpoint.
+    upgrade
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (mut sink, mut stream) = socket.split();
+            // Answer the JOIN as the engine would, then forward broadcasts.
+            let _join = stream.next().await;
+            let mut receiver = sender.subscribe();
+            if sink
+                .send(Message::text(
+                    r#"{"type":5,"ref":1,"payload":{"status":"ok"}}"#,
+                ))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while let Ok(frame) = receiver.recv().await {
+                if sink.send(Message::text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        })
+}
+
+async fn bare_poke(State(sender): State<broadcast::Sender<String>>, body: String) -> &'static str {
+    let _ = sender.send(body);
+    "ok"
+}
+
+/// A minimal HTTP/1.1 client for the trigger requests, on hyper.
+mod reqwest_like {
+    use std::net::SocketAddr;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client as Hyper;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use serde_json::json;
+
+    pub(crate) struct Client {
+        addr: SocketAddr,
+        hyper: Hyper<HttpConnector, Full<Bytes>>,
+    }
+
+    impl Client {
+        pub(crate) fn new(addr: SocketAddr) -> Client {
+            Client {
+                addr,
+                hyper: Hyper::builder(TokioExecutor::new()).build_http(),
+            }
+        }
+
+        /// A push to the scope (engine) or a broadcast of a poke-sized frame (bare).
+        pub(crate) async fn trigger(&self, kind: &str, round: usize) {
+            let (path, body) = if kind == "engine" {
+                let mutation = json!({"name": "todo/create", "args": {"title": format!("round {round}")}, "scope": super::SCOPE});
+                (
+                    "/_sync/push",
+                    json!({ "mutations": [mutation] }).to_string(),
+                )
+            } else {
+                ("/poke", json!({"type": 11, "ref": 0, "payload": {"scope": super::SCOPE, "cursor": round}}).to_string())
+            };
+            let request = hyper::Request::post(format!("http://{}{path}", self.addr))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let response = self.hyper.request(request).await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            let _ = response.into_body().collect().await;
+        }
+    }
+}
