@@ -22,6 +22,10 @@ use crate::mutation::Mutation;
 /// assert!(error.to_string().contains("`title`"), "{error}");
 /// ```
 pub fn decode_args<T: DeserializeOwned>(mutation: &Mutation) -> Result<T, MutationError> {
+    // Decoding again with the path tracked is only worth it for arguments that do not fit.
+    if let Ok(args) = T::deserialize(&mutation.args) {
+        return Ok(args);
+    }
     serde_path_to_error::deserialize(&mutation.args).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::SizeAbove;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Action;
@@ -22,6 +23,9 @@ use crate::engine::Engine;
 use crate::error::SyncError;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
 use crate::scope::resolve_scope;
+
+/// Responses smaller than this are not compressed.
+const COMPRESS_ABOVE_BYTES: u16 = 2048;
 
 /// PROTOCOL's error body.
 #[derive(Debug, Serialize)]
@@ -94,7 +98,8 @@ pub(crate) fn router(engine: Engine) -> Router {
         )
         .fallback(not_found)
         .with_state(engine.clone())
-        .layer(CompressionLayer::new())
+        // Small answers go out as they are: compressing them costs more than it saves.
+        .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES)))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response));
     match engine.prefix() {
@@ -197,6 +202,11 @@ async fn read_json<T: DeserializeOwned>(
     // Serde would also take a JSON array for a struct; requests are objects.
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return Err(invalid("the body must be a JSON object".to_owned()));
+    }
+    // The fast path decodes without tracking where it is; only a body that fails is decoded
+    // again with its path tracked, for a message that names the field.
+    if let Ok(value) = serde_json::from_slice(&bytes) {
+        return Ok(value);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
