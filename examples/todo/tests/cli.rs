@@ -2,75 +2,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::process::Command;
+
+use common::{Server, post};
 use serde_json::{Value, json};
 
-/// The server process, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_todo"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before it listened")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, addr }
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns status and JSON body.
-fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        server.addr,
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let (head, payload) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+/// The server in a fresh temporary folder (so that nothing it writes lands in the repository).
+fn start(args: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), args);
+    (dir, server)
 }
 
 #[test]
 fn the_readme_session_works_against_the_binary() {
-    let server = start(&["--store", "memory"]);
+    let (_dir, server) = start(&["--store", "memory"]);
     let (status, pushed) = post(
         &server,
         "/_sync/push",
@@ -107,7 +55,7 @@ fn the_readme_session_works_against_the_binary() {
 
 #[test]
 fn retain_trims_old_changes() {
-    let server = start(&["--store", "memory", "--retain", "3"]);
+    let (_dir, server) = start(&["--store", "memory", "--retain", "3"]);
     let mutations: Vec<Value> = (0..6)
         .map(|i| json!({"name": "todo/create", "args": {"title": format!("t{i}")}}))
         .collect();
