@@ -384,7 +384,8 @@ async fn serve(engine: Engine, headers: HeaderMap, socket: WebSocket) {
                 Ok(Some(Ok(frame))) => frame,
             };
             match frame {
-                Message::Text(text) => connection.handle(text.as_str()).await,
+                // Boxed: an idle connection then holds no room for a JOIN's state.
+                Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
                 Message::Binary(_) => {
                     connection
                         .outbox
