@@ -32,6 +32,12 @@ impl MemoryStore {
         scopes.get(scope)?.get(entity)?.get(id).cloned()
     }
 
+    fn contains_now(&self, scope: &str, entity: &str, id: &str) -> bool {
+        let scopes = self.scopes.read();
+        let ids = scopes.get(scope).and_then(|entities| entities.get(entity));
+        ids.is_some_and(|ids| ids.contains_key(id))
+    }
+
     fn set_now(&self, scope: &str, entity: &str, id: &str, data: Value) -> Written {
         let mut scopes = self.scopes.write();
         let ids = scopes
@@ -395,6 +401,14 @@ impl MemoryTransaction {
         }
     }
 
+    /// Whether the entity exists, with this transaction's writes applied; clones nothing.
+    fn exists(&self, key: &Key) -> bool {
+        match self.state.lock().writes.get(key) {
+            Some(written) => written.is_some(),
+            None => self.shared.store.contains_now(&key.0, &key.1, &key.2),
+        }
+    }
+
     /// The store's entities of one type with this transaction's writes laid over them.
     fn entities(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
         let mut ids = self.shared.store.entities_now(scope, entity);
@@ -424,7 +438,7 @@ impl Store for MemoryTransaction {
         data: Value,
     ) -> Result<Written, StoreError> {
         let key = Self::key(scope, entity, id);
-        let existed = self.current(&key).is_some();
+        let existed = self.exists(&key);
         self.state.lock().write(key, Some(data));
         Ok(if existed {
             Written::Updated
@@ -435,7 +449,7 @@ impl Store for MemoryTransaction {
 
     async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
         let key = Self::key(scope, entity, id);
-        let existed = self.current(&key).is_some();
+        let existed = self.exists(&key);
         if existed {
             self.state.lock().write(key, None);
         }
