@@ -510,10 +510,7 @@ impl Transaction for MemoryTransaction {
         let mut state = self.state.lock();
         state.undo.clear();
         state.finished.push(changes);
-        if let Some((client_id, seq)) = client {
-            let last = state.client_seqs.entry(client_id.to_owned()).or_default();
-            *last = (*last).max(seq);
-        }
+        super::stage_client_seq(&mut state.client_seqs, client);
         Ok(())
     }
 

@@ -106,3 +106,15 @@ pub struct Committed {
     /// The mutation's last change's cursor; where it made none, the latest cursor before it.
     pub cursor: u64,
 }
+
+/// Records a finished mutation's `(client_id, client_seq)` among a transaction's staged ones,
+/// keeping each client's highest: what `last_client_seq` answers before the commit.
+pub(crate) fn stage_client_seq(
+    staged: &mut std::collections::HashMap<String, u64>,
+    client: Option<(&str, u64)>,
+) {
+    if let Some((client_id, seq)) = client {
+        let last = staged.entry(client_id.to_owned()).or_default();
+        *last = (*last).max(seq);
+    }
+}

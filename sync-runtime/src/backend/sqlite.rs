@@ -967,10 +967,7 @@ impl Transaction for SqliteTransaction {
             })
             .collect();
         state.finished.push(staged);
-        if let Some((client_id, seq)) = client {
-            let last = state.client_seqs.entry(client_id.to_owned()).or_default();
-            *last = (*last).max(seq);
-        }
+        super::stage_client_seq(&mut state.client_seqs, client);
         Ok(())
     }
 
