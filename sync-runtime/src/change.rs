@@ -83,10 +83,46 @@ impl From<Change> for NewChange {
 
 /// PROTOCOL's timestamp format: RFC 3339 in UTC with `Z` and millisecond precision.
 mod rfc3339_millis {
+    use chrono::{Datelike, Timelike};
+
     use super::*;
 
+    /// Written from a stack buffer: every change of every pull answer has a timestamp, and
+    /// `to_rfc3339_opts` would allocate and format a `String` for each.
     pub(super) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
+        match format(ts) {
+            Some(text) => s.serialize_str(std::str::from_utf8(&text).unwrap_or_default()),
+            // Outside four-digit years RFC 3339 has no form; chrono writes its extension.
+            None => s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, for years 0 to 9999.
+    fn format(ts: &DateTime<Utc>) -> Option<[u8; 24]> {
+        let year = u32::try_from(ts.year()).ok().filter(|year| *year <= 9999)?;
+        // A leap second's nanoseconds run past 10⁹; chrono writes it as second 60.
+        let (second, nanos) = match ts.nanosecond() {
+            n if n >= 1_000_000_000 => (ts.second() + 1, n - 1_000_000_000),
+            n => (ts.second(), n),
+        };
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        for (range, value) in [
+            (0..4, year),
+            (5..7, ts.month()),
+            (8..10, ts.day()),
+            (11..13, ts.hour()),
+            (14..16, ts.minute()),
+            (17..19, second),
+            (20..23, nanos / 1_000_000),
+        ] {
+            let mut rest = value;
+            for digit in text.get_mut(range)?.iter_mut().rev() {
+                // `rest % 10` is below 10: the cast cannot truncate.
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        }
+        Some(text)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -124,5 +160,39 @@ mod tests {
         );
         let back: Change = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, change);
+    }
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let change = |timestamp| Change {
+            cursor: 1,
+            scope: "s".into(),
+            entity: "todo".into(),
+            id: "a".into(),
+            op: ChangeOp::Delete,
+            data: None,
+            timestamp,
+        };
+        let leap_second = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|day| day.and_hms_milli_opt(23, 59, 59, 1_500))
+            .map(|naive| naive.and_utc());
+        let instants = [
+            Utc.timestamp_millis_opt(0).single(),
+            Utc.timestamp_millis_opt(1_700_000_000_007).single(),
+            Utc.timestamp_millis_opt(-62_135_596_800_000).single(), // year 1
+            Utc.timestamp_millis_opt(253_402_300_799_999).single(), // 9999-12-31T23:59:59.999
+            Utc.timestamp_millis_opt(253_402_300_800_000).single(), // year 10000
+            Utc.timestamp_opt(1_700_000_000, 999_999_999).single(),
+            leap_second,
+        ];
+        for timestamp in instants {
+            let timestamp = timestamp.unwrap_or_else(|| panic!("a valid instant"));
+            let json = serde_json::to_value(change(timestamp)).unwrap_or_default();
+            assert_eq!(
+                json["ts"],
+                timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{timestamp:?}"
+            );
+        }
     }
 }

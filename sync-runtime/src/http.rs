@@ -6,6 +6,7 @@
 use std::any::Any;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::auth::Action;
 use crate::engine::Engine;
@@ -83,77 +84,143 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The engine's routes under its prefix (`POST push`, `pull`, `snapshot`; `GET live`), with
-/// compression, a tracing span per request, and
-/// panics turned into JSON errors. Merge it into the application's router and wrap it in the
-/// application's own layers.
+/// The engine's routes under its prefix (`POST push`, `pull`, `snapshot`; `GET live`), with a
+/// tracing span per request, compression of large pull and snapshot answers, and panics turned
+/// into JSON errors. Merge it into the application's router and wrap it in the application's own
+/// layers.
+///
+/// The layers are the cheap ones: on the push path, tower-http's `TraceLayer` and
+/// `CompressionLayer` each cost about a tenth of the throughput (BENCHMARKS.md), for a span that
+/// [`traced`] opens for less and for answers too small to compress.
 pub(crate) fn router(engine: Engine) -> Router {
+    // Full paths rather than `nest`, which rebuilds the URI of every request it routes.
+    let prefix = match engine.prefix() {
+        "/" => String::new(),
+        prefix => prefix.to_owned(),
+    };
+    // Small answers go out as they are: compressing them costs more than it saves.
+    let compressed = || CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES));
     let routes = Router::new()
-        .route("/push", endpoint(post(push)))
-        .route("/pull", endpoint(post(pull)))
-        .route("/snapshot", endpoint(post(snapshot)))
+        .route(&format!("{prefix}/push"), endpoint(post(push)))
         .route(
-            "/live",
-            get(crate::live::upgrade).fallback(method_not_allowed),
+            &format!("{prefix}/pull"),
+            endpoint(post(pull)).layer(compressed()),
         )
-        .fallback(not_found)
-        .with_state(engine.clone())
-        // Small answers go out as they are: compressing them costs more than it saves.
-        .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES)))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(panic_response));
-    match engine.prefix() {
-        "/" => routes,
-        // `nest` leaves the bare `prefix/` to the outer router; answer it as the engine would.
-        prefix => Router::new()
-            .nest(prefix, routes)
-            .route(&format!("{prefix}/"), any(not_found)),
-    }
+        .route(
+            &format!("{prefix}/snapshot"),
+            endpoint(post(snapshot)).layer(compressed()),
+        )
+        .route(
+            &format!("{prefix}/live"),
+            get(crate::live::upgrade).fallback(method_not_allowed),
+        );
+    let routes = if prefix.is_empty() {
+        routes.fallback(not_found)
+    } else {
+        // Other paths under the prefix answer as the engine would; the rest are the app's.
+        routes
+            .route(&prefix, any(not_found))
+            .route(&format!("{prefix}/"), any(not_found))
+            .route(&format!("{prefix}/{{*rest}}"), any(not_found))
+    };
+    routes
+        .with_state(engine)
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// Runs one request's handler in a `sync.request` span, and logs its answer's status at debug
+/// level.
+async fn traced(
+    endpoint: &'static str,
+    handler: impl Future<Output = Result<Response, HttpError>>,
+) -> Response {
+    let span = tracing::info_span!("sync.request", endpoint, status = tracing::field::Empty);
+    let started = std::time::Instant::now();
+    let response = handler.instrument(span.clone()).await.into_response();
+    let status = response.status().as_u16();
+    span.record("status", status);
+    tracing::debug!(parent: &span, status, elapsed = ?started.elapsed(), "answered");
+    response
 }
 
 fn endpoint(route: MethodRouter<Engine>) -> MethodRouter<Engine> {
     route.fallback(method_not_allowed)
 }
 
-async fn push(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
-    let limit = engine.limits().push_body_bytes;
-    let result = async {
-        let request: PushRequest = read_json(&headers, body, limit).await?;
+// Each handler takes the whole request rather than a `HeaderMap` extractor, which would copy
+// every header.
+
+async fn push(State(engine): State<Engine>, request: Request) -> Response {
+    traced("push", async move {
+        let (parts, body) = request.into_parts();
+        let headers = &parts.headers;
+        let request: PushRequest =
+            read_json(headers, body, engine.limits().push_body_bytes).await?;
         engine.validate_push(&request.mutations)?;
         engine
             .authorize(
-                &headers,
+                headers,
                 request.mutations.iter().map(|m| m.scope()),
                 Action::Push,
             )
             .await?;
-        Ok::<_, HttpError>(Json(engine.push(request.mutations).await?))
-    };
-    result.await.into_response()
+        let answer = engine.push(request.mutations).await?;
+        Ok(json(&answer, 256 * answer.results.len()))
+    })
+    .await
 }
 
-async fn pull(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
-    let limit = engine.limits().request_body_bytes;
-    let result = async {
-        let request: PullRequest = read_json(&headers, body, limit).await?;
+async fn pull(State(engine): State<Engine>, request: Request) -> Response {
+    traced("pull", async move {
+        let (parts, body) = request.into_parts();
+        let headers = &parts.headers;
+        let request: PullRequest =
+            read_json(headers, body, engine.limits().request_body_bytes).await?;
         let scope = resolve_scope(request.scope.as_deref())?;
-        engine.authorize(&headers, [scope], Action::Pull).await?;
-        Ok::<_, HttpError>(Json(engine.pull(request).await?))
-    };
-    result.await.into_response()
+        engine.authorize(headers, [scope], Action::Pull).await?;
+        let answer = engine.pull(request).await?;
+        Ok(json(&answer, 64 + 192 * answer.changes.len()))
+    })
+    .await
 }
 
-async fn snapshot(State(engine): State<Engine>, headers: HeaderMap, body: Body) -> Response {
-    let limit = engine.limits().request_body_bytes;
-    let result = async {
-        let request: SnapshotRequest = read_json(&headers, body, limit).await?;
+async fn snapshot(State(engine): State<Engine>, request: Request) -> Response {
+    traced("snapshot", async move {
+        let (parts, body) = request.into_parts();
+        let headers = &parts.headers;
+        let request: SnapshotRequest =
+            read_json(headers, body, engine.limits().request_body_bytes).await?;
         let scope = resolve_scope(request.scope.as_deref())?;
-        engine
-            .authorize(&headers, [scope], Action::Snapshot)
-            .await?;
-        Ok::<_, HttpError>(Json(engine.snapshot(Some(scope)).await?))
-    };
-    result.await.into_response()
+        engine.authorize(headers, [scope], Action::Snapshot).await?;
+        let answer = engine.snapshot(Some(scope)).await?;
+        Ok(json(&answer, 4096))
+    })
+    .await
+}
+
+/// A JSON answer, written into a buffer of about its size: axum's `Json` starts from 128 bytes
+/// and grows it.
+fn json<T: Serialize>(answer: &T, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, answer) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode an answer");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not encode its answer",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Checks the content type, reads at most `limit` bytes and decodes them, naming the path of the

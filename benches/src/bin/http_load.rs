@@ -73,15 +73,26 @@ struct Cli {
     /// answers, the bare handler does not.
     #[arg(long)]
     gzip: bool,
+    /// Load only pushes or only pulls (e.g. to profile one of them); both by default.
+    #[arg(long, value_enum)]
+    only: Option<Op>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Op {
     Push,
     Pull,
 }
 
 impl Op {
+    /// The operations the run loads.
+    fn selected(only: Option<Op>) -> impl Iterator<Item = (usize, Op)> {
+        [Op::Push, Op::Pull]
+            .into_iter()
+            .enumerate()
+            .filter(move |(_, op)| only.is_none_or(|only| only == *op))
+    }
+
     fn name(self) -> &'static str {
         match self {
             Op::Push => "push",
@@ -157,7 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let warmup = Duration::from_secs_f64(cli.warmup.max(0.0));
     if !warmup.is_zero() {
-        for op in [Op::Push, Op::Pull] {
+        for (_, op) in Op::selected(cli.only) {
             for target in &targets {
                 drive(target, op, &cli, Some(warmup)).await;
             }
@@ -170,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut errors = 0;
     for round in 0..cli.rounds {
         let mut line = format!("round {}:", round + 1);
-        for (o, op) in [Op::Push, Op::Pull].into_iter().enumerate() {
+        for (o, op) in Op::selected(cli.only) {
             // Alternate which target goes first, so that drift hits both alike.
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             let mut round_rates = [0.0; 2];
@@ -199,7 +210,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          of two measurements next to each other in time; then their range):",
         cli.rounds, cli.connections
     );
-    for (o, op) in [Op::Push, Op::Pull].into_iter().enumerate() {
+    for (o, op) in Op::selected(cli.only) {
         let engine = median(&rates[o][0]);
         let bare = median(&rates[o][1]);
         let ratio = median(&ratios[o]);

@@ -1,10 +1,14 @@
 //! The in-memory backend: thread-safe, indexed per scope, lost on restart.
+//!
+//! Lookups go through hash maps with a fast hasher (hashbrown's default) and borrowed keys, so a
+//! push allocates only for what it stores; listings and snapshots sort by id when they are read.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use hashbrown::{Equivalent, HashMap};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
@@ -15,10 +19,13 @@ use crate::changelog::{ChangeLog, Page};
 use crate::error::{StoreError, SyncError};
 use crate::store::{ScopeData, Store, Written};
 
+/// One scope's entities: entity type → id → data.
+type Entities = HashMap<String, HashMap<String, Value>>;
+
 /// Entity data in memory: scope → entity → id → data.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    scopes: RwLock<HashMap<String, ScopeData>>,
+    scopes: RwLock<HashMap<String, Entities>>,
 }
 
 impl MemoryStore {
@@ -38,14 +45,15 @@ impl MemoryStore {
         ids.is_some_and(|ids| ids.contains_key(id))
     }
 
-    fn set_now(&self, scope: &str, entity: &str, id: &str, data: Value) -> Written {
+    fn set_now(&self, scope: &str, entity: &str, id: String, data: Value) -> Written {
         let mut scopes = self.scopes.write();
+        // `entry_ref` allocates the scope's and entity's names only when they are new.
         let ids = scopes
-            .entry(scope.to_owned())
+            .entry_ref(scope)
             .or_default()
-            .entry(entity.to_owned())
+            .entry_ref(entity)
             .or_default();
-        match ids.insert(id.to_owned(), data) {
+        match ids.insert(id, data) {
             Some(_) => Written::Updated,
             None => Written::Created,
         }
@@ -71,13 +79,29 @@ impl MemoryStore {
         scopes
             .get(scope)
             .and_then(|entities| entities.get(entity))
-            .cloned()
+            .map(sorted)
             .unwrap_or_default()
     }
 
     fn snapshot_now(&self, scope: &str) -> ScopeData {
-        self.scopes.read().get(scope).cloned().unwrap_or_default()
+        let scopes = self.scopes.read();
+        scopes
+            .get(scope)
+            .map(|entities| {
+                entities
+                    .iter()
+                    .map(|(entity, ids)| (entity.clone(), sorted(ids)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
+}
+
+/// A copy of one entity type's data, ordered by id.
+fn sorted(ids: &HashMap<String, Value>) -> BTreeMap<String, Value> {
+    ids.iter()
+        .map(|(id, data)| (id.clone(), data.clone()))
+        .collect()
 }
 
 #[async_trait]
@@ -93,7 +117,7 @@ impl Store for MemoryStore {
         id: &str,
         data: Value,
     ) -> Result<Written, StoreError> {
-        Ok(self.set_now(scope, entity, id, data))
+        Ok(self.set_now(scope, entity, id.to_owned(), data))
     }
 
     async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
@@ -158,7 +182,7 @@ impl MemoryChangeLog {
             state.all.push_back(Arc::clone(&change));
             state
                 .scopes
-                .entry(change.scope.clone())
+                .entry_ref(change.scope.as_str())
                 .or_default()
                 .changes
                 .push_back(Arc::clone(&change));
@@ -351,8 +375,51 @@ impl Backend for MemoryBackend {
     }
 }
 
-/// A key of the write set: scope, entity, id.
-type Key = (String, String, String);
+/// A key of the write set: scope, entity and id, in one allocation.
+#[derive(Clone, PartialEq, Eq)]
+struct Key {
+    /// The three names one after another.
+    text: Box<str>,
+    /// Where the entity and the id start in `text`.
+    entity_at: usize,
+    id_at: usize,
+}
+
+impl Key {
+    fn parts(&self) -> KeyRef<'_> {
+        let (scope_and_entity, id) = self.text.split_at(self.id_at);
+        let (scope, entity) = scope_and_entity.split_at(self.entity_at);
+        KeyRef(scope, entity, id)
+    }
+}
+
+/// Hashes as its [`KeyRef`], so that a `KeyRef` finds it.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+/// A [`Key`] borrowed: looks up the write set without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct KeyRef<'a>(&'a str, &'a str, &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.parts()
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_owned(self) -> Key {
+        let KeyRef(scope, entity, id) = self;
+        Key {
+            text: [scope, entity, id].concat().into_boxed_str(),
+            entity_at: scope.len(),
+            id_at: scope.len() + entity.len(),
+        }
+    }
+}
 
 struct MemoryTransaction {
     shared: Arc<Shared>,
@@ -369,11 +436,12 @@ struct TxState {
     /// Finished mutations' changes, one list per mutation.
     finished: Vec<Vec<NewChange>>,
     /// Sequence numbers recorded by finished mutations.
-    client_seqs: HashMap<String, u64>,
+    client_seqs: std::collections::HashMap<String, u64>,
 }
 
 impl TxState {
-    fn write(&mut self, key: Key, value: Option<Value>) {
+    fn write(&mut self, key: KeyRef<'_>, value: Option<Value>) {
+        let key = key.to_owned();
         let earlier = self.writes.insert(key.clone(), value);
         self.undo.push((key, earlier));
     }
@@ -390,32 +458,29 @@ impl TxState {
 }
 
 impl MemoryTransaction {
-    fn key(scope: &str, entity: &str, id: &str) -> Key {
-        (scope.to_owned(), entity.to_owned(), id.to_owned())
-    }
-
-    fn current(&self, key: &Key) -> Option<Value> {
-        match self.state.lock().writes.get(key) {
+    fn current(&self, key: KeyRef<'_>) -> Option<Value> {
+        match self.state.lock().writes.get(&key) {
             Some(written) => written.clone(),
-            None => self.shared.store.get_now(&key.0, &key.1, &key.2),
+            None => self.shared.store.get_now(key.0, key.1, key.2),
         }
     }
 
     /// Whether the entity exists, with this transaction's writes applied; clones nothing.
-    fn exists(&self, key: &Key) -> bool {
-        match self.state.lock().writes.get(key) {
+    fn exists(&self, key: KeyRef<'_>) -> bool {
+        match self.state.lock().writes.get(&key) {
             Some(written) => written.is_some(),
-            None => self.shared.store.contains_now(&key.0, &key.1, &key.2),
+            None => self.shared.store.contains_now(key.0, key.1, key.2),
         }
     }
 
     /// The store's entities of one type with this transaction's writes laid over them.
     fn entities(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
         let mut ids = self.shared.store.entities_now(scope, entity);
-        for ((s, e, id), written) in &self.state.lock().writes {
+        for (key, written) in &self.state.lock().writes {
+            let KeyRef(s, e, id) = key.parts();
             if s == scope && e == entity {
                 match written {
-                    Some(data) => ids.insert(id.clone(), data.clone()),
+                    Some(data) => ids.insert(id.to_owned(), data.clone()),
                     None => ids.remove(id),
                 };
             }
@@ -427,7 +492,7 @@ impl MemoryTransaction {
 #[async_trait]
 impl Store for MemoryTransaction {
     async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.current(&Self::key(scope, entity, id)))
+        Ok(self.current(KeyRef(scope, entity, id)))
     }
 
     async fn set(
@@ -437,8 +502,8 @@ impl Store for MemoryTransaction {
         id: &str,
         data: Value,
     ) -> Result<Written, StoreError> {
-        let key = Self::key(scope, entity, id);
-        let existed = self.exists(&key);
+        let key = KeyRef(scope, entity, id);
+        let existed = self.exists(key);
         self.state.lock().write(key, Some(data));
         Ok(if existed {
             Written::Updated
@@ -448,8 +513,8 @@ impl Store for MemoryTransaction {
     }
 
     async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
-        let key = Self::key(scope, entity, id);
-        let existed = self.exists(&key);
+        let key = KeyRef(scope, entity, id);
+        let existed = self.exists(key);
         if existed {
             self.state.lock().write(key, None);
         }
@@ -462,15 +527,16 @@ impl Store for MemoryTransaction {
 
     async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
         let mut data = self.shared.store.snapshot_now(scope);
-        for ((s, entity, id), written) in &self.state.lock().writes {
+        for (key, written) in &self.state.lock().writes {
+            let KeyRef(s, entity, id) = key.parts();
             if s != scope {
                 continue;
             }
             match written {
                 Some(value) => {
-                    data.entry(entity.clone())
+                    data.entry(entity.to_owned())
                         .or_default()
-                        .insert(id.clone(), value.clone());
+                        .insert(id.to_owned(), value.clone());
                 }
                 None => {
                     if let Some(ids) = data.get_mut(entity) {
@@ -520,13 +586,14 @@ impl Transaction for MemoryTransaction {
         state.undo_current();
         let shared = &self.shared;
         let _gate = shared.commit_gate.write();
-        for ((scope, entity, id), written) in state.writes {
+        for (key, written) in state.writes {
+            let KeyRef(scope, entity, id) = key.parts();
             match written {
                 Some(data) => {
-                    shared.store.set_now(&scope, &entity, &id, data);
+                    shared.store.set_now(scope, entity, id.to_owned(), data);
                 }
                 None => {
-                    shared.store.delete_now(&scope, &entity, &id);
+                    shared.store.delete_now(scope, entity, id);
                 }
             }
         }
@@ -649,6 +716,35 @@ mod tests {
         assert_eq!(tx.list("s", "todo").await.unwrap().len(), 1);
         drop(tx);
         assert_eq!(backend.store().get("s", "todo", "1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn keys_whose_names_run_together_stay_apart() {
+        let backend = MemoryBackend::new();
+        let tx = backend.begin().await.unwrap();
+        let keys = [("ab", "c", "d"), ("a", "bc", "d"), ("a", "b", "cd")];
+        tx.begin_mutation().await.unwrap();
+        for (n, (scope, entity, id)) in keys.into_iter().enumerate() {
+            let written = tx
+                .set(scope, entity, id, serde_json::json!(n))
+                .await
+                .unwrap();
+            assert_eq!(written, Written::Created, "{scope}/{entity}/{id}");
+        }
+        for (n, (scope, entity, id)) in keys.into_iter().enumerate() {
+            assert_eq!(
+                tx.get(scope, entity, id).await.unwrap(),
+                Some(serde_json::json!(n))
+            );
+        }
+        tx.finish_mutation(Vec::new(), None).await.unwrap();
+        tx.commit().await.unwrap();
+        for (n, (scope, entity, id)) in keys.into_iter().enumerate() {
+            assert_eq!(
+                backend.store().get(scope, entity, id).await.unwrap(),
+                Some(serde_json::json!(n))
+            );
+        }
     }
 
     #[tokio::test]
