@@ -315,6 +315,13 @@ async fn concurrency(name: &str, backend: impl Backend) {
     );
 }
 
+/// `cargo bench -p sync-bench --bench backends -- NAME` runs only the parts whose name contains
+/// NAME: `sqlite`, `postgres`, `concurrency`.
+fn wanted(part: &str) -> bool {
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    filter.is_none_or(|filter| part.contains(filter.as_str()))
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -325,22 +332,26 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let postgres = pg_schema().await;
         println!("# Durable backends (medians of {ROUNDS} rounds, {MUTATIONS_PER_ROUND} mutations per round)");
-        sqlite_vs_raw(dir.path()).await;
+        if wanted("sqlite") {
+            sqlite_vs_raw(dir.path()).await;
+        }
         match &postgres {
-            Some((url, _, _)) => postgres_vs_raw(url).await,
+            Some((url, _, _)) if wanted("postgres") => postgres_vs_raw(url).await,
+            Some(_) => {}
             None => println!("\nPostgreSQL skipped: set SYNC_TEST_POSTGRES_URL"),
         }
-        println!("\n## Concurrent pushers (pushes of 10 mutations, 0.7 s per round)\n");
-        println!("| backend | 1 pusher (mutations/s) | 4 pushers | 16 pushers |");
-        println!("| --- | ---: | ---: | ---: |");
-        concurrency("memory", MemoryBackend::new()).await;
-        concurrency(
-            "SQLite",
-            SqliteBackend::open_with(dir.path().join("concurrency.db"), fast()).unwrap(),
-        )
-        .await;
-        if let Some((url, base, schema)) = &postgres {
-            concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
+        if wanted("concurrency") {
+            println!("\n## Concurrent pushers (pushes of 10 mutations, 0.7 s per round)\n");
+            println!("| backend | 1 pusher (mutations/s) | 4 pushers | 16 pushers |");
+            println!("| --- | ---: | ---: | ---: |");
+            concurrency("memory", MemoryBackend::new()).await;
+            let sqlite = SqliteBackend::open_with(dir.path().join("concurrency.db"), fast());
+            concurrency("SQLite", sqlite.unwrap()).await;
+            if let Some((url, _, _)) = &postgres {
+                concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
+            }
+        }
+        if let Some((_, base, schema)) = &postgres {
             let admin = pg_client(base).await;
             admin
                 .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))

@@ -20,6 +20,7 @@ pub mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod write_set;
 
 use std::sync::Arc;
 

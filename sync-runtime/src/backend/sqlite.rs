@@ -8,15 +8,16 @@
 //! - **Never blocks the runtime.** Every call into SQLite runs with `block_in_place` on a
 //!   multi-threaded runtime (the worker's other tasks move to another thread first), and on
 //!   tokio's blocking pool (`spawn_blocking`) on a current-thread runtime.
-//! - **One commit per push.** A push is one `BEGIN IMMEDIATE … COMMIT`; each mutation writes
-//!   inside a savepoint, which a permanent failure rolls back. The commit assigns cursors to the
-//!   staged changes, appends them, and advances the head, all in the same transaction.
+//! - **One commit per push.** A push is one `BEGIN IMMEDIATE … COMMIT`. Its mutations read in
+//!   that transaction and buffer their writes in memory, where a permanent failure undoes them
+//!   (no savepoint per mutation). The commit writes the entities, the clients' sequence numbers
+//!   and the changes with their cursors, and advances the head, in one call.
 //! - **Durable by default.** `synchronous = FULL`: an acknowledged push survives a crash of the
 //!   process and of the machine. [`SqliteOptions::durable`] trades the latter for speed.
 //! - **Versioned schema.** The schema is created on open and its version kept in
 //!   `PRAGMA user_version`, so that a later version of this crate can migrate it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
 use super::sql::{op_name, parse_json, parse_op, retain_slack, timestamp, to_i64, to_json, to_u64};
+use super::write_set::{Key, KeyRef, WriteSet};
 use super::{Backend, Committed, Transaction};
 use crate::change::{Change, NewChange};
 use crate::changelog::{ChangeLog, Page};
@@ -210,8 +212,12 @@ fn open_connection(
             )));
         }
         let synchronous = if options.durable { "FULL" } else { "NORMAL" };
-        conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
-            .context(|| format!("cannot set synchronous = {synchronous} on {shown}"))?;
+        // A mutation's savepoint copies each page it first changes to a sub-journal: in memory
+        // rather than in a temporary file, a write less per page.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY;"
+        ))
+        .context(|| format!("cannot set synchronous = {synchronous} on {shown}"))?;
     } else {
         conn.execute_batch("PRAGMA query_only = ON;")
             .context(|| format!("cannot open a reader of {shown}"))?;
@@ -635,7 +641,10 @@ impl Backend for SqliteBackend {
         inner
             .write(|conn| {
                 end_stale_transaction(conn)?;
-                conn.execute_batch("BEGIN IMMEDIATE")
+                // Cached, as every statement a push runs: no SQL is parsed per push.
+                conn.prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut begin| begin.execute([]))
+                    .map(drop)
                     .context(|| "cannot start a push's transaction".to_owned())
             })
             .await?;
@@ -663,6 +672,11 @@ impl Backend for SqliteBackend {
 }
 
 /// One push's transaction on the writer connection.
+///
+/// Reads run in the database transaction; writes wait in a [`WriteSet`] until the commit, which
+/// applies them, records the clients' sequence numbers and appends the changes in one call. A
+/// failed mutation's writes are undone in memory: no savepoint per mutation, whose sub-journal
+/// would copy every page the mutation touches.
 struct SqliteTransaction {
     inner: Arc<Inner>,
     /// `None` once committed; dropping it with the gate still held rolls back.
@@ -674,93 +688,44 @@ struct SqliteTransaction {
 struct TxState {
     /// A mutation is open (between `begin_mutation` and `finish_mutation`).
     in_mutation: bool,
-    savepoint: Savepoint,
+    writes: WriteSet,
     /// Finished mutations' changes, one list per mutation.
-    finished: Vec<Vec<Staged>>,
-    /// What the open mutation wrote, as values and JSON text: a change that carries the same
-    /// value is logged with the same text, serialized once.
-    written: Vec<Write>,
+    finished: Vec<Vec<NewChange>>,
     /// Sequence numbers recorded by finished mutations, written at commit.
     client_seqs: HashMap<String, u64>,
-    /// A database call failed in a way that leaves the savepoints unknown: only a rollback is
-    /// safe.
-    poisoned: bool,
 }
 
-/// A change waiting for the commit, with its data's JSON text where the write made it.
+/// A change ready to be logged, with its data as JSON text where it was already serialized.
 struct Staged {
     change: NewChange,
     text: Option<String>,
 }
 
-/// One write of the open mutation.
-struct Write {
-    scope: String,
-    entity: String,
-    id: String,
-    data: Value,
-    text: String,
-}
-
-/// The savepoint `mutation`, taken at a mutation's first write. A finished mutation's savepoint
-/// is released together with the next one's start (or by the commit), which saves a round trip
-/// per mutation.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-enum Savepoint {
-    /// None is open.
-    #[default]
-    None,
-    /// The open mutation's.
-    Current,
-    /// A finished mutation's, not yet released.
-    Finished,
-}
-
 impl SqliteTransaction {
-    /// Runs `f` on the writer; a `write` first takes the open mutation's savepoint if it has none.
-    async fn run<T: Send + 'static>(
+    /// Runs a read `f` on the writer, in the push's database transaction.
+    async fn read<T: Send + 'static>(
         &self,
-        write: bool,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let prefix = {
-            let state = self.state.lock();
-            match state.savepoint {
-                _ if !write || !state.in_mutation => None,
-                Savepoint::Current => None,
-                Savepoint::None => Some(&["SAVEPOINT mutation"][..]),
-                Savepoint::Finished => Some(&["RELEASE mutation", "SAVEPOINT mutation"][..]),
-            }
-        };
         let inner = Arc::clone(&self.inner);
-        let ran = off_runtime(move || {
-            let conn = inner.writer.lock();
-            // Prepared once and cached, like every statement here: no SQL is parsed per call.
-            for statement in prefix.unwrap_or_default() {
-                conn.prepare_cached(statement)?.execute([])?;
-            }
-            Ok::<_, rusqlite::Error>(f(&conn))
-        })
-        .await;
-        match ran {
-            Ok(Ok(result)) => {
-                if prefix.is_some() {
-                    self.state.lock().savepoint = Savepoint::Current;
-                }
-                result
-            }
-            Ok(Err(error)) => {
-                self.state.lock().poisoned = true;
-                Err(StoreError::with_source(
-                    "SQLite: cannot start a mutation's savepoint",
-                    error,
-                ))
-            }
-            Err(error) => {
-                self.state.lock().poisoned = true;
-                Err(error)
-            }
+        blocking(move || f(&inner.writer.lock())).await
+    }
+
+    /// Whether the entity exists, with this transaction's writes applied.
+    async fn exists(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        if let Some(written) = self.state.lock().writes.get(scope, entity, id) {
+            return Ok(written.is_some());
         }
+        let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
+        self.read(move |conn| {
+            let (scope, entity, id) = key;
+            conn.prepare_cached(
+                "SELECT 1 FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3",
+            )
+            .and_then(|mut stmt| stmt.exists([&scope, &entity, &id]))
+            .context(|| format!("cannot read {entity} `{id}` in scope `{scope}`"))
+        })
+        .await
     }
 }
 
@@ -788,8 +753,11 @@ impl Drop for SqliteTransaction {
 #[async_trait]
 impl Store for SqliteTransaction {
     async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        if let Some(written) = self.state.lock().writes.get(scope, entity, id) {
+            return Ok(written.clone());
+        }
         let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
-        self.run(false, move |conn| {
+        self.read(move |conn| {
             let (scope, entity, id) = key;
             let text: Option<String> = conn
                 .prepare_cached(
@@ -813,83 +781,63 @@ impl Store for SqliteTransaction {
         id: &str,
         data: Value,
     ) -> Result<Written, StoreError> {
-        let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
-        let text = to_json(&data)?;
-        let (written, text) = self
-            .run(true, move |conn| {
-                let (scope, entity, id) = key;
-                // A create is one statement; an update two.
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO sync_entities (scope, entity, id, data) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut stmt| stmt.execute([&scope, &entity, &id, &text]))
-                    .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;
-                if inserted > 0 {
-                    return Ok((Written::Created, text));
-                }
-                conn.prepare_cached(
-                    "UPDATE sync_entities SET data = ?4 WHERE scope = ?1 AND entity = ?2 AND id = ?3",
-                )
-                .and_then(|mut stmt| stmt.execute([&scope, &entity, &id, &text]))
-                .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;
-                Ok((Written::Updated, text))
-            })
-            .await?;
-        self.state.lock().written.push(Write {
-            scope: scope.to_owned(),
-            entity: entity.to_owned(),
-            id: id.to_owned(),
-            data,
-            text,
-        });
-        Ok(written)
+        let existed = self.exists(scope, entity, id).await?;
+        self.state
+            .lock()
+            .writes
+            .write(scope, entity, id, Some(data));
+        Ok(if existed {
+            Written::Updated
+        } else {
+            Written::Created
+        })
     }
 
     async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
-        let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
-        self.run(true, move |conn| {
-            let (scope, entity, id) = key;
-            let deleted = conn
-                .prepare_cached(
-                    "DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3",
-                )
-                .and_then(|mut stmt| stmt.execute([&scope, &entity, &id]))
-                .context(|| format!("cannot delete {entity} `{id}` in scope `{scope}`"))?;
-            Ok(deleted > 0)
-        })
-        .await
+        let existed = self.exists(scope, entity, id).await?;
+        if existed {
+            self.state.lock().writes.write(scope, entity, id, None);
+        }
+        Ok(existed)
     }
 
     async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
         let key = (scope.to_owned(), entity.to_owned());
-        self.run(false, move |conn| {
-            let (scope, entity) = key;
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, data FROM sync_entities WHERE scope = ?1 AND entity = ?2 ORDER BY id",
-                )
-                .context(|| "cannot prepare the list query".to_owned())?;
-            let rows = stmt
-                .query_map([&scope, &entity], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .context(|| format!("cannot list {entity} in scope `{scope}`"))?;
-            let mut values = Vec::new();
-            for row in rows {
-                let (id, text) =
-                    row.context(|| format!("cannot list {entity} in scope `{scope}`"))?;
-                values.push(parse_json(&text, format_args!("{entity} `{id}`"))?);
-            }
-            Ok(values)
-        })
-        .await
+        let mut ids = self
+            .read(move |conn| {
+                let (scope, entity) = key;
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, data FROM sync_entities WHERE scope = ?1 AND entity = ?2",
+                    )
+                    .context(|| "cannot prepare the list query".to_owned())?;
+                let rows = stmt
+                    .query_map([&scope, &entity], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .context(|| format!("cannot list {entity} in scope `{scope}`"))?;
+                let mut ids = BTreeMap::new();
+                for row in rows {
+                    let (id, text) =
+                        row.context(|| format!("cannot list {entity} in scope `{scope}`"))?;
+                    let value = parse_json(&text, format_args!("{entity} `{id}`"))?;
+                    ids.insert(id, value);
+                }
+                Ok(ids)
+            })
+            .await?;
+        self.state
+            .lock()
+            .writes
+            .overlay_entities(scope, entity, &mut ids);
+        Ok(ids.into_values().collect())
     }
 
     async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
-        let scope = scope.to_owned();
-        self.run(false, move |conn| scope_data(conn, &scope)).await
+        let owned = scope.to_owned();
+        let mut data = self.read(move |conn| scope_data(conn, &owned)).await?;
+        self.state.lock().writes.overlay_scope(scope, &mut data);
+        Ok(data)
     }
 }
 
@@ -903,7 +851,7 @@ impl Transaction for SqliteTransaction {
         }
         let client_id = client_id.to_owned();
         let stored = self
-            .run(false, move |conn| {
+            .read(move |conn| {
                 let seq: Option<i64> = conn
                     .prepare_cached("SELECT seq FROM sync_clients WHERE client_id = ?1")
                     .and_then(|mut stmt| stmt.query_row([&client_id], |row| row.get(0)).optional())
@@ -922,23 +870,12 @@ impl Transaction for SqliteTransaction {
             ));
         }
         state.in_mutation = true;
-        state.written.clear();
+        state.writes.keep_mutation();
         Ok(())
     }
 
     async fn rollback_mutation(&self) -> Result<(), StoreError> {
-        if self.state.lock().savepoint != Savepoint::Current {
-            return Ok(()); // the mutation wrote nothing
-        }
-        self.run(false, |conn| {
-            conn.execute_batch("ROLLBACK TO mutation")
-                .context(|| "cannot roll back a failed mutation".to_owned())
-        })
-        .await?;
-        // The savepoint stays open, now empty: released with the next one.
-        let mut state = self.state.lock();
-        state.savepoint = Savepoint::Finished;
-        state.written.clear();
+        self.state.lock().writes.undo_mutation();
         Ok(())
     }
 
@@ -948,52 +885,26 @@ impl Transaction for SqliteTransaction {
         client: Option<(&str, u64)>,
     ) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        if state.savepoint == Savepoint::Current {
-            state.savepoint = Savepoint::Finished;
-        }
         state.in_mutation = false;
-        let mut written = std::mem::take(&mut state.written);
-        let staged = changes
-            .into_iter()
-            .map(|change| {
-                // The latest write of the same entity, if it wrote exactly this data.
-                let at = written.iter().rposition(|w| {
-                    w.scope == change.scope && w.entity == change.entity && w.id == change.id
-                });
-                let text = at
-                    .filter(|&at| change.data.as_ref() == written.get(at).map(|w| &w.data))
-                    .map(|at| written.swap_remove(at).text);
-                Staged { change, text }
-            })
-            .collect();
-        state.finished.push(staged);
+        state.writes.keep_mutation();
+        state.finished.push(changes);
         super::stage_client_seq(&mut state.client_seqs, client);
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<Vec<Committed>, StoreError> {
         let state = std::mem::take(&mut *self.state.lock());
-        if state.poisoned {
-            return Err(StoreError::new(
-                "SQLite: the push's transaction was rolled back after a failed database call",
-            ));
-        }
-        let unfinished = state.savepoint == Savepoint::Current;
         let client_seqs = state
             .client_seqs
             .into_iter()
             .map(|(id, seq)| Ok((id, to_i64(seq, "client_seq")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let finished = state.finished;
+        let (writes, finished) = serialize_writes(state.writes, state.finished)?;
         let committed = self
             .inner
             .write(move |conn| {
                 let result = (|| {
-                    if unfinished {
-                        // A mutation that was begun but not finished leaves nothing behind.
-                        conn.execute_batch("ROLLBACK TO mutation")
-                            .context(|| "cannot discard an unfinished mutation".to_owned())?;
-                    }
+                    write_entities(conn, &writes)?;
                     let mut upsert = conn
                         .prepare_cached(
                             "INSERT INTO sync_clients (client_id, seq) VALUES (?1, ?2) \
@@ -1006,7 +917,8 @@ impl Transaction for SqliteTransaction {
                         })?;
                     }
                     let committed = append_changes(conn, finished)?;
-                    conn.execute_batch("COMMIT")
+                    conn.prepare_cached("COMMIT")
+                        .and_then(|mut commit| commit.execute([]))
                         .context(|| "cannot commit a push".to_owned())?;
                     Ok(committed)
                 })();
@@ -1023,6 +935,79 @@ impl Transaction for SqliteTransaction {
         }
         committed
     }
+}
+
+/// An entity write as the commit applies it: the key and the data's JSON text (`None`: delete).
+type EntityWrite = (Key, Option<String>);
+
+/// Serializes the committed writes and the changes, before the writer is taken. A change that
+/// carries the same data as its entity's final write reuses that text: serialized once.
+fn serialize_writes(
+    writes: WriteSet,
+    finished: Vec<Vec<NewChange>>,
+) -> Result<(Vec<EntityWrite>, Vec<Vec<Staged>>), StoreError> {
+    let writes: Vec<(Key, Option<Value>)> = writes.into_writes().collect();
+    let texts = writes
+        .iter()
+        .map(|(_, data)| data.as_ref().map(to_json).transpose())
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // Where each entity's final write is, to reuse its text for a change with the same data.
+    let staged = {
+        let at: hashbrown::HashMap<KeyRef<'_>, usize> = writes
+            .iter()
+            .enumerate()
+            .map(|(at, (key, _))| (key.parts(), at))
+            .collect();
+        let written_text = |change: &NewChange| {
+            let at = *at.get(&KeyRef(&change.scope, &change.entity, &change.id))?;
+            let (_, written) = writes.get(at)?;
+            let text = texts.get(at)?.as_ref()?;
+            (written.as_ref() == change.data.as_ref()).then(|| text.clone())
+        };
+        finished
+            .into_iter()
+            .map(|changes| {
+                changes
+                    .into_iter()
+                    .map(|change| {
+                        let text = match written_text(&change) {
+                            Some(text) => Some(text),
+                            None => change.data.as_ref().map(to_json).transpose()?,
+                        };
+                        Ok(Staged { change, text })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    }?;
+    let entity_writes = writes
+        .into_iter()
+        .zip(texts)
+        .map(|((key, _), text)| (key, text))
+        .collect();
+    Ok((entity_writes, staged))
+}
+
+/// Applies a push's entity writes; the caller commits.
+fn write_entities(conn: &Connection, writes: &[EntityWrite]) -> Result<(), StoreError> {
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (scope, entity, id) DO UPDATE SET data = excluded.data",
+        )
+        .context(|| "cannot prepare the entity write".to_owned())?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
+        .context(|| "cannot prepare the entity delete".to_owned())?;
+    for (key, text) in writes {
+        let KeyRef(scope, entity, id) = key.parts();
+        match text {
+            Some(text) => upsert.execute([scope, entity, id, text]),
+            None => delete.execute([scope, entity, id]),
+        }
+        .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
