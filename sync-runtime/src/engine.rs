@@ -178,6 +178,15 @@ impl Engine {
                     "mutations[{index}].name is empty; name the mutation, e.g. \"todo/create\""
                 )));
             }
+            if mutation
+                .client_id
+                .as_deref()
+                .is_some_and(|id| id.contains('\0'))
+            {
+                return Err(SyncError::InvalidRequest(format!(
+                    "mutations[{index}].client_id holds a NUL character"
+                )));
+            }
             if let Some(scope) = &mutation.scope {
                 validate_scope(scope).map_err(|error| {
                     SyncError::InvalidScope(format!("mutations[{index}].scope: {error}"))
@@ -294,6 +303,13 @@ impl Engine {
             Err(error) => Err(error),
         };
         let changes = tx.take_changes();
+        // What no store can hold fails the mutation for good; a retry would fail the same way.
+        let outcome = outcome.map_err(|error| match error {
+            MutationError::Store(error) if error.is_invalid_input() => {
+                MutationError::invalid_args(error.to_string())
+            }
+            other => other,
+        });
         match outcome {
             Ok(value) => {
                 tx.transaction().finish_mutation(changes, client).await?;

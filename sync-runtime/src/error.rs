@@ -4,13 +4,15 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 
-/// A backend failed: a transient failure the client retries (HTTP 503 `unavailable`).
+/// A backend failed: a transient failure the client retries (HTTP 503 `unavailable`), unless
+/// it is [invalid input](StoreError::invalid_input), which no retry can store.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
     message: String,
     #[source]
     source: Option<Box<dyn StdError + Send + Sync>>,
+    invalid_input: bool,
 }
 
 impl StoreError {
@@ -19,7 +21,24 @@ impl StoreError {
         StoreError {
             message: message.into(),
             source: None,
+            invalid_input: false,
         }
+    }
+
+    /// A key or value that the store can never hold, e.g. an id with a NUL character, which
+    /// PostgreSQL's text refuses. The mutation that wrote it fails for good with `invalid_args`
+    /// rather than making its client retry forever.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        StoreError {
+            invalid_input: true,
+            ..StoreError::new(message)
+        }
+    }
+
+    /// Whether this is [invalid input](StoreError::invalid_input) rather than a failure of the
+    /// store.
+    pub fn is_invalid_input(&self) -> bool {
+        self.invalid_input
     }
 
     /// A store failure caused by `source`, described by `context`.
@@ -31,6 +50,7 @@ impl StoreError {
         StoreError {
             message: format!("{}: {source}", context.into()),
             source: Some(source),
+            invalid_input: false,
         }
     }
 }

@@ -84,11 +84,13 @@ impl Tx {
 
     /// The entity's data in this scope, with this transaction's writes applied.
     pub async fn get_value(&self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        check_key(entity, id)?;
         self.inner.get(&self.scope, entity, id).await
     }
 
     /// Every entity of one type in this scope, ordered by id.
     pub async fn list_values(&self, entity: &str) -> Result<Vec<Value>, StoreError> {
+        check_key(entity, "")?;
         self.inner.list(&self.scope, entity).await
     }
 
@@ -99,6 +101,7 @@ impl Tx {
         id: &str,
         data: Value,
     ) -> Result<ChangeOp, StoreError> {
+        check_key(entity, id)?;
         let op = match self
             .inner
             .set(&self.scope, entity, id, data.clone())
@@ -114,6 +117,7 @@ impl Tx {
     /// Removes the entity and records a `delete` change; `false` (and no change) where it did not
     /// exist.
     pub async fn delete_value(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+        check_key(entity, id)?;
         let existed = self.inner.delete(&self.scope, entity, id).await?;
         if existed {
             self.record(entity, id, ChangeOp::Delete, None);
@@ -167,6 +171,22 @@ impl Tx {
     pub(crate) fn into_transaction(self) -> Box<dyn Transaction> {
         self.inner
     }
+}
+
+/// Refuses an entity type or id with a NUL character, which PostgreSQL's text cannot hold: the
+/// same mutation fails alike on every backend, for good, with `invalid_args`.
+fn check_key(entity: &str, id: &str) -> Result<(), StoreError> {
+    if entity.contains('\0') {
+        return Err(StoreError::invalid_input(format!(
+            "the entity type {entity:?} holds a NUL character"
+        )));
+    }
+    if id.contains('\0') {
+        return Err(StoreError::invalid_input(format!(
+            "{entity} id {id:?} holds a NUL character"
+        )));
+    }
+    Ok(())
 }
 
 fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {

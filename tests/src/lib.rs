@@ -14,7 +14,8 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sync_runtime::{
-    Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx, async_trait,
+    ChangeOp, Engine, Mutation, MutationError, Mutator, NewChange, Poke, ScopeData, StoreError, Tx,
+    async_trait,
 };
 
 pub use backends::{FailingBackend, Kind, TestBackend};
@@ -162,6 +163,7 @@ impl PokeLog {
 /// - `put_group {group, n}` writes entities `{group}-0`..`{group}-{n-1}` in one mutation: a
 ///   crash must leave all of them or none;
 /// - `delete {id}` deletes;
+/// - `raw_put {id}` writes through the untyped store, past `Tx`'s checks, and emits its change;
 /// - `echo` returns its args as the value and writes nothing.
 pub struct RulesMutator;
 
@@ -220,6 +222,18 @@ impl Mutator for RulesMutator {
             }
             "delete" => {
                 tx.delete_value(&entity, &id).await?;
+                Ok(None)
+            }
+            "raw_put" => {
+                let scope = tx.scope().to_owned();
+                tx.store().set(&scope, &entity, &id, data.clone()).await?;
+                tx.emit(NewChange {
+                    scope,
+                    entity,
+                    id,
+                    op: ChangeOp::Create,
+                    data: Some(data),
+                });
                 Ok(None)
             }
             "echo" => Ok(Some(m.args.clone())),

@@ -151,8 +151,25 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, tokio_postgres::Error> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
-        self.map_err(|error| StoreError::with_source(format!("PostgreSQL: {}", what()), error))
+        self.map_err(|error| pg_error(what(), error))
     }
+}
+
+/// A PostgreSQL error as a [`StoreError`]: text PostgreSQL cannot hold (a NUL character) is
+/// invalid input, which no retry stores; the rest is a failure of the store.
+fn pg_error(what: String, error: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    let unstorable = error.code().is_some_and(|code| {
+        *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+            || *code == SqlState::UNTRANSLATABLE_CHARACTER
+    });
+    if unstorable {
+        let cause = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        return StoreError::invalid_input(format!("PostgreSQL: {what}: {cause}"));
+    }
+    StoreError::with_source(format!("PostgreSQL: {what}"), error)
 }
 
 impl PostgresBackend {
@@ -593,10 +610,7 @@ impl PgTransaction {
                     // Outside a savepoint a failed statement aborts the whole transaction.
                     state.poisoned = true;
                 }
-                Err(StoreError::with_source(
-                    format!("PostgreSQL: {}", what()),
-                    error,
-                ))
+                Err(pg_error(what(), error))
             }
         }
     }

@@ -20,6 +20,8 @@ sync_tests::on_every_backend!(
     lists_are_ordered_by_id_bytes_and_keep_any_text,
     a_cancelled_push_leaves_nothing_behind,
     a_reopened_backend_keeps_everything,
+    ids_with_a_nul_character_fail_for_good,
+    a_raw_write_the_store_cannot_hold_fails_for_good,
 );
 
 fn change(scope: &str, id: &str) -> NewChange {
@@ -369,4 +371,77 @@ async fn a_reopened_backend_keeps_everything(b: TestBackend) {
         retry.results[1].cursor > head,
         "new cursors follow the old ones"
     );
+}
+
+/// PostgreSQL's text cannot hold U+0000: an id or entity type with one fails its mutation for
+/// good on every backend, alike, rather than answering 503 to every retry.
+async fn ids_with_a_nul_character_fail_for_good(b: TestBackend) {
+    let engine = b.rules_engine();
+    let pushed = engine
+        .push(vec![
+            put("before").with_client("c", 1),
+            put("nul\0id").with_client("c", 2),
+            Mutation::new("put", json!({"id": "x", "entity": "it\0em"})).with_client("c", 3),
+            // In the data, inside a JSON string, a NUL is just text.
+            Mutation::new("put", json!({"id": "after", "data": {"text": "a\0b"}}))
+                .with_client("c", 4),
+        ])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = pushed
+        .results
+        .iter()
+        .map(|r| (r.ok, r.code.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (true, None),
+            (false, Some("invalid_args")),
+            (false, Some("invalid_args")),
+            (true, None)
+        ]
+    );
+    // Recorded like any permanent failure: a retry is a duplicate.
+    let retried = engine
+        .push(vec![put("nul\0id").with_client("c", 2)])
+        .await
+        .unwrap();
+    assert!(retried.results[0].duplicate, "{retried:?}");
+    // A client id is recorded with every mutation: one with a NUL is refused with the push.
+    let refused = engine.push(vec![put("y").with_client("c\0", 1)]).await;
+    assert!(
+        matches!(refused, Err(SyncError::InvalidRequest(_))),
+        "{refused:?}"
+    );
+    let snapshot = engine.snapshot(None).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&snapshot.data).unwrap(),
+        json!({"item": {"after": {"text": "a\0b"}, "before": {"id": "before"}}})
+    );
+}
+
+/// Past `Tx`'s checks, through the untyped store: where the backend cannot hold the text
+/// (PostgreSQL), the mutation still fails for good, and the push goes on.
+async fn a_raw_write_the_store_cannot_hold_fails_for_good(b: TestBackend) {
+    let engine = b.rules_engine();
+    let pushed = engine
+        .push(vec![
+            Mutation::new("raw_put", json!({"id": "nul\0id"})).with_client("c", 1),
+            put("after").with_client("c", 2),
+        ])
+        .await
+        .unwrap();
+    let first = &pushed.results[0];
+    match b.kind {
+        Kind::Postgres => assert_eq!(
+            (first.ok, first.code.as_deref()),
+            (false, Some("invalid_args")),
+            "{first:?}"
+        ),
+        Kind::Memory | Kind::Sqlite => assert!(first.ok, "{first:?}"),
+    }
+    assert!(pushed.results[1].ok, "{pushed:?}");
+    let after = engine.pull(PullRequest::default()).await.unwrap();
+    assert!(after.changes.iter().any(|c| c.id == "after"));
 }
