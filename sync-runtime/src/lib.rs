@@ -64,7 +64,7 @@ pub use backend::{PostgresBackend, PostgresOptions};
 pub use backend::{SqliteBackend, SqliteOptions};
 pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
 pub use change::{Change, ChangeOp, NewChange};
-pub use changelog::{ChangeLog, Page};
+pub use changelog::{ChangeBlock, ChangeLog, Changes, Page};
 pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};

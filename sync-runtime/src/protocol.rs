@@ -1,10 +1,8 @@
 //! The request and response bodies of the HTTP endpoints, with PROTOCOL's JSON names.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::change::Change;
+use crate::changelog::Changes;
 use crate::mutation::{Mutation, MutationResult};
 use crate::store::ScopeData;
 
@@ -43,7 +41,7 @@ pub struct PullRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PullResponse {
     /// The scope's changes after the requested cursor, ascending.
-    pub changes: Vec<Arc<Change>>,
+    pub changes: Changes,
     /// The cursor to pull from next.
     pub cursor: u64,
     /// Whether the scope holds further changes beyond these.

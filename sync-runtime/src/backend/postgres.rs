@@ -24,9 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures::lock::OwnedMutexGuard;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
@@ -131,7 +131,7 @@ pub struct PostgresChangeLog {
 struct Inner {
     pool: Pool,
     /// One push per node waits for the database's writer lock; the others wait here.
-    gate: Arc<tokio::sync::Mutex<()>>,
+    gate: Arc<futures::lock::Mutex<()>>,
     /// The database, for messages (without the password).
     target: String,
 }
@@ -210,7 +210,7 @@ impl PostgresBackend {
             })?;
         let inner = Arc::new(Inner {
             pool,
-            gate: Arc::new(tokio::sync::Mutex::new(())),
+            gate: Arc::new(futures::lock::Mutex::new(())),
             target,
         });
         inner.migrate().await?;
@@ -381,7 +381,7 @@ impl ChangeLog for PostgresChangeLog {
         // Cursors are assigned in commit order, so the head read in this snapshot skips nothing.
         let next = changes.last().map_or(head, |change| change.cursor);
         Ok(Page {
-            changes,
+            changes: changes.into(),
             cursor: next,
             has_more,
         })

@@ -23,10 +23,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::lock::OwnedMutexGuard;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
-use tokio::sync::OwnedMutexGuard;
 
 use super::sql::{op_name, parse_json, parse_op, retain_slack, timestamp, to_i64, to_json, to_u64};
 use super::write_set::{Key, KeyRef, WriteSet};
@@ -139,8 +139,9 @@ struct Inner {
     /// The one connection that writes; locked only on the blocking pool, and only by the holder
     /// of `gate`.
     writer: Mutex<Connection>,
-    /// Held from `begin` until commit or rollback (and by trims): one writer at a time.
-    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Held from `begin` until commit or rollback (and by trims): one writer at a time. Not
+    /// handed to a sleeping waiter when a running pusher can take it (see the memory backend's).
+    gate: Arc<futures::lock::Mutex<()>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
 }
@@ -173,7 +174,7 @@ impl SqliteBackend {
                     path,
                     options,
                     writer: Mutex::new(writer),
-                    gate: Arc::new(tokio::sync::Mutex::new(())),
+                    gate: Arc::new(futures::lock::Mutex::new(())),
                     readers: Mutex::new(vec![reader]),
                 }),
             },
@@ -517,7 +518,7 @@ fn since_in(
     // Cursors are assigned in commit order, so the head read in this snapshot skips nothing.
     let next = changes.last().map_or(head, |change| change.cursor);
     Ok(Page {
-        changes,
+        changes: changes.into(),
         cursor: next,
         has_more,
     })

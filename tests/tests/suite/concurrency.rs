@@ -257,7 +257,12 @@ async fn changelog_appends_from_threads_get_unique_ascending_cursors(b: TestBack
     let mut all = Vec::new();
     for s in 0..3 {
         let page = log.since(&format!("s{s}"), 0, usize::MAX).await.unwrap();
-        assert!(page.changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        assert!(
+            page.changes
+                .to_vec()
+                .windows(2)
+                .all(|w| w[0].cursor < w[1].cursor)
+        );
         all.extend(page.changes.iter().map(|c| c.cursor));
     }
     all.sort_unstable();
