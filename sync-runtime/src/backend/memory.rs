@@ -163,16 +163,12 @@ struct ScopeLog {
     trimmed: usize,
     /// The newest changes, fewer than `BLOCK`.
     tail: Vec<Arc<Change>>,
-    /// Every retained change's cursor, in order: what a pull's binary search reads, rather than
-    /// one change scattered in the heap per probe.
-    cursors: VecDeque<u64>,
     /// The highest cursor trimmed from this scope (0: nothing trimmed).
     horizon: u64,
 }
 
 impl ScopeLog {
     fn push(&mut self, change: Arc<Change>) {
-        self.cursors.push_back(change.cursor);
         self.tail.push(change);
         if self.tail.len() == BLOCK {
             self.blocks.push_back(std::mem::take(&mut self.tail).into());
@@ -181,7 +177,6 @@ impl ScopeLog {
 
     /// Removes the oldest change.
     fn pop_front(&mut self) {
-        self.cursors.pop_front();
         match self.blocks.front() {
             Some(block) => {
                 self.trimmed += 1;
@@ -198,16 +193,35 @@ impl ScopeLog {
     }
 
     fn len(&self) -> usize {
-        self.cursors.len()
+        self.blocks.len() * BLOCK - self.trimmed + self.tail.len()
+    }
+
+    /// The change at `index`, counting from the oldest retained one.
+    fn get(&self, index: usize) -> Option<&Arc<Change>> {
+        let at = index + self.trimmed;
+        match self.blocks.get(at / BLOCK) {
+            Some(block) => block.get(at % BLOCK),
+            None => self.tail.get(at - self.blocks.len() * BLOCK),
+        }
     }
 
     fn last_cursor(&self) -> Option<u64> {
-        self.cursors.back().copied()
+        let last = self.tail.last();
+        let last = last.or_else(|| self.blocks.back().and_then(|block| block.last()));
+        last.map(|change| change.cursor)
     }
 
-    /// The index of the first change above `cursor`.
+    /// The index of the first change above `cursor`: a binary search over the changes.
     fn after(&self, cursor: u64) -> usize {
-        self.cursors.partition_point(|at| *at <= cursor)
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.get(mid) {
+                Some(change) if change.cursor <= cursor => low = mid + 1,
+                _ => high = mid,
+            }
+        }
+        low
     }
 
     /// Up to `limit` changes from `start`: shared blocks, and a copy of the newest changes.
