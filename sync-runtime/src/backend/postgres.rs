@@ -24,9 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use futures::lock::OwnedMutexGuard;
 use parking_lot::Mutex;
 use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
@@ -131,7 +131,7 @@ pub struct PostgresChangeLog {
 struct Inner {
     pool: Pool,
     /// One push per node waits for the database's writer lock; the others wait here.
-    gate: Arc<futures::lock::Mutex<()>>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// The database, for messages (without the password).
     target: String,
 }
@@ -210,7 +210,7 @@ impl PostgresBackend {
             })?;
         let inner = Arc::new(Inner {
             pool,
-            gate: Arc::new(futures::lock::Mutex::new(())),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
             target,
         });
         inner.migrate().await?;

@@ -23,10 +23,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use futures::lock::OwnedMutexGuard;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
 
 use super::sql::{op_name, parse_json, parse_op, retain_slack, timestamp, to_i64, to_json, to_u64};
 use super::write_set::{Key, KeyRef, WriteSet};
@@ -139,9 +139,8 @@ struct Inner {
     /// The one connection that writes; locked only on the blocking pool, and only by the holder
     /// of `gate`.
     writer: Mutex<Connection>,
-    /// Held from `begin` until commit or rollback (and by trims): one writer at a time. Not
-    /// handed to a sleeping waiter when a running pusher can take it (see the memory backend's).
-    gate: Arc<futures::lock::Mutex<()>>,
+    /// Held from `begin` until commit or rollback (and by trims): one writer at a time.
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
 }
@@ -174,7 +173,7 @@ impl SqliteBackend {
                     path,
                     options,
                     writer: Mutex::new(writer),
-                    gate: Arc::new(futures::lock::Mutex::new(())),
+                    gate: Arc::new(tokio::sync::Mutex::new(())),
                     readers: Mutex::new(vec![reader]),
                 }),
             },
