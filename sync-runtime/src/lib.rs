@@ -97,7 +97,8 @@ pub use async_trait::async_trait;
 
 impl Engine {
     /// The axum routes `POST {prefix}/push`, `/pull` and `/snapshot` (prefix `/_sync` unless
-    /// the builder set another), with response compression and a tracing span per request.
+    /// the builder set another), and `GET live`, with a `sync.request` tracing span per request
+    /// and compression of large pull and snapshot answers.
     ///
     /// Merge it into the application's router and wrap it in the application's own layers:
     /// `axum::Router::new().merge(engine.router()).layer(cors)`.

@@ -19,6 +19,17 @@ pub enum Written {
     Updated,
 }
 
+impl Written {
+    /// What writing an entity does, depending on whether it existed.
+    pub(crate) fn when_existed(existed: bool) -> Self {
+        if existed {
+            Written::Updated
+        } else {
+            Written::Created
+        }
+    }
+}
+
 /// Scoped key-value storage of entity data: scope → entity type → id → JSON data.
 ///
 /// The same entity and id in two scopes are two entities. A [`Transaction`](crate::Transaction)

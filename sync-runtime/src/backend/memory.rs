@@ -514,11 +514,7 @@ impl Store for MemoryTransaction {
             .lock()
             .writes
             .write(scope, entity, id, Some(data));
-        Ok(if existed {
-            Written::Updated
-        } else {
-            Written::Created
-        })
+        Ok(Written::when_existed(existed))
     }
 
     async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
