@@ -20,6 +20,7 @@ sync_tests::on_every_backend!(
     lists_are_ordered_by_id_bytes_and_keep_any_text,
     a_cancelled_push_leaves_nothing_behind,
     a_reopened_backend_keeps_everything,
+    a_write_after_a_read_knows_whether_the_entity_existed,
     ids_with_a_nul_character_fail_for_good,
     a_raw_write_the_store_cannot_hold_fails_for_good,
 );
@@ -370,6 +371,43 @@ async fn a_reopened_backend_keeps_everything(b: TestBackend) {
     assert!(
         retry.results[1].cursor > head,
         "new cursors follow the old ones"
+    );
+}
+
+/// Writes after reads of committed entities tell creates from updates, before and after a
+/// rolled-back mutation (SQLite buffers the writes and asks the database only what it holds).
+async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
+    let backend = b.backend();
+    let tx = backend.begin().await.unwrap();
+    tx.begin_mutation().await.unwrap();
+    tx.set("s", "todo", "old", json!(1)).await.unwrap();
+    tx.finish_mutation(Vec::new(), None).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let tx = backend.begin().await.unwrap();
+    tx.begin_mutation().await.unwrap();
+    assert_eq!(tx.get("s", "todo", "old").await.unwrap(), Some(json!(1)));
+    assert_eq!(tx.get("s", "todo", "new").await.unwrap(), None);
+    assert_eq!(
+        tx.set("s", "todo", "old", json!(2)).await.unwrap(),
+        Written::Updated
+    );
+    assert_eq!(
+        tx.set("s", "todo", "new", json!(2)).await.unwrap(),
+        Written::Created
+    );
+    tx.rollback_mutation().await.unwrap();
+    // Undone: `new` does not exist again, `old` still does.
+    assert_eq!(tx.get("s", "todo", "new").await.unwrap(), None);
+    assert_eq!(
+        tx.set("s", "todo", "new", json!(3)).await.unwrap(),
+        Written::Created
+    );
+    assert!(tx.delete("s", "todo", "old").await.unwrap());
+    assert!(!tx.delete("s", "todo", "old").await.unwrap());
+    assert_eq!(
+        tx.set("s", "todo", "old", json!(4)).await.unwrap(),
+        Written::Created
     );
 }
 
