@@ -89,9 +89,9 @@ impl IntoResponse for HttpError {
 /// into JSON errors. Merge it into the application's router and wrap it in the application's own
 /// layers.
 ///
-/// The layers are the cheap ones: on the push path, tower-http's `TraceLayer` and
-/// `CompressionLayer` each cost about a tenth of the throughput (BENCHMARKS.md), for a span that
-/// [`traced`] opens for less and for answers too small to compress.
+/// tower-http's `TraceLayer` is not used, and its `CompressionLayer` only on pull and snapshot: on
+/// the push route each cost about a tenth of the throughput (BENCHMARKS.md), the first for a span
+/// that [`traced`] opens for less, the second for answers too small to compress.
 pub(crate) fn router(engine: Engine) -> Router {
     // Full paths rather than `nest`, which rebuilds the URI of every request it routes.
     let prefix = match engine.prefix() {
