@@ -347,6 +347,9 @@ fn main() {
             concurrency("memory", MemoryBackend::new()).await;
             let sqlite = SqliteBackend::open_with(dir.path().join("concurrency.db"), fast());
             concurrency("SQLite", sqlite.unwrap()).await;
+            // With its default, an fsync per commit: what pushes sharing a commit save.
+            let durable = SqliteBackend::open(dir.path().join("durable.db"));
+            concurrency("SQLite, durable (default)", durable.unwrap()).await;
             if let Some((url, _, _)) = &postgres {
                 concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
             }

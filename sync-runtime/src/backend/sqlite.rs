@@ -8,10 +8,15 @@
 //! - **Never blocks the runtime.** Every call into SQLite runs with `block_in_place` on a
 //!   multi-threaded runtime (the worker's other tasks move to another thread first), and on
 //!   tokio's blocking pool (`spawn_blocking`) on a current-thread runtime.
-//! - **One commit per push.** A push is one `BEGIN IMMEDIATE … COMMIT`. Its mutations read in
-//!   that transaction and buffer their writes in memory, where a permanent failure undoes them
-//!   (no savepoint per mutation). The commit writes the entities, the clients' sequence numbers
-//!   and the changes with their cursors, and advances the head, in one call.
+//! - **At most one commit per push.** A push runs in a `BEGIN IMMEDIATE` transaction. Its
+//!   mutations read in it and buffer their writes in memory, where a permanent failure undoes
+//!   them (no savepoint per mutation). Its commit writes the entities, the clients' sequence
+//!   numbers and the changes with their cursors, and advances the head, in one call.
+//! - **Group commit.** Where other pushes wait for the writer, that call ends without `COMMIT`:
+//!   the next push runs in the same transaction, and so on (up to 64 pushes), until one finds no
+//!   push waiting and commits them all, with one fsync. Each push is acknowledged only once its
+//!   group has committed; a push dropped half-way commits the group it holds, a failed call rolls
+//!   it back and fails every push in it.
 //! - **Durable by default.** `synchronous = FULL`: an acknowledged push survives a crash of the
 //!   process and of the machine. [`SqliteOptions::durable`] trades the latter for speed.
 //! - **Versioned schema.** The schema is created on open and its version kept in
@@ -20,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -27,6 +33,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
+use tokio::sync::oneshot::error::TryRecvError;
 
 use super::sql::{op_name, parse_json, parse_op, retain_slack, timestamp, to_i64, to_json, to_u64};
 use super::write_set::{Key, KeyRef, WriteSet};
@@ -141,9 +148,20 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Held from `begin` until commit or rollback (and by trims): one writer at a time.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// Pushes waiting for the gate. While there are, a push's commit hands the open transaction
+    /// on, uncommitted, so that the next pushes share its commit (group commit).
+    waiting: AtomicUsize,
+    /// The pushes whose work the open transaction holds, each waiting for its commit.
+    group: Mutex<Vec<GroupMember>>,
     /// Idle reader connections.
     readers: Mutex<Vec<Connection>>,
 }
+
+/// A push waiting for the commit of a transaction it handed on: told whether it committed.
+type GroupMember = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Most pushes that share one commit: bounds how long the first of them waits.
+const MAX_GROUP: usize = 64;
 
 impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,6 +192,8 @@ impl SqliteBackend {
                     options,
                     writer: Mutex::new(writer),
                     gate: Arc::new(tokio::sync::Mutex::new(())),
+                    waiting: AtomicUsize::new(0),
+                    group: Mutex::new(Vec::new()),
                     readers: Mutex::new(vec![reader]),
                 }),
             },
@@ -354,8 +374,9 @@ impl Inner {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let _gate = Arc::clone(&self.gate).lock_owned().await;
+        let inner = Arc::clone(self);
         self.write(move |conn| {
-            end_stale_transaction(conn)?;
+            inner.settle(conn)?;
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .context(|| "cannot start a write transaction".to_owned())?;
@@ -375,6 +396,61 @@ fn end_stale_transaction(conn: &Connection) -> Result<(), StoreError> {
             .context(|| "cannot roll back an abandoned transaction".to_owned())?;
     }
     Ok(())
+}
+
+impl Inner {
+    /// Ends the writer's open transaction, if any: commits it where pushes wait for that commit
+    /// (they handed it on), rolls it back where a dropped push left it. The caller holds the gate.
+    fn settle(&self, conn: &Connection) -> Result<(), StoreError> {
+        if self.group.lock().is_empty() {
+            return end_stale_transaction(conn);
+        }
+        self.commit_open(conn)
+    }
+
+    /// Commits the writer's open transaction and tells the pushes that wait for it.
+    fn commit_open(&self, conn: &Connection) -> Result<(), StoreError> {
+        let members = std::mem::take(&mut *self.group.lock());
+        let committed = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .map(drop)
+            .context(|| "cannot commit a push".to_owned());
+        if committed.is_err() {
+            let _ = end_stale_transaction(conn);
+        }
+        let told = committed.as_ref().map(drop).map_err(ToString::to_string);
+        for member in members {
+            // A member that stopped waiting (its request was dropped) needs no answer.
+            let _ = member.send(told.clone());
+        }
+        committed
+    }
+
+    /// Rolls back the open transaction after a failed call, failing the pushes that wait for
+    /// its commit.
+    fn fail(&self, conn: &Connection, error: &StoreError) {
+        let _ = end_stale_transaction(conn);
+        for member in std::mem::take(&mut *self.group.lock()) {
+            let _ = member.send(Err(error.to_string()));
+        }
+    }
+}
+
+/// Counts a push waiting for the gate, until it has it or stops waiting.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn read_head(conn: &Connection) -> Result<u64, StoreError> {
@@ -637,10 +713,18 @@ impl ChangeLog for SqliteChangeLog {
 impl Backend for SqliteBackend {
     async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
         let inner = &self.log.inner;
-        let gate = Arc::clone(&inner.gate).lock_owned().await;
+        let gate = {
+            let _waiting = Waiting::new(&inner.waiting);
+            Arc::clone(&inner.gate).lock_owned().await
+        };
+        let joined = Arc::clone(inner);
         inner
-            .write(|conn| {
-                end_stale_transaction(conn)?;
+            .write(move |conn| {
+                // Pushes handed their transaction on: this one joins it, and its commit.
+                if !joined.group.lock().is_empty() && !conn.is_autocommit() {
+                    return Ok(());
+                }
+                joined.settle(conn)?;
                 // Cached, as every statement a push runs: no SQL is parsed per push.
                 conn.prepare_cached("BEGIN IMMEDIATE")
                     .and_then(|mut begin| begin.execute([]))
@@ -739,8 +823,10 @@ impl Drop for SqliteTransaction {
         let rollback = move || {
             let _gate = gate;
             let conn = inner.writer.lock();
-            if let Err(error) = end_stale_transaction(&conn) {
-                tracing::warn!(%error, "could not roll back an abandoned SQLite transaction");
+            // Commits what pushes that handed the transaction on wrote; this one wrote nothing
+            // to the database yet (its writes wait in memory until its commit).
+            if let Err(error) = inner.settle(&conn) {
+                tracing::warn!(%error, "could not end an abandoned SQLite transaction");
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -896,7 +982,8 @@ impl Transaction for SqliteTransaction {
             .map(|(id, seq)| Ok((id, to_i64(seq, "client_seq")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (writes, finished) = serialize_writes(state.writes, state.finished)?;
-        let committed = self
+        let inner = Arc::clone(&self.inner);
+        let written = self
             .inner
             .write(move |conn| {
                 let result = (|| {
@@ -913,25 +1000,69 @@ impl Transaction for SqliteTransaction {
                         })?;
                     }
                     let committed = append_changes(conn, finished)?;
-                    conn.prepare_cached("COMMIT")
-                        .and_then(|mut commit| commit.execute([]))
-                        .context(|| "cannot commit a push".to_owned())?;
-                    Ok(committed)
+                    // Other pushes wait for the writer: hand them the transaction, and share
+                    // their commit (one fsync for all with `durable`).
+                    let mut group = inner.group.lock();
+                    if inner.waiting.load(Ordering::SeqCst) > 0 && group.len() < MAX_GROUP {
+                        let (member, told) = tokio::sync::oneshot::channel();
+                        group.push(member);
+                        return Ok((committed, Some(told)));
+                    }
+                    drop(group);
+                    inner.commit_open(conn)?;
+                    Ok((committed, None))
                 })();
-                if result.is_err() {
-                    let _ = end_stale_transaction(conn);
+                if let Err(error) = &result {
+                    inner.fail(conn, error);
                 }
                 result
             })
             .await;
-        // Committed, or rolled back above: nothing left for `drop` to undo. Where the call never
-        // ran, `drop` rolls back.
-        if committed.is_ok() {
-            self.gate = None;
-        }
-        committed
+        let (committed, told) = match written {
+            Ok(written) => written,
+            // Rolled back above where the call ran; where it never ran, `drop` ends it.
+            Err(error) => return Err(error),
+        };
+        // Nothing left for `drop` to undo: committed, or handed on with the gate.
+        self.gate = None;
+        let Some(told) = told else {
+            return Ok(committed);
+        };
+        let mut told = told;
+        let answer = loop {
+            tokio::select! {
+                biased;
+                answer = &mut told => break answer.unwrap_or_else(|_| Err(STOPPED.to_owned())),
+                // Nobody took the transaction on (its taker stopped waiting, or came after this
+                // push in the queue): whoever holds the gate with nothing else to do commits
+                // it, which answers `told`.
+                gate = Arc::clone(&self.inner.gate).lock_owned() => {
+                    let inner = Arc::clone(&self.inner);
+                    let settled = self
+                        .inner
+                        .write(move |conn| {
+                            let _gate = gate;
+                            inner.settle(conn)
+                        })
+                        .await;
+                    match (told.try_recv(), settled) {
+                        (Ok(answer), _) => break answer,
+                        (Err(TryRecvError::Closed), _) => break Err(STOPPED.to_owned()),
+                        // The call never ran, so nobody will answer.
+                        (Err(TryRecvError::Empty), Err(error)) => return Err(error),
+                        (Err(TryRecvError::Empty), Ok(())) => {}
+                    }
+                }
+            }
+        };
+        answer
+            .map(|()| committed)
+            .map_err(|message| StoreError::new(format!("SQLite: a group commit failed: {message}")))
     }
 }
+
+/// Why a push that handed its transaction on got no answer.
+const STOPPED: &str = "the push that was to commit it stopped";
 
 /// An entity write as the commit applies it: the key and the data's JSON text (`None`: delete).
 type EntityWrite = (Key, Option<String>);

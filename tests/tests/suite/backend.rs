@@ -21,6 +21,7 @@ sync_tests::on_every_backend!(
     a_cancelled_push_leaves_nothing_behind,
     a_reopened_backend_keeps_everything,
     a_write_after_a_read_knows_whether_the_entity_existed,
+    concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
     a_raw_write_the_store_cannot_hold_fails_for_good,
 );
@@ -482,4 +483,64 @@ async fn a_raw_write_the_store_cannot_hold_fails_for_good(b: TestBackend) {
     assert!(pushed.results[1].ok, "{pushed:?}");
     let after = engine.pull(PullRequest::default()).await.unwrap();
     assert!(after.changes.iter().any(|c| c.id == "after"));
+}
+
+/// Pushes that wait for the writer may share one commit (SQLite's group commit): however they
+/// are grouped, each acknowledged push is committed once, in cursor order, a push cancelled
+/// inside the writer leaves nothing (and does not take the others down), and a reopened backend
+/// has them all.
+async fn concurrent_pushes_all_commit_whoever_commits_them(b: TestBackend) {
+    let engine = b.rules_engine();
+    let (pushers, pushes) = (8, 10);
+    let tasks: Vec<_> = (0..pushers)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                for i in 0..pushes {
+                    let id = format!("{p}-{i}");
+                    let m = Mutation::new("slow_put", json!({ "id": id }))
+                        .with_client(format!("c{p}"), i + 1);
+                    let pushed = engine.push(vec![m]).await.unwrap();
+                    assert!(pushed.results[0].ok, "{pushed:?}");
+                }
+            })
+        })
+        .collect();
+    let stalled = tokio::time::timeout(
+        Duration::from_millis(100),
+        engine.push(vec![Mutation::new(
+            "put_then_stall",
+            json!({"id": "stalled"}),
+        )]),
+    )
+    .await;
+    assert!(stalled.is_err(), "the stalled push was cancelled");
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let expected: Vec<String> = {
+        let mut ids: Vec<String> = (0..pushers)
+            .flat_map(|p| (0..pushes).map(move |i| format!("{p}-{i}")))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ids = |data: &sync_runtime::ScopeData| -> Vec<String> {
+        data.get("item")
+            .map(|ids| ids.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&engine.snapshot(None).await.unwrap().data), expected);
+    let history = pull_all(&engine, "_default", 0).await;
+    assert_eq!(history.len(), expected.len());
+    assert!(history.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    drop(engine);
+    if b.kind == Kind::Memory {
+        return;
+    }
+    let engine = sync_runtime::Engine::builder()
+        .mutator(RulesMutator)
+        .backend(sync_tests::backends::SharedBackend(b.open().await.unwrap()))
+        .build();
+    assert_eq!(ids(&engine.snapshot(None).await.unwrap().data), expected);
 }
