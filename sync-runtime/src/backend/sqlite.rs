@@ -16,7 +16,8 @@
 //!   the next push runs in the same transaction, and so on (up to 64 pushes), until one finds no
 //!   push waiting and commits them all, with one fsync. Each push is acknowledged only once its
 //!   group has committed; a push dropped half-way commits the group it holds, a failed call rolls
-//!   it back and fails every push in it.
+//!   it back and fails every push in it. A mutator that waits on something slow delays the
+//!   pushes of its group as it delays those queued behind it: keep mutators to the database.
 //! - **Durable by default.** `synchronous = FULL`: an acknowledged push survives a crash of the
 //!   process and of the machine. [`SqliteOptions::durable`] trades the latter for speed.
 //! - **Versioned schema.** The schema is created on open and its version kept in
