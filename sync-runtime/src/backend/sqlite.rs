@@ -1034,9 +1034,9 @@ impl Transaction for SqliteTransaction {
             tokio::select! {
                 biased;
                 answer = &mut told => break answer.unwrap_or_else(|_| Err(STOPPED.to_owned())),
-                // Nobody took the transaction on (its taker stopped waiting, or came after this
-                // push in the queue): whoever holds the gate with nothing else to do commits
-                // it, which answers `told`.
+                // The gate came back to this push before anyone committed the transaction (the
+                // push that was waiting stopped, or queued behind this one): it commits what is
+                // open, which answers `told`.
                 gate = Arc::clone(&self.inner.gate).lock_owned() => {
                     let inner = Arc::clone(&self.inner);
                     let settled = self
