@@ -90,7 +90,7 @@ impl Tx {
 
     /// Every entity of one type in this scope, ordered by id.
     pub async fn list_values(&self, entity: &str) -> Result<Vec<Value>, StoreError> {
-        check_key(entity, "")?;
+        check_entity(entity)?;
         self.inner.list(&self.scope, entity).await
     }
 
@@ -176,14 +176,20 @@ impl Tx {
 /// Refuses an entity type or id with a NUL character, which PostgreSQL's text cannot hold: the
 /// same mutation fails alike on every backend, for good, with `invalid_args`.
 fn check_key(entity: &str, id: &str) -> Result<(), StoreError> {
-    if entity.contains('\0') {
-        return Err(StoreError::invalid_input(format!(
-            "the entity type {entity:?} holds a NUL character"
-        )));
-    }
+    check_entity(entity)?;
     if id.contains('\0') {
         return Err(StoreError::invalid_input(format!(
             "{entity} id {id:?} holds a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an entity type with a NUL character, as [`check_key`] does.
+fn check_entity(entity: &str) -> Result<(), StoreError> {
+    if entity.contains('\0') {
+        return Err(StoreError::invalid_input(format!(
+            "the entity type {entity:?} holds a NUL character"
         )));
     }
     Ok(())

@@ -621,30 +621,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn since_reads_only_the_scope_after_the_cursor() {
-        let log = MemoryChangeLog::new();
-        for i in 0..10 {
-            let scope = if i % 2 == 0 { "a" } else { "b" };
-            log.append(vec![change(scope, &i.to_string())])
-                .await
-                .unwrap();
-        }
-        let page = log.since("a", 3, 2).await.unwrap();
-        let cursors: Vec<u64> = page.changes.iter().map(|c| c.cursor).collect();
-        assert_eq!(cursors, [5, 7]);
-        assert!(page.has_more);
-        assert_eq!(page.cursor, 7);
-        let last = log.since("a", 7, 100).await.unwrap();
-        assert_eq!(last.changes.len(), 1);
-        assert!(!last.has_more);
-        let empty = log.since("a", 9, 100).await.unwrap();
-        assert_eq!(
-            (empty.changes.len(), empty.cursor, empty.has_more),
-            (0, 10, false)
-        );
-    }
-
     /// Pages across full blocks, the newest changes and trims, against a plain list.
     #[tokio::test]
     async fn pages_read_across_blocks_and_trims_like_a_list() {
@@ -691,29 +667,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[tokio::test]
-    async fn trim_sets_a_horizon_per_scope() {
-        let log = MemoryChangeLog::new();
-        log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
-            .await
-            .unwrap();
-        log.trim(3).await.unwrap();
-        assert!(matches!(
-            log.since("a", 0, 10).await,
-            Err(SyncError::CursorTooOld { horizon: 1, .. })
-        ));
-        assert_eq!(log.since("a", 1, 10).await.unwrap().changes.len(), 1);
-        assert!(matches!(
-            log.since("b", 0, 10).await,
-            Err(SyncError::CursorTooOld { .. })
-        ));
-        assert_eq!(log.since("b", 2, 10).await.unwrap().changes.len(), 0);
-        assert!(matches!(
-            log.since("c", 4, 10).await,
-            Err(SyncError::CursorAhead { head: 3, .. })
-        ));
     }
 
     #[tokio::test]
