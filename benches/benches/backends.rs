@@ -61,10 +61,9 @@ fn batch(client: &str, seq: &mut u64, batch: usize) -> Vec<Mutation> {
 /// Both sides skip the fsync per commit (`synchronous = NORMAL`): the comparison is of what the
 /// engine costs on top of the same writes, not of a shared disk's fsync latency.
 fn fast() -> SqliteOptions {
-    SqliteOptions {
-        durable: false,
-        ..SqliteOptions::default()
-    }
+    let mut options = SqliteOptions::default();
+    options.durable = false;
+    options
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -156,8 +155,7 @@ async fn sqlite_vs_raw(dir: &std::path::Path) {
         let raw = Arc::new(parking_lot::Mutex::new(sqlite_baseline_open(
             &dir.join(format!("raw-{size}.db")),
         )));
-        let engine = Engine::builder()
-            .mutator(Put)
+        let engine = Engine::builder(Put)
             .backend(
                 SqliteBackend::open_with(dir.join(format!("engine-{size}.db")), fast()).unwrap(),
             )
@@ -245,8 +243,7 @@ async fn postgres_vs_raw(url: &str) {
     )
     .await
     .unwrap();
-    let engine = Engine::builder()
-        .mutator(Put)
+    let engine = Engine::builder(Put)
         .backend(PostgresBackend::connect(url).await.unwrap())
         .build();
     let (mut raw_seq, mut seq) = (0, 0);
@@ -294,7 +291,7 @@ async fn concurrent_round(
 }
 
 async fn concurrency(name: &str, backend: impl Backend) {
-    let engine = Engine::builder().mutator(Put).backend(backend).build();
+    let engine = Engine::builder(Put).backend(backend).build();
     let duration = Duration::from_millis(700);
     let mut medians = Vec::new();
     for pushers in [1, 4, 16] {

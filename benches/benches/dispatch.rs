@@ -82,7 +82,7 @@ fn batch(size: usize) -> Vec<Mutation> {
 
 /// The log keeps its last 10,000 changes, so that memory stays flat however long criterion runs.
 fn engine(mutator: impl Mutator) -> Engine {
-    Engine::builder().mutator(mutator).retain(10_000).build()
+    Engine::builder(mutator).retain(10_000).build()
 }
 
 async fn seeded(engine: Engine) -> Engine {
@@ -95,8 +95,7 @@ async fn seeded(engine: Engine) -> Engine {
         })
         .collect();
     // The seed goes through the generated mutator, which both engines' stores then hold.
-    let seeder = Engine::builder()
-        .mutator(TodoMutator)
+    let seeder = Engine::builder(TodoMutator)
         .backend(engine.backend().clone())
         .build();
     assert!(

@@ -2,7 +2,7 @@
 //!
 //! - `push`: [`Engine::push`] of `todo/create`s, 1 and 100 per call, against [`BareTodos`], a
 //!   bare loop that decodes the same arguments and inserts the todos into a `HashMap`.
-//! - `pull`: 100 changes from the middle of a scope's history, through [`ChangeLog::since`] and
+//! - `pull`: 100 changes from the middle of a scope's history, through [`ChangeLog::read`] and
 //!   through [`Engine::pull`], from a log of 1,000 changes against a log of 1,000,000 changes
 //!   spread over 1,000 scopes, pulling one scope again and again (the algorithm's cost) or going
 //!   round the 1,000 scopes (what a busy server sees: the changes read are rarely in the cache).
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use sync_bench::{BareTodos, Ids, fill_log, scope_name, todo_engine, todo_engine_on};
-use sync_runtime::{ChangeLog, Engine, MemoryBackend, MemoryChangeLog, MemoryStore, PullRequest};
+use sync_runtime::{ChangeLog, Engine, MemoryBackend, PullRequest};
 use tokio::runtime::Runtime;
 
 /// Changes pulled per request.
@@ -168,17 +168,17 @@ impl PullFixture {
             turn: AtomicU64::new(0),
         };
         for index in 0..logs {
-            let log = MemoryChangeLog::new();
+            let backend = MemoryBackend::new();
             runtime
-                .block_on(fill_log(&log, scopes, per_scope))
+                .block_on(fill_log(&backend, scopes, per_scope))
                 .expect("fill the log");
-            let backend = MemoryBackend::from_parts(MemoryStore::new(), log);
             for k in 0..scopes {
                 let scope = scope_name(k);
                 let first_half = runtime
-                    .block_on(backend.log().since(&scope, 0, per_scope / 2))
+                    .block_on(backend.read(&scope, 0, per_scope / 2))
                     .expect("the first half of the scope");
-                fixture.starts.push((index, scope, first_half.cursor));
+                let middle = first_half.changes.last().map_or(0, |change| change.cursor);
+                fixture.starts.push((index, scope, middle));
             }
             let engine = todo_engine_on(backend.clone());
             fixture.logs.push((backend, engine));
@@ -272,18 +272,17 @@ impl Logs {
     }
 }
 
-/// `pulls` pulls of [`PAGE`] changes through [`ChangeLog::since`]; the time they took.
-async fn time_since(fixture: &PullFixture, pulls: u64) -> Duration {
+/// `pulls` pulls of [`PAGE`] changes through [`ChangeLog::read`]; the time they took.
+async fn time_read(fixture: &PullFixture, pulls: u64) -> Duration {
     let first = fixture.take_turns(pulls);
     let start = Instant::now();
     for turn in first..first + pulls {
         let at = fixture.start(turn);
         let page = at
             .backend
-            .log()
-            .since(at.scope, at.cursor, PAGE)
+            .read(at.scope, at.cursor, PAGE)
             .await
-            .expect("since");
+            .expect("read");
         debug_assert_eq!(page.changes.len(), PAGE);
         black_box(page);
     }
@@ -308,16 +307,16 @@ async fn time_engine_pull(fixture: &PullFixture, pulls: u64) -> Duration {
     start.elapsed()
 }
 
-/// `pull/{changelog_since,engine_pull}/{1k,1m,1m_rotating}`: time per pull of 100
+/// `pull/{changelog_read,engine_pull}/{1k,1m,1m_rotating}`: time per pull of 100
 /// changes from the middle of a scope of 1,000 changes (see [`Logs`]).
 fn pull(criterion: &mut Criterion, runtime: &Runtime, logs: &Logs) {
     let mut group = criterion.benchmark_group("pull");
     group.throughput(Throughput::Elements(PAGE as u64));
     for (name, fixture) in &logs.cases {
-        group.bench_function(BenchmarkId::new("changelog_since", name), |bencher| {
+        group.bench_function(BenchmarkId::new("changelog_read", name), |bencher| {
             bencher
                 .to_async(runtime)
-                .iter_custom(|pulls| time_since(fixture, pulls));
+                .iter_custom(|pulls| time_read(fixture, pulls));
         });
         group.bench_function(BenchmarkId::new("engine_pull", name), |bencher| {
             bencher
@@ -405,12 +404,12 @@ Interleaved rounds ({ROUNDS}, alternating which side goes first; medians):"
     for (small, large) in [("1k", "1m"), ("1k", "1m_rotating")] {
         let (small_log, large_log) = (logs.get(small), logs.get(large));
         paired(
-            &format!("pull via ChangeLog::since, {large}/{small}"),
+            &format!("pull via ChangeLog::read, {large}/{small}"),
             (large, small),
             "ns",
             Some(1.5),
-            || per_pull(runtime.block_on(time_since(large_log, ROUND_PULLS))),
-            || per_pull(runtime.block_on(time_since(small_log, ROUND_PULLS))),
+            || per_pull(runtime.block_on(time_read(large_log, ROUND_PULLS))),
+            || per_pull(runtime.block_on(time_read(small_log, ROUND_PULLS))),
         );
         paired(
             &format!("pull via Engine::pull, {large}/{small}"),
@@ -451,7 +450,7 @@ fn report(started: SystemTime) {
             );
         }
     }
-    for path in ["changelog_since", "engine_pull"] {
+    for path in ["changelog_read", "engine_pull"] {
         for (small_name, large_name) in [("1k", "1m"), ("1k", "1m_rotating")] {
             let small = median(&format!("pull/{path}/{small_name}"));
             let large = median(&format!("pull/{path}/{large_name}"));

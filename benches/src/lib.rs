@@ -11,10 +11,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sync_runtime::{
-    ChangeLog, ChangeOp, Engine, Entity, MemoryBackend, MemoryChangeLog, Mutation, NewChange,
-    StoreError,
-};
+use sync_runtime::{Engine, MemoryBackend, Mutation, SyncError};
 use todo::{Todo, TodoMutator};
 
 /// The mutation every push benchmark sends.
@@ -27,10 +24,7 @@ pub fn todo_engine() -> Engine {
 
 /// An engine running the todo example's mutator on `backend`.
 pub fn todo_engine_on(backend: MemoryBackend) -> Engine {
-    Engine::builder()
-        .mutator(TodoMutator)
-        .backend(backend)
-        .build()
+    Engine::builder(TodoMutator).backend(backend).build()
 }
 
 /// The arguments of a `todo/create` with a client-chosen id, as offline-first clients send it.
@@ -82,35 +76,26 @@ pub fn scope_name(k: usize) -> String {
     format!("team-{k:04}")
 }
 
-/// The change a `todo/create` of todo `n` records in `scope`.
-pub fn create_change(scope: &str, n: usize) -> NewChange {
-    let id = format!("t{n:08}");
-    let data = json!({ "id": id, "title": format!("benchmark todo {id}"), "completed": false });
-    NewChange {
-        scope: scope.to_owned(),
-        entity: Todo::NAME.to_owned(),
-        id,
-        op: ChangeOp::Create,
-        data: Some(data),
-    }
-}
-
-/// Fills `log` with `per_scope` changes in each of `scopes` scopes (named by [`scope_name`]),
-/// interleaved: each append is one commit holding the next change of every scope, so a scope's
+/// Fills `backend` with `per_scope` changes in each of `scopes` scopes (named by
+/// [`scope_name`]), interleaved: each push holds a `todo/create` in every scope, so a scope's
 /// changes are spread over the whole log as a busy server's are.
 pub async fn fill_log(
-    log: &MemoryChangeLog,
+    backend: &MemoryBackend,
     scopes: usize,
     per_scope: usize,
-) -> Result<(), StoreError> {
+) -> Result<(), SyncError> {
+    let engine = todo_engine_on(backend.clone());
     let names: Vec<String> = (0..scopes).map(scope_name).collect();
     for round in 0..per_scope {
-        let commit = names
+        let push = names
             .iter()
             .enumerate()
-            .map(|(k, scope)| create_change(scope, round * scopes + k))
+            .map(|(k, scope)| {
+                let id = format!("t{:08}", round * scopes + k);
+                create_mutation(&id, Some(scope))
+            })
             .collect();
-        log.append(commit).await?;
+        engine.push(push).await?;
     }
     Ok(())
 }
@@ -218,10 +203,12 @@ mod tests {
 
     #[tokio::test]
     async fn fill_log_interleaves_the_scopes() {
-        let log = MemoryChangeLog::new();
-        assert!(fill_log(&log, 3, 4).await.is_ok());
-        assert_eq!(log.len(), 12);
-        let page = log.since(&scope_name(1), 0, 10).await.unwrap_or_default();
+        let backend = MemoryBackend::new();
+        assert!(fill_log(&backend, 3, 4).await.is_ok());
+        assert_eq!(backend.log().len(), 12);
+        let page = sync_runtime::ChangeLog::read(&backend, &scope_name(1), 0, 10)
+            .await
+            .unwrap_or_default();
         let cursors: Vec<u64> = page.changes.iter().map(|change| change.cursor).collect();
         assert_eq!(cursors, [2, 5, 8, 11]);
     }

@@ -55,7 +55,7 @@ use crate::ctxt::Ctxt;
 ///     }
 /// }
 ///
-/// // Mount it: `axum::Router::new().merge(Todos.router(MemoryBackend::new()))`.
+/// // Serve it: `axum::Router::new().merge(Engine::builder(Todos).build().router())`.
 /// ```
 ///
 /// # What it generates

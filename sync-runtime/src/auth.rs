@@ -53,7 +53,7 @@ pub enum AuthError {
 ///     Some(_) => Err(AuthError::Forbidden("wrong token".into())),
 ///     None => Err(AuthError::Unauthorized("send an `Authorization: Bearer` header".into())),
 /// };
-/// # let _ = Engine::builder().authorizer(authorize);
+/// # let _ = Engine::builder(sync_runtime::MutatorFunc::new(|_, _| Box::pin(async { Ok(None) }))).authorizer(authorize);
 /// ```
 #[async_trait]
 pub trait Authorizer: Send + Sync + 'static {

@@ -39,48 +39,6 @@ pub enum ChangeOp {
     Delete,
 }
 
-/// A change as a mutation produces it, before the log gives it a cursor and a timestamp.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewChange {
-    /// The data partition.
-    pub scope: String,
-    /// The entity type.
-    pub entity: String,
-    /// The entity id.
-    pub id: String,
-    /// What happened.
-    pub op: ChangeOp,
-    /// The entity's whole data after the change; `None` for deletes.
-    pub data: Option<Value>,
-}
-
-impl NewChange {
-    /// Gives the change its place in the log.
-    pub fn into_change(self, cursor: u64, timestamp: DateTime<Utc>) -> Change {
-        Change {
-            cursor,
-            scope: self.scope,
-            entity: self.entity,
-            id: self.id,
-            op: self.op,
-            data: self.data,
-            timestamp,
-        }
-    }
-}
-
-impl From<Change> for NewChange {
-    fn from(change: Change) -> Self {
-        NewChange {
-            scope: change.scope,
-            entity: change.entity,
-            id: change.id,
-            op: change.op,
-            data: change.data,
-        }
-    }
-}
-
 /// PROTOCOL's timestamp format: RFC 3339 in UTC with `Z` and millisecond precision.
 mod rfc3339_millis {
     use chrono::{Datelike, Timelike};

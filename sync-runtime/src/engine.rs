@@ -3,14 +3,16 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
-use crate::backend::{Backend, Committed, MemoryBackend};
+use crate::backend::{AnyBackend, Backend, ChangeLog, MemoryBackend};
 use crate::broker::{NoopBroker, Poke, PokeBroker};
+use crate::change::Change;
 use crate::error::{MutationError, SyncError};
 use crate::live::{LiveHub, LiveOptions};
 use crate::mutation::{Mutation, MutationResult};
@@ -71,7 +73,7 @@ impl Default for Limits {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), sync_runtime::SyncError> {
-/// let engine = Engine::builder().mutator(Notes).build();
+/// let engine = Engine::builder(Notes).build();
 /// let pushed = engine.push(vec![Mutation::new("note/set", json!({"text": "hi"}))]).await?;
 /// assert!(pushed.results[0].ok);
 /// let pulled = engine.pull(Default::default()).await?;
@@ -85,40 +87,43 @@ pub struct Engine {
 }
 
 struct Inner {
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     live: LiveHub,
     live_options: LiveOptions,
     mutator: Arc<dyn Mutator>,
     broker: Arc<dyn PokeBroker>,
     authorizer: Arc<dyn Authorizer>,
     limits: Limits,
-    retain: Option<usize>,
+    retain: Option<u64>,
+    /// The lowest cursor the log may still hold: changes below it were trimmed for the
+    /// retention.
+    retained_from: AtomicU64,
     prefix: String,
 }
 
-/// Builds an [`Engine`]; only the mutator is required.
+/// Builds an [`Engine`]: [`Engine::builder`] takes the mutator, the rest has defaults.
 ///
 /// Defaults: a [`MemoryBackend`], live connections of this node only (no broker to other nodes),
 /// no authorizer (everything allowed),
 /// PROTOCOL's [`Limits`], no retention limit, routes under `/_sync`.
 #[must_use]
-pub struct EngineBuilder<M> {
-    mutator: M,
+pub struct EngineBuilder {
+    mutator: Arc<dyn Mutator>,
     live: Option<LiveHub>,
     live_options: LiveOptions,
-    backend: Option<Arc<dyn Backend>>,
+    backend: Option<AnyBackend>,
     broker: Option<Arc<dyn PokeBroker>>,
     authorizer: Option<Arc<dyn Authorizer>>,
     limits: Limits,
-    retain: Option<usize>,
+    retain: Option<u64>,
     prefix: String,
 }
 
 impl Engine {
-    /// Starts building an engine.
-    pub fn builder() -> EngineBuilder<()> {
+    /// Starts building an engine that applies pushed mutations with `mutator`.
+    pub fn builder(mutator: impl Mutator) -> EngineBuilder {
         EngineBuilder {
-            mutator: (),
+            mutator: Arc::new(mutator),
             live: None,
             live_options: LiveOptions::default(),
             backend: None,
@@ -131,7 +136,7 @@ impl Engine {
     }
 
     /// The backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    pub fn backend(&self) -> &AnyBackend {
         &self.inner.backend
     }
 
@@ -222,8 +227,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies mutations in order, in one backend transaction with a savepoint per mutation,
-    /// and pokes the scopes they changed.
+    /// Applies mutations in order, in one backend transaction, and pokes the scopes they
+    /// changed.
     ///
     /// A permanent failure of one mutation is answered in its result and the push goes on. A store
     /// failure stops the push with [`SyncError::Unavailable`]: the failing mutation and those after
@@ -246,28 +251,25 @@ impl Engine {
                 }
             }
             // What finished before a store failure is committed all the same (rule 4).
-            let committed = tx.into_transaction().commit().await?;
-            let mut pokes: BTreeMap<&str, u64> = BTreeMap::new();
-            for change in committed.iter().flat_map(|mutation| &mutation.changes) {
-                let cursor = pokes.entry(&change.scope).or_default();
+            let committed = tx.commit().await?;
+            let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
+            for change in committed.iter().flat_map(|(changes, _)| changes) {
+                let cursor = latest.entry(&change.scope).or_default();
                 *cursor = (*cursor).max(change.cursor);
             }
-            for (scope, cursor) in &pokes {
-                let poke = Poke {
-                    scope: (*scope).to_owned(),
-                    cursor: *cursor,
-                };
-                self.inner.live.poke(&poke);
-                self.inner.broker.poke(&poke);
+            let pokes: Vec<Poke> = latest
+                .into_iter()
+                .map(|(scope, cursor)| Poke {
+                    scope: scope.to_owned(),
+                    cursor,
+                })
+                .collect();
+            for poke in &pokes {
+                self.inner.live.poke(poke);
+                self.inner.broker.poke(poke);
             }
             if let Some(error) = failure {
                 return Err(error);
-            }
-            if let Some(keep) = self.inner.retain
-                && !pokes.is_empty()
-                && let Err(error) = self.inner.backend.changelog().retain(keep).await
-            {
-                warn!(%error, "could not trim the change log to its retention");
             }
             let results: Vec<MutationResult> = outcomes
                 .into_iter()
@@ -279,30 +281,31 @@ impl Engine {
                 .map(|result| result.cursor)
                 .max()
                 .unwrap_or_default();
+            if !pokes.is_empty() {
+                self.enforce_retention(cursor).await;
+            }
             Ok(PushResponse { results, cursor })
         }
         .instrument(span)
         .await
     }
 
-    /// Runs one mutation between savepoints of the push's transaction. `Err` only for store
-    /// failures.
+    /// Runs one mutation of the push. `Err` only for store failures.
     async fn apply(&self, tx: &mut Tx, mutation: &Mutation) -> Result<Outcome, SyncError> {
-        tx.begin_mutation(mutation.scope()).await?;
+        tx.begin_mutation(mutation.scope());
         let client = mutation.client();
         if let Some((client_id, seq)) = client
-            && let Some(last) = tx.transaction().last_client_seq(client_id).await?
+            && let Some(last) = tx.last_client_seq(client_id).await?
             && seq <= last
         {
             debug!(client_id, seq, last, "duplicate mutation");
-            tx.transaction().finish_mutation(Vec::new(), None).await?;
+            tx.finish_mutation(true, None);
             return Ok(Outcome::Duplicate);
         }
         let outcome = match args_object(mutation) {
             Ok(mutation) => self.inner.mutator.apply(tx, &mutation).await,
             Err(error) => Err(error),
         };
-        let changes = tx.take_changes();
         // What no store can hold fails the mutation for good; a retry would fail the same way.
         let outcome = outcome.map_err(|error| match error {
             MutationError::Store(error) if error.is_invalid_input() => {
@@ -312,19 +315,40 @@ impl Engine {
         });
         match outcome {
             Ok(value) => {
-                tx.transaction().finish_mutation(changes, client).await?;
+                tx.finish_mutation(true, client);
                 Ok(Outcome::Applied(value.filter(|value| !value.is_null())))
             }
             Err(MutationError::Failed { code, message }) => {
                 debug!(mutation = %mutation.name, %code, %message, "mutation failed");
-                tx.transaction().rollback_mutation().await?;
-                tx.transaction().finish_mutation(Vec::new(), client).await?;
+                tx.finish_mutation(false, client);
                 Ok(Outcome::Failed {
                     code: code.into_owned(),
                     message,
                 })
             }
             Err(MutationError::Store(error)) => Err(SyncError::Unavailable(error)),
+        }
+    }
+
+    /// Trims the log to about the `retain` most recent cursors once it holds a tenth more: one
+    /// trim per tenth of `retain` commits rather than one per commit.
+    async fn enforce_retention(&self, head: u64) {
+        let Some(keep) = self.inner.retain else {
+            return;
+        };
+        // At most this many changes are retained: cursors have no gaps.
+        let retained = (head + 1).saturating_sub(self.inner.retained_from.load(Ordering::Relaxed));
+        if retained <= keep + keep / 10 {
+            return;
+        }
+        let before = (head + 1).saturating_sub(keep);
+        match self.inner.backend.trim(before).await {
+            Ok(()) => {
+                self.inner
+                    .retained_from
+                    .fetch_max(before, Ordering::Relaxed);
+            }
+            Err(error) => warn!(%error, "could not trim the change log to its retention"),
         }
     }
 
@@ -339,22 +363,35 @@ impl Engine {
                 .unwrap_or(usize::MAX)
                 .min(limits.max_pull_limit)
         };
-        let page = self
+        let cursor = request.cursor;
+        let read = self
             .inner
             .backend
-            .changelog()
-            .since(scope, request.cursor, limit)
-            .instrument(info_span!(
-                "sync.pull",
-                scope,
-                cursor = request.cursor,
-                limit
-            ))
+            .read(scope, cursor, limit.saturating_add(1))
+            .instrument(info_span!("sync.pull", scope, cursor, limit))
             .await?;
+        if cursor > read.head {
+            return Err(SyncError::CursorAhead {
+                cursor,
+                head: read.head,
+            });
+        }
+        if read.horizon > cursor {
+            return Err(SyncError::CursorTooOld {
+                scope: scope.to_owned(),
+                cursor,
+                horizon: read.horizon,
+            });
+        }
+        let mut changes = read.changes;
+        let has_more = changes.len() > limit;
+        changes.truncate(limit);
+        // Cursors become visible in commit order, so the head read with the page skips nothing.
+        let next = changes.last().map_or(read.head, |change| change.cursor);
         Ok(PullResponse {
-            changes: page.changes,
-            cursor: page.cursor,
-            has_more: page.has_more,
+            changes,
+            cursor: next,
+            has_more,
         })
     }
 
@@ -373,12 +410,12 @@ impl Engine {
     /// Removes every change with a cursor below `before`; pulls that would need one answer
     /// `cursor_too_old`.
     pub async fn trim(&self, before: u64) -> Result<(), SyncError> {
-        Ok(self.inner.backend.changelog().trim(before).await?)
+        Ok(self.inner.backend.trim(before).await?)
     }
 
     /// The log's latest cursor.
     pub async fn head(&self) -> Result<u64, SyncError> {
-        Ok(self.inner.backend.changelog().cursor().await?)
+        Ok(self.inner.backend.head().await?)
     }
 }
 
@@ -391,15 +428,13 @@ enum Outcome {
 
 impl Outcome {
     /// The mutation's result, now that its commit gave it a cursor.
-    fn into_result((outcome, committed): (Self, Committed)) -> MutationResult {
+    fn into_result(
+        (outcome, (changes, cursor)): (Self, (Vec<Arc<Change>>, u64)),
+    ) -> MutationResult {
         match outcome {
-            Outcome::Applied(value) => {
-                MutationResult::applied(committed.cursor, committed.changes, value)
-            }
-            Outcome::Duplicate => MutationResult::duplicate(committed.cursor),
-            Outcome::Failed { code, message } => {
-                MutationResult::failed(committed.cursor, code, message)
-            }
+            Outcome::Applied(value) => MutationResult::applied(cursor, changes, value),
+            Outcome::Duplicate => MutationResult::duplicate(cursor),
+            Outcome::Failed { code, message } => MutationResult::failed(cursor, code, message),
         }
     }
 }
@@ -431,25 +466,10 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-impl<M> EngineBuilder<M> {
-    /// The mutator that applies pushed mutations (required).
-    pub fn mutator<N: Mutator>(self, mutator: N) -> EngineBuilder<N> {
-        EngineBuilder {
-            mutator,
-            live: self.live,
-            live_options: self.live_options,
-            backend: self.backend,
-            broker: self.broker,
-            authorizer: self.authorizer,
-            limits: self.limits,
-            retain: self.retain,
-            prefix: self.prefix,
-        }
-    }
-
+impl EngineBuilder {
     /// Where data and changes live (default: a new [`MemoryBackend`]).
     pub fn backend(mut self, backend: impl Backend) -> Self {
-        self.backend = Some(Arc::new(backend));
+        self.backend = Some(backend.into_any());
         self
     }
 
@@ -478,7 +498,7 @@ impl<M> EngineBuilder<M> {
 
     /// Keep about the `keep` most recent changes: older ones are trimmed after each push, and
     /// clients behind them take a snapshot.
-    pub fn retain(mut self, keep: usize) -> Self {
+    pub fn retain(mut self, keep: u64) -> Self {
         self.retain = Some(keep);
         self
     }
@@ -502,23 +522,22 @@ impl<M> EngineBuilder<M> {
         self.prefix = format!("/{}", prefix.trim_matches('/'));
         self
     }
-}
 
-impl<M: Mutator> EngineBuilder<M> {
     /// Builds the engine.
     pub fn build(self) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 backend: self
                     .backend
-                    .unwrap_or_else(|| Arc::new(MemoryBackend::new())),
+                    .unwrap_or_else(|| AnyBackend::new(MemoryBackend::new())),
                 live: self.live.unwrap_or_default(),
                 live_options: self.live_options,
-                mutator: Arc::new(self.mutator),
+                mutator: self.mutator,
                 broker: self.broker.unwrap_or_else(|| Arc::new(NoopBroker)),
                 authorizer: self.authorizer.unwrap_or_else(|| Arc::new(AllowAll)),
                 limits: self.limits,
                 retain: self.retain,
+                retained_from: AtomicU64::new(1),
                 prefix: self.prefix,
             }),
         }

@@ -24,12 +24,12 @@
 //!         "note/set" => {
 //!             let id = tx.new_id();
 //!             tx.put_value("note", &id, m.args.clone()).await?;
-//!             Ok(vec![])
+//!             Ok(None)
 //!         }
 //!         other => Err(MutationError::unknown_mutation(other)),
 //!     }
 //! }));
-//! let engine = Engine::builder().mutator(mutator).backend(MemoryBackend::new()).build();
+//! let engine = Engine::builder(mutator).backend(MemoryBackend::new()).build();
 //! let app = axum::Router::new().merge(engine.router()); // POST /_sync/{push,pull,snapshot}
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
@@ -41,7 +41,7 @@ pub mod auth;
 pub mod backend;
 pub mod broker;
 pub mod change;
-pub mod changelog;
+pub mod changes;
 pub mod describe;
 pub mod engine;
 pub mod entity;
@@ -52,19 +52,21 @@ pub mod mutation;
 pub mod mutator;
 pub mod protocol;
 pub mod scope;
-pub mod store;
 pub mod tx;
 pub mod typescript;
 
 pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
-pub use backend::{Backend, Committed, MemoryBackend, MemoryChangeLog, MemoryStore, Transaction};
+pub use backend::{
+    AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, Committed, LogRead, MemoryBackend,
+    MemoryChangeLog, MemoryStore, NewChange, Store, Transaction, Write,
+};
 #[cfg(feature = "postgres")]
 pub use backend::{PostgresBackend, PostgresOptions};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteBackend, SqliteOptions};
 pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
-pub use change::{Change, ChangeOp, NewChange};
-pub use changelog::{ChangeBlock, ChangeLog, Changes, Page};
+pub use change::{Change, ChangeOp};
+pub use changes::Changes;
 pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
@@ -74,9 +76,9 @@ pub use live::{LiveHub, LiveOptions};
 pub use mutation::{Mutation, MutationResult};
 pub use mutator::{Mutations, Mutator, MutatorFunc};
 pub use protocol::{
-    PullRequest, PullResponse, PushRequest, PushResponse, SnapshotRequest, SnapshotResponse,
+    PullRequest, PullResponse, PushRequest, PushResponse, ScopeData, SnapshotRequest,
+    SnapshotResponse,
 };
-pub use store::{ScopeData, Store, Written};
 pub use tx::Tx;
 pub use typescript::{typescript, write_typescript};
 

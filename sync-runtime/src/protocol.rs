@@ -2,9 +2,15 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::changelog::Changes;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::changes::Changes;
 use crate::mutation::{Mutation, MutationResult};
-use crate::store::ScopeData;
+
+/// The data of one scope: entity type → id → data, as a snapshot returns it.
+pub type ScopeData = BTreeMap<String, BTreeMap<String, Value>>;
 
 /// `POST /_sync/push` request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -9,10 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use sync_runtime::{
-    Backend, ChangeLog, Committed, Engine, EngineBuilder, Mutator, NewChange, PostgresBackend,
-    ScopeData, SqliteBackend, Store, StoreError, Transaction, Written, async_trait,
+    AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, Committed, Engine, EngineBuilder,
+    LogRead, Mutator, PostgresBackend, ScopeData, SqliteBackend, Store, StoreError, Transaction,
 };
 
 /// The environment variable that holds the PostgreSQL URL of the tests.
@@ -33,7 +35,7 @@ pub enum Kind {
 pub struct TestBackend {
     /// Which kind it is.
     pub kind: Kind,
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     place: Place,
 }
 
@@ -61,7 +63,7 @@ impl TestBackend {
         };
         let mut test = TestBackend {
             kind,
-            backend: Arc::new(sync_runtime::MemoryBackend::new()),
+            backend: AnyBackend::new(sync_runtime::MemoryBackend::new()),
             place,
         };
         if kind != Kind::Memory {
@@ -70,20 +72,20 @@ impl TestBackend {
         Some(test)
     }
 
-    /// The backend.
-    pub fn backend(&self) -> Arc<dyn Backend> {
-        Arc::clone(&self.backend)
+    /// The backend (a handle: clones share it).
+    pub fn backend(&self) -> AnyBackend {
+        self.backend.clone()
     }
 
     /// Opens the same database again, as a restarted server (or a second node) would: a new
     /// connection (pool). The memory backend has nothing to reopen: `None`.
-    pub async fn open(&self) -> Option<Arc<dyn Backend>> {
+    pub async fn open(&self) -> Option<AnyBackend> {
         match &self.place {
             Place::Memory => None,
-            Place::Sqlite { path, .. } => Some(Arc::new(
+            Place::Sqlite { path, .. } => Some(AnyBackend::new(
                 SqliteBackend::open(path).expect("the SQLite database opens"),
             )),
-            Place::Postgres(schema) => Some(Arc::new(
+            Place::Postgres(schema) => Some(AnyBackend::new(
                 PostgresBackend::connect(&schema.url)
                     .await
                     .expect("the PostgreSQL database opens"),
@@ -102,10 +104,8 @@ impl TestBackend {
     }
 
     /// An engine builder on this backend.
-    pub fn builder<M: Mutator>(&self, mutator: M) -> EngineBuilder<M> {
-        Engine::builder()
-            .mutator(mutator)
-            .backend(SharedBackend(self.backend()))
+    pub fn builder(&self, mutator: impl Mutator) -> EngineBuilder {
+        Engine::builder(mutator).backend(self.backend())
     }
 
     /// An engine with [`crate::RulesMutator`].
@@ -147,25 +147,6 @@ macro_rules! on_every_backend {
             }
         )*
     };
-}
-
-/// A shared `dyn Backend` as an `impl Backend`, for [`EngineBuilder::backend`].
-#[derive(Clone)]
-pub struct SharedBackend(pub Arc<dyn Backend>);
-
-#[async_trait]
-impl Backend for SharedBackend {
-    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        self.0.begin().await
-    }
-
-    fn changelog(&self) -> &dyn ChangeLog {
-        self.0.changelog()
-    }
-
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        self.0.snapshot(scope).await
-    }
 }
 
 /// The PostgreSQL URL of the tests, if set.
@@ -254,46 +235,65 @@ impl Drop for PgSchema {
     }
 }
 
-/// A backend whose mutations fail once `allowed` have begun, as a database that goes away
-/// mid-push would. Clones share the budget.
+/// A backend whose transactions' reads fail once `allowed` of them have run, as a database that
+/// goes away mid-push would. Clones share the budget.
 #[derive(Clone)]
 pub struct FailingBackend {
-    inner: Arc<dyn Backend>,
+    inner: AnyBackend,
     budget: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FailingBackend {
-    /// Fails every mutation after the first `allowed`.
+    /// Fails every transaction read after the first `allowed`.
     pub fn new(inner: impl Backend, allowed: usize) -> Self {
-        Self::over(Arc::new(inner), allowed)
-    }
-
-    /// Like [`FailingBackend::new`], over a shared backend.
-    pub fn over(inner: Arc<dyn Backend>, allowed: usize) -> Self {
         FailingBackend {
-            inner,
+            inner: AnyBackend::new(inner),
             budget: Arc::new(std::sync::atomic::AtomicUsize::new(allowed)),
         }
     }
 
-    /// Allows `more` further mutations.
+    /// Allows `more` further reads.
     pub fn allow(&self, more: usize) {
         self.budget.fetch_add(more, Ordering::SeqCst);
     }
 }
 
-#[async_trait]
-impl Backend for FailingBackend {
-    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        let inner = self.inner.begin().await?;
-        Ok(Box::new(FailingTransaction {
-            inner,
-            budget: Arc::clone(&self.budget),
-        }))
+impl Store for FailingBackend {
+    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.get(scope, entity, id).await
     }
 
-    fn changelog(&self) -> &dyn ChangeLog {
-        self.inner.changelog()
+    async fn list(&self, scope: &str, entity: &str) -> Result<BTreeMap<String, Value>, StoreError> {
+        self.inner.list(scope, entity).await
+    }
+}
+
+impl ChangeLog for FailingBackend {
+    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
+        self.inner.read(scope, after, limit).await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.inner.head().await
+    }
+
+    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
+        self.inner.scope_cursor(scope).await
+    }
+
+    async fn trim(&self, before: u64) -> Result<(), StoreError> {
+        self.inner.trim(before).await
+    }
+}
+
+impl Backend for FailingBackend {
+    type Transaction = FailingTransaction;
+
+    async fn begin(&self) -> Result<FailingTransaction, StoreError> {
+        Ok(FailingTransaction {
+            inner: self.inner.begin().await?,
+            budget: Arc::clone(&self.budget),
+        })
     }
 
     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
@@ -301,71 +301,54 @@ impl Backend for FailingBackend {
     }
 }
 
-struct FailingTransaction {
-    inner: Box<dyn Transaction>,
+/// The transaction of a [`FailingBackend`].
+pub struct FailingTransaction {
+    inner: AnyTransaction,
     budget: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-#[async_trait]
-impl Store for FailingTransaction {
-    async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.get(scope, entity, id).await
-    }
-
-    async fn set(
-        &self,
-        scope: &str,
-        entity: &str,
-        id: &str,
-        data: Value,
-    ) -> Result<Written, StoreError> {
-        self.inner.set(scope, entity, id, data).await
-    }
-
-    async fn delete(&self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete(scope, entity, id).await
-    }
-
-    async fn list(&self, scope: &str, entity: &str) -> Result<Vec<Value>, StoreError> {
-        self.inner.list(scope, entity).await
-    }
-
-    async fn snapshot(&self, scope: &str) -> Result<ScopeData, StoreError> {
-        self.inner.snapshot(scope).await
+impl FailingTransaction {
+    fn spend(&self) -> Result<(), StoreError> {
+        self.budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .map(drop)
+            .map_err(|_| StoreError::new("the test backend is down"))
     }
 }
 
-#[async_trait]
 impl Transaction for FailingTransaction {
-    async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.last_client_seq(client_id).await
+    async fn get(
+        &mut self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.spend()?;
+        self.inner.get(scope, entity, id).await
     }
 
-    async fn begin_mutation(&self) -> Result<(), StoreError> {
-        let took = self
-            .budget
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if took.is_err() {
-            return Err(StoreError::new("the test backend is down"));
-        }
-        self.inner.begin_mutation().await
+    async fn contains(&mut self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        self.spend()?;
+        self.inner.contains(scope, entity, id).await
     }
 
-    async fn rollback_mutation(&self) -> Result<(), StoreError> {
-        self.inner.rollback_mutation().await
+    async fn list(
+        &mut self,
+        scope: &str,
+        entity: &str,
+    ) -> Result<BTreeMap<String, Value>, StoreError> {
+        self.spend()?;
+        self.inner.list(scope, entity).await
     }
 
-    async fn finish_mutation(
-        &self,
-        changes: Vec<NewChange>,
-        client: Option<(&str, u64)>,
-    ) -> Result<(), StoreError> {
-        self.inner.finish_mutation(changes, client).await
+    async fn client_seq(&mut self, client_id: &str) -> Result<Option<u64>, StoreError> {
+        self.spend()?;
+        self.inner.client_seq(client_id).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError> {
-        self.inner.commit().await
+    async fn commit(self, commit: Commit) -> Result<Committed, StoreError> {
+        self.inner.commit(commit).await
     }
 }

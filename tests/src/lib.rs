@@ -14,8 +14,7 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sync_runtime::{
-    ChangeOp, Engine, Mutation, MutationError, Mutator, NewChange, Poke, ScopeData, StoreError, Tx,
-    async_trait,
+    Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx, async_trait,
 };
 
 pub use backends::{FailingBackend, Kind, TestBackend};
@@ -23,7 +22,7 @@ use tower::ServiceExt;
 
 /// An engine with the todo example's mutator on a fresh memory backend.
 pub fn todo_engine() -> Engine {
-    Engine::builder().mutator(todo::TodoMutator).build()
+    Engine::builder(todo::TodoMutator).build()
 }
 
 /// A `todo/create` mutation.
@@ -163,7 +162,6 @@ impl PokeLog {
 /// - `put_group {group, n}` writes entities `{group}-0`..`{group}-{n-1}` in one mutation: a
 ///   crash must leave all of them or none;
 /// - `delete {id}` deletes;
-/// - `raw_put {id}` writes through the untyped store, past `Tx`'s checks, and emits its change;
 /// - `echo` returns its args as the value and writes nothing.
 pub struct RulesMutator;
 
@@ -224,21 +222,78 @@ impl Mutator for RulesMutator {
                 tx.delete_value(&entity, &id).await?;
                 Ok(None)
             }
-            "raw_put" => {
-                let scope = tx.scope().to_owned();
-                tx.store().set(&scope, &entity, &id, data.clone()).await?;
-                tx.emit(NewChange {
-                    scope,
-                    entity,
-                    id,
-                    op: ChangeOp::Create,
-                    data: Some(data),
-                });
-                Ok(None)
-            }
             "echo" => Ok(Some(m.args.clone())),
             other => Err(MutationError::unknown_mutation(other)),
         }
+    }
+}
+
+/// A mutator that runs the steps it is given, for tests of what one mutation sees of its own
+/// and earlier writes. Mutation `script` with `{"steps": [[op, entity, id, data?], ...]}` runs
+/// each step in order in the mutation's scope, and records what each one answered, in [`Script::seen`],
+/// before the mutation ends (so that a cancelled or failed push still shows them):
+///
+/// - `["put", entity, id, data]` → `"create"` or `"update"`;
+/// - `["get", entity, id]` → the data, or `null`;
+/// - `["list", entity]` → the entities' data, by id;
+/// - `["delete", entity, id]` → whether it existed;
+/// - `["fail"]` fails the mutation for good, `["store_error"]` as if the store failed, and
+///   `["stall"]` waits a minute: a push to cancel.
+///
+/// The mutation answers the list of what its steps answered.
+#[derive(Clone, Default)]
+pub struct Script {
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Script {
+    /// What the steps answered so far, in order.
+    pub fn seen(&self) -> Vec<Value> {
+        self.seen.lock().clone()
+    }
+}
+
+/// A `script` mutation of these steps.
+pub fn script(steps: Value) -> Mutation {
+    Mutation::new("script", json!({ "steps": steps }))
+}
+
+#[async_trait]
+impl Mutator for Script {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+        if m.name != "script" {
+            return Err(MutationError::unknown_mutation(&m.name));
+        }
+        let steps = m.args["steps"].as_array().cloned().unwrap_or_default();
+        let mut answers = Vec::new();
+        for step in steps {
+            let text = |i: usize| step[i].as_str().unwrap_or_default().to_owned();
+            let answer = match text(0).as_str() {
+                "put" => json!(
+                    format!(
+                        "{:?}",
+                        tx.put_value(&text(1), &text(2), step[3].clone()).await?
+                    )
+                    .to_lowercase()
+                ),
+                "get" => tx
+                    .get_value(&text(1), &text(2))
+                    .await?
+                    .unwrap_or(Value::Null),
+                "list" => Value::Array(tx.list_values(&text(1)).await?),
+                "delete" => json!(tx.delete_value(&text(1), &text(2)).await?),
+                "fail" => return Err(MutationError::rejected("the script failed")),
+                "store_error" => return Err(StoreError::new("the script's store failed").into()),
+                "stall" => {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    Value::Null
+                }
+                other => panic!("unknown step {other}"),
+            };
+            self.seen.lock().push(answer.clone());
+            answers.push(answer);
+        }
+        Ok(Some(Value::Array(answers)))
     }
 }
 

@@ -99,7 +99,7 @@ fn checked_title(title: String) -> Result<String, MutationError> {
     Ok(title)
 }
 
-async fn existing(tx: &Tx, id: &str) -> Result<Todo, MutationError> {
+async fn existing(tx: &mut Tx, id: &str) -> Result<Todo, MutationError> {
     tx.get::<Todo>(id)
         .await?
         .ok_or_else(|| MutationError::not_found(Todo::NAME, id))

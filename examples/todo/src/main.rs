@@ -23,7 +23,7 @@ struct Cli {
     store: Store,
     /// Keep about this many of the most recent changes; clients further behind take a snapshot.
     #[arg(long, value_name = "N")]
-    retain: Option<usize>,
+    retain: Option<u64>,
     /// Write the TypeScript types of the todo mutations to PATH (default: the web client's
     /// `web/src/sync.gen.ts`) and exit.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
@@ -102,7 +102,7 @@ async fn main() -> std::io::Result<()> {
         tracing::info!("{state} {}", path.display());
         return Ok(());
     }
-    let builder = Engine::builder().mutator(TodoMutator);
+    let builder = Engine::builder(TodoMutator);
     let mut builder = match &cli.store {
         Store::Memory => builder.backend(MemoryBackend::new()),
         Store::Sqlite(path) => builder

@@ -1,121 +1,190 @@
-//! Backends: a [`Store`], a [`ChangeLog`] and the record of clients' sequence numbers, kept
-//! consistent with one another by transactions.
+//! Backends: where entities, the change log and clients' sequence numbers live.
 //!
-//! The engine runs each push in one [`Transaction`], and each of the push's mutations between
-//! [`Transaction::begin_mutation`] and [`Transaction::finish_mutation`], the way a SQL backend
-//! wraps each in a savepoint. [`Transaction::commit`] then makes the writes, the changes (with
-//! their cursors) and the clients' sequence numbers visible together. A transaction dropped
-//! without a commit rolls back.
+//! A backend supplies storage and nothing else. The rules every backend shares are written once,
+//! above it: [`Tx`](crate::Tx) buffers a push's writes, undoes a failed mutation's, records each
+//! write's change and stages clients' sequence numbers; the engine pages pulls, answers
+//! `cursor_too_old` and `cursor_ahead`, and trims to the retention. What is left to a backend:
+//!
+//! - [`Store`]: committed entity data, read-only.
+//! - [`ChangeLog`]: the committed change log, read by scope and cursor, and trimmed.
+//! - [`Backend`]: both, plus [`begin`](Backend::begin) and a consistent
+//!   [`snapshot`](Backend::snapshot).
+//! - [`Transaction`]: one push's reads, and its [`commit`](Transaction::commit) of a whole
+//!   [`Commit`]: the entity writes, the changes (to which it gives cursors, in commit order) and
+//!   the clients' sequence numbers, all or nothing. No other write path exists.
 //!
 //! ```text
-//! begin ─┬─ begin_mutation ─ reads/writes ─ finish_mutation(changes, client) ─┬─ commit
-//!        │                          └─ rollback_mutation (a failed mutation)  │
-//!        └──────────────────────── one round per mutation ───────────────────┘
+//! begin ── get / contains / list / client_seq ... ── commit(Commit) ── Committed
+//!   └── dropped without commit: nothing happened
 //! ```
 
-pub mod memory;
+mod any;
+mod commit;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
-pub mod postgres;
+pub(crate) mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
-mod write_set;
+pub(crate) mod sqlite;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use async_trait::async_trait;
+use serde_json::Value;
 
-use crate::change::{Change, NewChange};
-use crate::changelog::ChangeLog;
+use crate::changes::Changes;
 use crate::error::StoreError;
-use crate::store::{ScopeData, Store};
+use crate::protocol::ScopeData;
 
+pub use any::{AnyBackend, AnyTransaction};
+pub use commit::{Commit, Committed, NewChange, Write};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresBackend, PostgresChangeLog, PostgresOptions};
+pub use postgres::{PostgresBackend, PostgresOptions, PostgresTransaction};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteBackend, SqliteChangeLog, SqliteOptions};
+pub use sqlite::{SqliteBackend, SqliteOptions, SqliteTransaction};
 
-/// Durable (or not) state behind an [`Engine`](crate::Engine).
-#[async_trait]
-pub trait Backend: Send + Sync + 'static {
+/// Committed entity data: scope → entity type → id → JSON data, read-only.
+///
+/// The same entity and id in two scopes are two entities. Writes happen only through a
+/// [`Transaction`]'s commit.
+pub trait Store: Send + Sync + 'static {
+    /// The entity's data, or `None` where it does not exist.
+    fn get(
+        &self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
+
+    /// Every entity of one type in a scope, by id (ordered by the ids' bytes).
+    fn list(
+        &self,
+        scope: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, Value>, StoreError>> + Send;
+}
+
+/// The committed change log, read back by scope and cursor.
+///
+/// Cursors are unique and increase in commit order: once a reader has seen cursor `c`, no change
+/// at or below `c` can appear later.
+pub trait ChangeLog: Send + Sync + 'static {
+    /// One read of a scope's log, from one consistent state: the head, the scope's trim horizon,
+    /// and the scope's changes with a cursor above `after`, ascending, at least `limit` of them
+    /// where that many remain (more are allowed; the engine keeps `limit`).
+    fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<LogRead, StoreError>> + Send;
+
+    /// The latest cursor assigned (0 when nothing was ever logged).
+    fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The cursor of `scope`'s latest change; where all were trimmed, the highest trimmed one;
+    /// 0 where it has none.
+    fn scope_cursor(&self, scope: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes every change with a cursor below `before`, raising each scope's horizon to the
+    /// highest cursor it lost.
+    fn trim(&self, before: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What [`ChangeLog::read`] found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogRead {
+    /// The log's head.
+    pub head: u64,
+    /// The highest cursor trimmed from the scope (0: nothing trimmed).
+    pub horizon: u64,
+    /// The scope's changes after the cursor asked for, ascending.
+    pub changes: Changes,
+}
+
+/// Durable (or not) state behind an [`Engine`](crate::Engine): a [`Store`] and a [`ChangeLog`]
+/// that [`Transaction`]s keep consistent with each other.
+///
+/// Implement it with `async fn`s:
+///
+/// ```ignore
+/// impl Backend for MyBackend {
+///     type Transaction = MyTransaction;
+///     async fn begin(&self) -> Result<MyTransaction, StoreError> { ... }
+///     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> { ... }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a sync backend",
+    note = "use `MemoryBackend`, `SqliteBackend`, `PostgresBackend` or `AnyBackend`, or implement `Store`, `ChangeLog` and `Backend`"
+)]
+pub trait Backend: Store + ChangeLog {
+    /// One push's transaction.
+    type Transaction: Transaction;
+
     /// Starts a transaction for one push.
     ///
-    /// Transactions that write are serialized with respect to each other as far as their dedupe
-    /// checks, reads and cursors are concerned: a mutation sees a state that no concurrent
-    /// mutation changes, and cursors become visible in commit order.
-    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
-
-    /// The change log, for pulls, the head cursor and trimming.
-    fn changelog(&self) -> &dyn ChangeLog;
+    /// Transactions that write are serialized with respect to each other as far as their reads,
+    /// dedupe checks and cursors are concerned: a push reads a state that no concurrent push
+    /// changes, and cursors become visible in commit order.
+    fn begin(&self) -> impl Future<Output = Result<Self::Transaction, StoreError>> + Send;
 
     /// A scope's data together with the log's head, taken at one instant: the data is exactly the
     /// state after every change up to the cursor and none after it.
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError>;
-}
-
-/// A shared backend is a backend: several engines (or an engine and a broker) can use one.
-#[async_trait]
-impl<B: Backend + ?Sized> Backend for Arc<B> {
-    async fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        (**self).begin().await
-    }
-
-    fn changelog(&self) -> &dyn ChangeLog {
-        (**self).changelog()
-    }
-
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        (**self).snapshot(scope).await
-    }
-}
-
-/// One push's transaction, holding one or more mutations. Reads see the transaction's own
-/// writes.
-#[async_trait]
-pub trait Transaction: Store {
-    /// The highest `client_seq` recorded for `client_id`, counting the mutations this
-    /// transaction has finished.
-    async fn last_client_seq(&self, client_id: &str) -> Result<Option<u64>, StoreError>;
-
-    /// Starts a mutation: [`rollback_mutation`](Transaction::rollback_mutation) returns here.
-    async fn begin_mutation(&self) -> Result<(), StoreError>;
-
-    /// Undoes every write since [`begin_mutation`](Transaction::begin_mutation); the mutation
-    /// stays open (a permanent failure still finishes, to record its client's sequence number).
-    async fn rollback_mutation(&self) -> Result<(), StoreError>;
-
-    /// Ends the current mutation, staging its changes and recording `client`'s sequence number.
-    async fn finish_mutation(
+    fn snapshot(
         &self,
-        changes: Vec<NewChange>,
-        client: Option<(&str, u64)>,
-    ) -> Result<(), StoreError>;
+        scope: &str,
+    ) -> impl Future<Output = Result<(ScopeData, u64), StoreError>> + Send;
 
-    /// Commits every finished mutation, giving their changes cursors in commit order; returns
-    /// one [`Committed`] per finished mutation, in order. Writes of a mutation that was begun but
-    /// not finished are discarded.
-    async fn commit(self: Box<Self>) -> Result<Vec<Committed>, StoreError>;
-}
-
-/// What a commit made visible of one mutation.
-#[derive(Clone, Debug, Default)]
-pub struct Committed {
-    /// The changes as logged, with cursors and timestamps.
-    pub changes: Vec<Arc<Change>>,
-    /// The mutation's last change's cursor; where it made none, the latest cursor before it.
-    pub cursor: u64,
-}
-
-/// Records a finished mutation's `(client_id, client_seq)` among a transaction's staged ones,
-/// keeping each client's highest: what `last_client_seq` answers before the commit.
-pub(crate) fn stage_client_seq(
-    staged: &mut std::collections::HashMap<String, u64>,
-    client: Option<(&str, u64)>,
-) {
-    if let Some((client_id, seq)) = client {
-        let last = staged.entry(client_id.to_owned()).or_default();
-        *last = (*last).max(seq);
+    /// This backend behind a type-erased handle; an [`AnyBackend`] is returned as it is.
+    #[doc(hidden)]
+    fn into_any(self) -> AnyBackend
+    where
+        Self: Sized,
+    {
+        AnyBackend::wrap(self)
     }
+}
+
+/// One push's transaction as a backend supplies it: reads of the state the push started from,
+/// and one commit of everything the push did. Dropped without a commit, it leaves nothing.
+///
+/// Its reads see committed data only: the push's own writes wait in [`Tx`](crate::Tx), which
+/// lays them over these reads, until they arrive whole in [`commit`](Transaction::commit).
+pub trait Transaction: Send + 'static {
+    /// The entity's committed data.
+    fn get(
+        &mut self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
+
+    /// Whether the entity exists; backends that can answer without reading its data override it.
+    fn contains(
+        &mut self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { Ok(self.get(scope, entity, id).await?.is_some()) }
+    }
+
+    /// Every committed entity of one type in a scope, by id.
+    fn list(
+        &mut self,
+        scope: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, Value>, StoreError>> + Send;
+
+    /// The highest `client_seq` recorded for `client_id`.
+    fn client_seq(
+        &mut self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Writes the commit's entities, records its clients' sequence numbers, and appends its
+    /// changes with the cursors after every earlier commit's, together or not at all.
+    fn commit(self, commit: Commit) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 }

@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::auth::{Action, AuthRequest};
+use crate::backend::ChangeLog;
 use crate::broker::{Poke, PokeBroker};
 use crate::engine::Engine;
 use crate::scope::validate_scope;
@@ -519,7 +520,7 @@ impl Connection {
                 self.hub.join(&scope, self.id, &self.outbox);
                 self.joined.push(scope.clone());
             }
-            let cursor = match self.engine.backend().changelog().scope_cursor(&scope).await {
+            let cursor = match self.engine.backend().scope_cursor(&scope).await {
                 Ok(cursor) => cursor,
                 Err(error) => {
                     warn!(%error, scope, "cannot read a scope's cursor for a JOIN");

@@ -14,7 +14,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 use tracing::{debug, info, warn};
 
 use super::LiveHub;
-use crate::backend::Backend;
+use crate::backend::{AnyBackend, Backend, ChangeLog};
 use crate::broker::{Poke, PokeBroker};
 use crate::error::StoreError;
 
@@ -35,7 +35,7 @@ const CHANNEL: &str = "sync_pokes";
 /// let backend = PostgresBackend::connect(url).await?;
 /// let hub = LiveHub::new();
 /// let broker = PostgresBroker::start(url, hub.clone(), backend.clone()).await?;
-/// let engine = Engine::builder().mutator(mutator).backend(backend).live_hub(hub).broker(broker).build();
+/// let engine = Engine::builder(mutator).backend(backend).live_hub(hub).broker(broker).build();
 /// # let _ = engine; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -93,7 +93,7 @@ impl PostgresBroker {
         let relay = Relay {
             config,
             hub,
-            backend: Arc::new(backend),
+            backend: backend.into_any(),
             shared: Arc::clone(&shared),
         };
         let task = tokio::spawn(relay.run(session));
@@ -165,7 +165,7 @@ async fn listen(config: &Config, hub: &LiveHub, node: &str) -> Result<Session, S
 struct Relay {
     config: Config,
     hub: LiveHub,
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     shared: Arc<Shared>,
 }
 
@@ -239,7 +239,7 @@ impl Relay {
     /// scope so that its clients pull.
     async fn poke_every_joined_scope(&self) {
         for scope in self.hub.scopes() {
-            match self.backend.changelog().scope_cursor(&scope).await {
+            match self.backend.scope_cursor(&scope).await {
                 Ok(cursor) => self.hub.poke(&Poke { scope, cursor }),
                 Err(error) => debug!(%error, scope, "cannot read a cursor after reconnecting"),
             }

@@ -27,7 +27,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let count: u64 = count.parse()?;
     let batch: u64 = rest.first().map_or(Ok(2), |b| b.parse())?;
-    let builder = Engine::builder().mutator(RulesMutator);
+    let builder = Engine::builder(RulesMutator);
     let engine = if let Some(path) = store.strip_prefix("sqlite:") {
         builder.backend(SqliteBackend::open(path)?).build()
     } else {

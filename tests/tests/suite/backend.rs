@@ -1,11 +1,11 @@
-//! The Backend, Transaction and ChangeLog contract, straight through the traits, on every
-//! backend; and what a durable backend keeps across a restart.
+//! The backend contract on every backend: what a push's transaction sees and commits (through
+//! `Tx`, which buffers its writes above the backend), what the change log answers, and what a
+//! durable backend keeps across a restart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sync_runtime::{ChangeOp, Mutation, NewChange, PullRequest, SyncError, Written};
+use sync_runtime::{Backend, ChangeLog, Engine, Mutation, PullRequest, SyncError, Transaction};
 use sync_tests::*;
 
 sync_tests::on_every_backend!(
@@ -23,83 +23,112 @@ sync_tests::on_every_backend!(
     a_write_after_a_read_knows_whether_the_entity_existed,
     concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
-    a_raw_write_the_store_cannot_hold_fails_for_good,
 );
 
-fn change(scope: &str, id: &str) -> NewChange {
-    NewChange {
-        scope: scope.into(),
-        entity: "todo".into(),
-        id: id.into(),
-        op: ChangeOp::Create,
-        data: Some(json!({ "id": id })),
-    }
+/// One change per mutation: a `put` of `id` in `scope`, with data `{"id": id}`.
+fn change(scope: &str, id: &str) -> Mutation {
+    put(id).with_scope(scope)
 }
 
-fn cursors(page: &sync_runtime::Page) -> Vec<u64> {
+fn cursors(page: &sync_runtime::PullResponse) -> Vec<u64> {
     page.changes.iter().map(|c| c.cursor).collect()
 }
 
+fn pull(scope: &str, cursor: u64, limit: usize) -> PullRequest {
+    PullRequest {
+        scope: Some(scope.into()),
+        cursor,
+        limit: i64::try_from(limit).unwrap_or(i64::MAX),
+    }
+}
+
+/// An engine that runs [`Script`]s on this backend.
+fn script_engine(b: &TestBackend) -> (Engine, Script) {
+    let script = Script::default();
+    (b.builder(script.clone()).build(), script)
+}
+
 async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend) {
-    let backend = b.backend();
-    let tx = backend.begin().await.unwrap();
-    tx.begin_mutation().await.unwrap();
+    let (engine, observer) = script_engine(&b);
+    let steps = json!([
+        ["put", "todo", "1", 1],
+        ["put", "todo", "1", 2],
+        ["get", "todo", "1"],
+        ["list", "todo"],
+        ["stall"],
+    ]);
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        engine.push(vec![script(steps).with_scope("s")]),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the push was cancelled");
     assert_eq!(
-        tx.set("s", "todo", "1", json!(1)).await.unwrap(),
-        Written::Created
+        observer.seen(),
+        [json!("create"), json!("update"), json!(2), json!([2])]
     );
-    assert_eq!(
-        tx.set("s", "todo", "1", json!(2)).await.unwrap(),
-        Written::Updated
-    );
-    assert_eq!(tx.get("s", "todo", "1").await.unwrap(), Some(json!(2)));
-    assert_eq!(tx.list("s", "todo").await.unwrap().len(), 1);
-    drop(tx);
-    let (data, head) = backend.snapshot("s").await.unwrap();
+    let (data, head) = b.backend().snapshot("s").await.unwrap();
     assert!(data.is_empty() && head == 0, "{data:?} at {head}");
     // The backend is usable after an abandoned transaction.
-    let tx = backend.begin().await.unwrap();
-    assert_eq!(tx.get("s", "todo", "1").await.unwrap(), None);
-    assert!(tx.commit().await.unwrap().is_empty());
+    let read = engine
+        .push(vec![script(json!([["get", "todo", "1"]])).with_scope("s")])
+        .await
+        .unwrap();
+    assert_eq!(read.results[0].value, Some(json!([null])));
+    assert_eq!(engine.head().await.unwrap(), 0);
 }
 
 async fn a_rolled_back_mutation_keeps_the_earlier_ones(b: TestBackend) {
-    let backend = b.backend();
-    let tx = backend.begin().await.unwrap();
-    tx.begin_mutation().await.unwrap();
-    tx.set("s", "todo", "1", json!("first")).await.unwrap();
-    tx.finish_mutation(vec![change("s", "1")], Some(("c", 1)))
+    let (engine, _) = script_engine(&b);
+    let in_s = |steps| script(steps).with_scope("s");
+    let pushed = engine
+        .push(vec![
+            in_s(json!([["put", "todo", "1", "first"]])).with_client("c", 1),
+            in_s(json!([
+                ["put", "todo", "1", "second"],
+                ["put", "todo", "2", "second"],
+                ["fail"]
+            ]))
+            .with_client("c", 2),
+            in_s(json!([["get", "todo", "1"], ["get", "todo", "2"]])),
+            // A mutation without writes.
+            in_s(json!([])),
+        ])
         .await
         .unwrap();
-    tx.begin_mutation().await.unwrap();
-    tx.set("s", "todo", "1", json!("second")).await.unwrap();
-    tx.set("s", "todo", "2", json!("second")).await.unwrap();
-    tx.rollback_mutation().await.unwrap();
+    let oks: Vec<bool> = pushed.results.iter().map(|r| r.ok).collect();
+    assert_eq!(oks, [true, false, true, true]);
+    assert_eq!(pushed.results[2].value, Some(json!(["first", null])));
     assert_eq!(
-        tx.get("s", "todo", "1").await.unwrap(),
-        Some(json!("first"))
+        pushed.results.iter().map(|r| r.cursor).collect::<Vec<_>>(),
+        [1, 1, 1, 1]
     );
-    assert_eq!(tx.get("s", "todo", "2").await.unwrap(), None);
-    tx.finish_mutation(vec![], Some(("c", 2))).await.unwrap();
-    assert_eq!(tx.last_client_seq("c").await.unwrap(), Some(2));
-    // A mutation without writes, then one begun and never finished.
-    tx.begin_mutation().await.unwrap();
-    tx.finish_mutation(vec![], None).await.unwrap();
-    tx.begin_mutation().await.unwrap();
-    tx.set("s", "todo", "3", json!("unfinished")).await.unwrap();
-    let committed = tx.commit().await.unwrap();
-    assert_eq!(
-        committed.iter().map(|c| c.cursor).collect::<Vec<_>>(),
-        [1, 1, 1]
+    assert_eq!(pushed.results[0].changes[0].cursor, 1);
+    // A mutation begun and never finished (its store failed) leaves nothing.
+    let failed = engine
+        .push(vec![in_s(json!([
+            ["put", "todo", "3", "unfinished"],
+            ["store_error"]
+        ]))])
+        .await;
+    assert!(
+        matches!(failed, Err(SyncError::Unavailable(_))),
+        "{failed:?}"
     );
-    assert_eq!(committed[0].changes[0].cursor, 1);
-    let (data, head) = backend.snapshot("s").await.unwrap();
+    let (data, head) = b.backend().snapshot("s").await.unwrap();
     assert_eq!(
         (serde_json::to_value(data).unwrap(), head),
         (json!({"todo": {"1": "first"}}), 1)
     );
-    let tx = backend.begin().await.unwrap();
-    assert_eq!(tx.last_client_seq("c").await.unwrap(), Some(2), "committed");
+    let retried = engine
+        .push(vec![
+            in_s(json!([])).with_client("c", 2),
+            in_s(json!([])).with_client("c", 3),
+        ])
+        .await
+        .unwrap();
+    let duplicate: Vec<bool> = retried.results.iter().map(|r| r.duplicate).collect();
+    assert_eq!(duplicate, [true, false], "client_seq 2 was committed");
 }
 
 async fn last_client_seq_counts_mutations_finished_in_the_transaction(b: TestBackend) {
@@ -121,79 +150,97 @@ async fn last_client_seq_counts_mutations_finished_in_the_transaction(b: TestBac
 }
 
 async fn since_reads_only_the_scope_after_the_cursor(b: TestBackend) {
-    let backend = b.backend();
-    let log = backend.changelog();
+    let engine = b.rules_engine();
     for i in 0..10 {
         let scope = if i % 2 == 0 { "a" } else { "b" };
-        log.append(vec![change(scope, &i.to_string())])
+        engine
+            .push(vec![change(scope, &i.to_string())])
             .await
             .unwrap();
     }
-    let page = log.since("a", 3, 2).await.unwrap();
+    let page = engine.pull(pull("a", 3, 2)).await.unwrap();
     assert_eq!(cursors(&page), [5, 7]);
     assert!(page.has_more);
     assert_eq!(page.cursor, 7);
     assert_eq!(page.changes[0].data, Some(json!({"id": "4"})));
     assert_eq!(page.changes[0].scope, "a");
-    let last = log.since("a", 7, 100).await.unwrap();
+    let last = engine.pull(pull("a", 7, 100)).await.unwrap();
     assert_eq!((cursors(&last), last.has_more), (vec![9], false));
-    let empty = log.since("a", 9, 100).await.unwrap();
+    let empty = engine.pull(pull("a", 9, 100)).await.unwrap();
     assert_eq!(
         (empty.changes.len(), empty.cursor, empty.has_more),
         (0, 10, false)
     );
-    let all = log.since("b", 0, usize::MAX).await.unwrap();
+    let all = engine.pull(pull("b", 0, usize::MAX)).await.unwrap();
     assert_eq!(cursors(&all), [2, 4, 6, 8, 10]);
     assert!(matches!(
-        log.since("a", u64::MAX, 10).await,
+        engine.pull(pull("a", u64::MAX, 10)).await,
         Err(SyncError::CursorAhead { head: 10, .. })
     ));
-    assert_eq!(log.cursor().await.unwrap(), 10);
+    assert_eq!(engine.head().await.unwrap(), 10);
+    // The backend's own read: the head, no horizon, at least the changes asked for.
+    let read = b.backend().read("a", 3, 2).await.unwrap();
+    assert_eq!((read.head, read.horizon), (10, 0));
+    assert_eq!(
+        read.changes
+            .iter()
+            .map(|c| c.cursor)
+            .take(2)
+            .collect::<Vec<_>>(),
+        [5, 7]
+    );
 }
 
 async fn trim_sets_a_horizon_per_scope(b: TestBackend) {
-    let backend = b.backend();
-    let log = backend.changelog();
-    log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
+    let engine = b.rules_engine();
+    engine
+        .push(vec![change("a", "1"), change("b", "2"), change("a", "3")])
         .await
         .unwrap();
-    log.trim(3).await.unwrap();
+    engine.trim(3).await.unwrap();
     assert!(matches!(
-        log.since("a", 0, 10).await,
+        engine.pull(pull("a", 0, 10)).await,
         Err(SyncError::CursorTooOld { horizon: 1, .. })
     ));
-    assert_eq!(log.since("a", 1, 10).await.unwrap().changes.len(), 1);
+    assert_eq!(
+        engine.pull(pull("a", 1, 10)).await.unwrap().changes.len(),
+        1
+    );
     assert!(matches!(
-        log.since("b", 0, 10).await,
+        engine.pull(pull("b", 0, 10)).await,
         Err(SyncError::CursorTooOld { horizon: 2, .. })
     ));
-    assert_eq!(log.since("b", 2, 10).await.unwrap().changes.len(), 0);
+    assert_eq!(
+        engine.pull(pull("b", 2, 10)).await.unwrap().changes.len(),
+        0
+    );
     assert!(matches!(
-        log.since("c", 4, 10).await,
+        engine.pull(pull("c", 4, 10)).await,
         Err(SyncError::CursorAhead { head: 3, .. })
     ));
     // A later trim that removes nothing of a scope keeps its horizon.
-    log.append(vec![change("b", "4")]).await.unwrap();
-    log.trim(4).await.unwrap();
+    engine.push(vec![change("b", "4")]).await.unwrap();
+    engine.trim(4).await.unwrap();
     assert!(matches!(
-        log.since("b", 1, 10).await,
+        engine.pull(pull("b", 1, 10)).await,
         Err(SyncError::CursorTooOld { horizon: 2, .. })
     ));
     assert!(matches!(
-        log.since("a", 2, 10).await,
+        engine.pull(pull("a", 2, 10)).await,
         Err(SyncError::CursorTooOld { horizon: 3, .. })
     ));
-    assert_eq!(cursors(&log.since("b", 2, 10).await.unwrap()), [4]);
+    assert_eq!(cursors(&engine.pull(pull("b", 2, 10)).await.unwrap()), [4]);
 }
 
 async fn scope_cursor_is_the_scopes_latest_change(b: TestBackend) {
-    let backend = b.backend();
-    let log = backend.changelog();
+    let engine = b.rules_engine();
+    let log = b.backend();
     assert_eq!(log.scope_cursor("a").await.unwrap(), 0);
-    log.append(vec![change("a", "1"), change("b", "2"), change("a", "3")])
+    engine
+        .push(vec![change("a", "1"), change("b", "2"), change("a", "3")])
         .await
         .unwrap();
-    log.append(vec![change("b", "4")]).await.unwrap();
+    engine.push(vec![change("b", "4")]).await.unwrap();
     assert_eq!(log.scope_cursor("a").await.unwrap(), 3);
     assert_eq!(log.scope_cursor("b").await.unwrap(), 4);
     assert_eq!(log.scope_cursor("c").await.unwrap(), 0);
@@ -207,26 +254,35 @@ async fn scope_cursor_is_the_scopes_latest_change(b: TestBackend) {
 }
 
 async fn retain_keeps_about_the_most_recent(b: TestBackend) {
-    let backend = b.backend();
-    let log = backend.changelog();
+    let engine = b.builder(RulesMutator).retain(20).build();
     for i in 0..100 {
-        log.append(vec![change("a", &i.to_string())]).await.unwrap();
-        log.retain(20).await.unwrap();
+        engine
+            .push(vec![change("a", &i.to_string())])
+            .await
+            .unwrap();
     }
     // At least the 20 most recent, at most a tenth more.
-    let page = log.since("a", 80, 1000).await.unwrap();
+    let page = engine.pull(pull("a", 80, 1000)).await.unwrap();
     assert_eq!(page.changes.len(), 20);
     assert!(matches!(
-        log.since("a", 77, 10).await,
+        engine.pull(pull("a", 77, 10)).await,
         Err(SyncError::CursorTooOld { .. })
     ));
-    log.retain(0).await.unwrap();
+    // Keeping none: everything goes.
+    engine.trim(101).await.unwrap();
     assert!(matches!(
-        log.since("a", 99, 10).await,
+        engine.pull(pull("a", 99, 10)).await,
         Err(SyncError::CursorTooOld { horizon: 100, .. })
     ));
-    assert!(log.since("a", 100, 10).await.unwrap().changes.is_empty());
-    assert_eq!(log.cursor().await.unwrap(), 100);
+    assert!(
+        engine
+            .pull(pull("a", 100, 10))
+            .await
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    assert_eq!(engine.head().await.unwrap(), 100);
 }
 
 async fn lists_are_ordered_by_id_bytes_and_keep_any_text(b: TestBackend) {
@@ -250,10 +306,10 @@ async fn lists_are_ordered_by_id_bytes_and_keep_any_text(b: TestBackend) {
         .collect();
     engine.push(mutations).await.unwrap();
     let backend = b.backend();
-    let tx = backend.begin().await.unwrap();
+    let mut tx = backend.begin().await.unwrap();
     let listed = tx.list("_default", "item").await.unwrap();
     assert_eq!(listed.len(), ids.len());
-    assert!(listed.iter().all(|value| value == &data));
+    assert!(listed.values().all(|value| value == &data));
     let snapshot = engine.snapshot(None).await.unwrap();
     let mut sorted: Vec<&str> = ids.to_vec();
     sorted.sort_unstable(); // byte order, as Rust's `str` orders
@@ -266,12 +322,12 @@ async fn lists_are_ordered_by_id_bytes_and_keep_any_text(b: TestBackend) {
         .map(|id| Mutation::new("put", json!({"id": id, "entity": "tagged"})))
         .collect();
     engine.push(mutations).await.unwrap();
-    let tx = backend.begin().await.unwrap();
+    let mut tx = backend.begin().await.unwrap();
     let listed: Vec<String> = tx
         .list("_default", "tagged")
         .await
         .unwrap()
-        .iter()
+        .values()
         .map(|v| v["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(listed, sorted);
@@ -342,10 +398,9 @@ async fn a_reopened_backend_keeps_everything(b: TestBackend) {
     let history = pull_all(&engine, "_default", 3).await;
     drop(engine);
 
-    let reopened = Arc::clone(&b.open().await.unwrap());
-    let engine = sync_runtime::Engine::builder()
-        .mutator(RulesMutator)
-        .backend(sync_tests::backends::SharedBackend(reopened))
+    let reopened = b.open().await.unwrap();
+    let engine = sync_runtime::Engine::builder(RulesMutator)
+        .backend(reopened)
         .build();
     assert_eq!(engine.head().await.unwrap(), head);
     assert_eq!(engine.snapshot(None).await.unwrap(), before);
@@ -376,40 +431,53 @@ async fn a_reopened_backend_keeps_everything(b: TestBackend) {
 }
 
 /// Writes after reads of committed entities tell creates from updates, before and after a
-/// rolled-back mutation (SQLite buffers the writes and asks the database only what it holds).
+/// rolled-back mutation (the writes wait in memory, and the backend is asked only what it holds).
 async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
-    let backend = b.backend();
-    let tx = backend.begin().await.unwrap();
-    tx.begin_mutation().await.unwrap();
-    tx.set("s", "todo", "old", json!(1)).await.unwrap();
-    tx.finish_mutation(Vec::new(), None).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let tx = backend.begin().await.unwrap();
-    tx.begin_mutation().await.unwrap();
-    assert_eq!(tx.get("s", "todo", "old").await.unwrap(), Some(json!(1)));
-    assert_eq!(tx.get("s", "todo", "new").await.unwrap(), None);
+    let (engine, observer) = script_engine(&b);
+    let in_s = |steps| script(steps).with_scope("s");
+    engine
+        .push(vec![in_s(json!([["put", "todo", "old", 1]]))])
+        .await
+        .unwrap();
+    let pushed = engine
+        .push(vec![
+            in_s(json!([
+                ["get", "todo", "old"],
+                ["get", "todo", "new"],
+                ["put", "todo", "old", 2],
+                ["put", "todo", "new", 2],
+                ["fail"]
+            ])),
+            // Undone: `new` does not exist again, `old` still does.
+            in_s(json!([
+                ["get", "todo", "new"],
+                ["put", "todo", "new", 3],
+                ["delete", "todo", "old"],
+                ["delete", "todo", "old"],
+                ["put", "todo", "old", 4]
+            ])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(pushed.results[0].code.as_deref(), Some("rejected"));
+    let failed_saw = observer.seen().get(1..5).map(<[_]>::to_vec);
     assert_eq!(
-        tx.set("s", "todo", "old", json!(2)).await.unwrap(),
-        Written::Updated
+        failed_saw,
+        Some(vec![
+            json!(1),
+            json!(null),
+            json!("update"),
+            json!("create")
+        ]),
+        "the failed mutation saw the committed state and its own writes"
     );
     assert_eq!(
-        tx.set("s", "todo", "new", json!(2)).await.unwrap(),
-        Written::Created
+        pushed.results[1].value,
+        Some(json!([null, "create", true, false, "create"]))
     );
-    tx.rollback_mutation().await.unwrap();
-    // Undone: `new` does not exist again, `old` still does.
-    assert_eq!(tx.get("s", "todo", "new").await.unwrap(), None);
-    assert_eq!(
-        tx.set("s", "todo", "new", json!(3)).await.unwrap(),
-        Written::Created
-    );
-    assert!(tx.delete("s", "todo", "old").await.unwrap());
-    assert!(!tx.delete("s", "todo", "old").await.unwrap());
-    assert_eq!(
-        tx.set("s", "todo", "old", json!(4)).await.unwrap(),
-        Written::Created
-    );
+    let ops: Vec<_> = pushed.results[1].changes.iter().map(|c| c.op).collect();
+    use sync_runtime::ChangeOp::{Create, Delete};
+    assert_eq!(ops, [Create, Delete, Create]);
 }
 
 /// PostgreSQL's text cannot hold U+0000: an id or entity type with one fails its mutation for
@@ -458,31 +526,6 @@ async fn ids_with_a_nul_character_fail_for_good(b: TestBackend) {
         serde_json::to_value(&snapshot.data).unwrap(),
         json!({"item": {"after": {"text": "a\0b"}, "before": {"id": "before"}}})
     );
-}
-
-/// Past `Tx`'s checks, through the untyped store: where the backend cannot hold the text
-/// (PostgreSQL), the mutation still fails for good, and the push goes on.
-async fn a_raw_write_the_store_cannot_hold_fails_for_good(b: TestBackend) {
-    let engine = b.rules_engine();
-    let pushed = engine
-        .push(vec![
-            Mutation::new("raw_put", json!({"id": "nul\0id"})).with_client("c", 1),
-            put("after").with_client("c", 2),
-        ])
-        .await
-        .unwrap();
-    let first = &pushed.results[0];
-    match b.kind {
-        Kind::Postgres => assert_eq!(
-            (first.ok, first.code.as_deref()),
-            (false, Some("invalid_args")),
-            "{first:?}"
-        ),
-        Kind::Memory | Kind::Sqlite => assert!(first.ok, "{first:?}"),
-    }
-    assert!(pushed.results[1].ok, "{pushed:?}");
-    let after = engine.pull(PullRequest::default()).await.unwrap();
-    assert!(after.changes.iter().any(|c| c.id == "after"));
 }
 
 /// Pushes that wait for the writer may share one commit (SQLite's group commit): however they
@@ -538,9 +581,8 @@ async fn concurrent_pushes_all_commit_whoever_commits_them(b: TestBackend) {
     if b.kind == Kind::Memory {
         return;
     }
-    let engine = sync_runtime::Engine::builder()
-        .mutator(RulesMutator)
-        .backend(sync_tests::backends::SharedBackend(b.open().await.unwrap()))
+    let engine = sync_runtime::Engine::builder(RulesMutator)
+        .backend(b.open().await.unwrap())
         .build();
     assert_eq!(ids(&engine.snapshot(None).await.unwrap().data), expected);
 }

@@ -1,11 +1,11 @@
 //! Concurrency: real threads (a multi-threaded runtime and OS threads) against one engine.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use serde_json::json;
-use sync_runtime::{ChangeOp, Engine, Mutation, NewChange, PullRequest};
+use sync_runtime::{Engine, Mutation, PullRequest};
 use sync_tests::*;
 
 sync_tests::on_every_backend!(
@@ -226,25 +226,19 @@ async fn snapshots_under_concurrent_pushes_are_exact(b: TestBackend) {
     assert!(checked.len() > 1, "snapshots were taken while pushes ran");
 }
 
-/// Appends from tasks on four worker threads, straight to the change log.
+/// Pushes from tasks on four worker threads, one change each.
 async fn changelog_appends_from_threads_get_unique_ascending_cursors(b: TestBackend) {
     const TASKS: u64 = 4;
     const APPENDS: u64 = 150;
-    let backend = b.backend();
+    let engine = b.rules_engine();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
-            let backend = Arc::clone(&backend);
+            let engine = engine.clone();
             tokio::spawn(async move {
                 for i in 0..APPENDS {
-                    let change = NewChange {
-                        scope: format!("s{}", i % 3),
-                        entity: "e".into(),
-                        id: format!("{t}-{i}"),
-                        op: ChangeOp::Create,
-                        data: Some(json!(i)),
-                    };
-                    let logged = backend.changelog().append(vec![change]).await.unwrap();
-                    assert_eq!(logged.len(), 1);
+                    let m = put(&format!("{t}-{i}")).with_scope(format!("s{}", i % 3));
+                    let pushed = engine.push(vec![m]).await.unwrap();
+                    assert_eq!(pushed.results[0].changes.len(), 1);
                 }
             })
         })
@@ -252,18 +246,12 @@ async fn changelog_appends_from_threads_get_unique_ascending_cursors(b: TestBack
     for task in tasks {
         task.await.unwrap();
     }
-    let log = backend.changelog();
-    assert_eq!(log.cursor().await.unwrap(), TASKS * APPENDS);
+    assert_eq!(engine.head().await.unwrap(), TASKS * APPENDS);
     let mut all = Vec::new();
     for s in 0..3 {
-        let page = log.since(&format!("s{s}"), 0, usize::MAX).await.unwrap();
-        assert!(
-            page.changes
-                .to_vec()
-                .windows(2)
-                .all(|w| w[0].cursor < w[1].cursor)
-        );
-        all.extend(page.changes.iter().map(|c| c.cursor));
+        let changes = pull_all(&engine, &format!("s{s}"), 0).await;
+        assert!(changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        all.extend(changes.iter().map(|c| c.cursor));
     }
     all.sort_unstable();
     assert_eq!(

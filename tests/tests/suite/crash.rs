@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 use sync_runtime::{Engine, Mutation};
-use sync_tests::backends::{SharedBackend, run};
+use sync_tests::backends::run;
 use sync_tests::*;
 
 /// Kills after this many acknowledged mutations, in each of this many rounds.
@@ -69,10 +69,7 @@ async fn crash_rounds(b: TestBackend) {
 
         // Restart: open the database anew.
         let backend = b.open().await.unwrap();
-        let engine = Engine::builder()
-            .mutator(RulesMutator)
-            .backend(SharedBackend(backend))
-            .build();
+        let engine = Engine::builder(RulesMutator).backend(backend).build();
         let head = engine.head().await.unwrap();
         assert!(
             head >= highest_seen,

@@ -313,35 +313,45 @@ async fn scopes_and_entities_are_isolated(b: TestBackend) {
     assert_eq!(pull_all(&engine, "_default", 0).await.len(), 1);
 }
 
+/// Entity types and scopes keep entities apart; a mutation reaches only its own scope.
 async fn store_keeps_entities_apart(b: TestBackend) {
-    let backend = b.backend();
-    let store = backend.begin().await.unwrap();
-    store.begin_mutation().await.unwrap();
-    store.set("s", "todo", "1", json!("todo")).await.unwrap();
-    store.set("s", "note", "1", json!("note")).await.unwrap();
-    store
-        .set("t", "todo", "1", json!("other scope"))
+    let observer = Script::default();
+    let engine = b.builder(observer.clone()).build();
+    engine
+        .push(vec![
+            script(json!([
+                ["put", "todo", "1", "todo"],
+                ["put", "note", "1", "note"]
+            ]))
+            .with_scope("s"),
+            script(json!([["put", "todo", "1", "other scope"]])).with_scope("t"),
+        ])
+        .await
+        .unwrap();
+    let pushed = engine
+        .push(vec![
+            script(json!([
+                ["get", "todo", "1"],
+                ["list", "note"],
+                ["delete", "todo", "1"],
+                ["delete", "todo", "1"]
+            ]))
+            .with_scope("s"),
+            script(json!([["get", "todo", "1"]])).with_scope("t"),
+        ])
         .await
         .unwrap();
     assert_eq!(
-        store.get("s", "todo", "1").await.unwrap(),
-        Some(json!("todo"))
+        pushed.results[0].value,
+        Some(json!(["todo", ["note"], true, false]))
     );
-    assert_eq!(store.list("s", "note").await.unwrap(), [json!("note")]);
-    assert!(store.delete("s", "todo", "1").await.unwrap());
-    assert!(!store.delete("s", "todo", "1").await.unwrap());
+    assert_eq!(pushed.results[1].value, Some(json!(["other scope"])));
+    assert_eq!(engine.snapshot(Some("s")).await.unwrap().data.len(), 1);
+    let t = engine.snapshot(Some("t")).await.unwrap();
     assert_eq!(
-        store.get("t", "todo", "1").await.unwrap(),
-        Some(json!("other scope"))
-    );
-    assert_eq!(store.snapshot("s").await.unwrap().len(), 1);
-    store.finish_mutation(vec![], None).await.unwrap();
-    store.commit().await.unwrap();
-    let (data, head) = backend.snapshot("t").await.unwrap();
-    assert_eq!(
-        (serde_json::to_value(data).unwrap(), head),
-        (json!({"todo": {"1": "other scope"}}), 0),
-        "writes outside the engine's changes are committed but not logged"
+        (serde_json::to_value(t.data).unwrap(), t.cursor),
+        (json!({"todo": {"1": "other scope"}}), 4),
+        "every write is a change: three puts and a delete"
     );
 }
 
@@ -419,10 +429,10 @@ async fn a_failing_mutation_leaves_nothing_behind(b: TestBackend) {
 }
 
 async fn a_store_failure_stops_the_push_and_the_retry_completes_it(b: TestBackend) {
-    let backend = FailingBackend::over(b.backend(), 1);
+    // The first mutation's two reads (its client_seq, whether its entity exists) succeed.
+    let backend = FailingBackend::new(b.backend(), 2);
     let pokes = PokeLog::default();
-    let engine = Engine::builder()
-        .mutator(RulesMutator)
+    let engine = Engine::builder(RulesMutator)
         .backend(backend.clone())
         .broker(pokes.broker())
         .build();

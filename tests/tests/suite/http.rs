@@ -144,8 +144,7 @@ async fn push_count_limits() {
     http.post("/_sync/push", push_body(json!(many)))
         .await
         .assert_error(400, "too_many_mutations");
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .limits(Limits {
             max_mutations: 2,
             ..Limits::default()
@@ -304,8 +303,7 @@ async fn unknown_paths_and_methods() {
 
 #[tokio::test]
 async fn the_prefix_is_configurable_and_the_router_merges() {
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .prefix("api/sync/")
         .build();
     let app = axum::Router::new()
@@ -347,8 +345,7 @@ async fn the_authorizer_guards_every_endpoint() {
         ))),
         Some(_) => Ok(()),
     };
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .authorizer(authorize)
         .build();
     let http = Http::new(&engine);
@@ -423,10 +420,7 @@ async fn cursor_too_old_over_http() {
 #[tokio::test]
 async fn a_failing_store_is_503() {
     let backend = FailingBackend::new(MemoryBackend::new(), 0);
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
-        .backend(backend)
-        .build();
+    let engine = Engine::builder(todo::TodoMutator).backend(backend).build();
     let answer = Http::new(&engine)
         .post(
             "/_sync/push",

@@ -239,8 +239,7 @@ async fn the_authorizer_is_asked_for_every_joined_scope() {
             ))),
         }
     };
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .authorizer(authorize)
         .build();
     let addr = serve(&engine).await;
@@ -281,8 +280,7 @@ async fn an_idle_connection_is_closed_and_heartbeats_keep_it_open() {
         idle_timeout: Duration::from_millis(300),
         ..LiveOptions::default()
     };
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .live_options(options)
         .build();
     let addr = serve(&engine).await;
@@ -323,7 +321,7 @@ async fn an_idle_connection_is_closed_and_heartbeats_keep_it_open() {
 async fn a_client_that_stops_reading_slows_no_one_and_holds_little() {
     const SCOPES: usize = 20;
     const PUSHES: usize = 3000;
-    let engine = Engine::builder().mutator(RulesMutator).build();
+    let engine = Engine::builder(RulesMutator).build();
     let addr = serve(&engine).await;
     // Long scope names make long pokes: unmerged, 3,000 pushes would owe this client ~15 MB.
     let scopes: Vec<String> = (0..SCOPES)
@@ -376,15 +374,13 @@ async fn a_client_that_stops_reading_slows_no_one_and_holds_little() {
 /// A node on PostgreSQL: an engine with a live hub that a [`PostgresBroker`] relays to.
 async fn pg_node(
     url: &str,
-    backend: std::sync::Arc<dyn sync_runtime::Backend>,
+    shared: sync_runtime::AnyBackend,
 ) -> (Engine, sync_runtime::PostgresBroker) {
     let hub = sync_runtime::LiveHub::new();
-    let shared = sync_tests::backends::SharedBackend(backend);
     let broker = sync_runtime::PostgresBroker::start(url, hub.clone(), shared.clone())
         .await
         .unwrap();
-    let engine = Engine::builder()
-        .mutator(todo::TodoMutator)
+    let engine = Engine::builder(todo::TodoMutator)
         .backend(shared)
         .live_hub(hub)
         .broker(broker.clone())
@@ -434,9 +430,8 @@ async fn after_losing_its_connection_the_broker_pokes_every_joined_scope() {
         let (c, _broker_c) = pg_node(&url, b.open().await.unwrap()).await;
         let scope = format!("reconnect-{}", std::process::id());
         // A commit no broker announces: only the reconnection can tell node C's clients of it.
-        let silent = Engine::builder()
-            .mutator(todo::TodoMutator)
-            .backend(sync_tests::backends::SharedBackend(b.backend()))
+        let silent = Engine::builder(todo::TodoMutator)
+            .backend(b.backend())
             .build();
         let before = silent.push(push_to(&scope, "1")).await.unwrap();
         let mut on_c = Live::connect(serve(&c).await).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sync_runtime::{Engine, Mutation, PullRequest};
-use sync_tests::backends::{SharedBackend, run};
+use sync_tests::backends::run;
 use sync_tests::*;
 
 /// Mutations each child process pushes (two per push, three changes each).
@@ -22,12 +22,7 @@ const NODE_PUSHES: usize = 60;
 async fn pullers_on_every_node_see_every_change_once_in_order() {
     run(Kind::Postgres, |b| async move {
         let store = b.store_arg().unwrap();
-        let node = |backend| {
-            Engine::builder()
-                .mutator(RulesMutator)
-                .backend(SharedBackend(backend))
-                .build()
-        };
+        let node = |backend| Engine::builder(RulesMutator).backend(backend).build();
         // Two nodes in this process, each with a pool of its own...
         let a = node(b.backend());
         let c = node(b.open().await.unwrap());
@@ -141,12 +136,7 @@ async fn duplicates_on_two_nodes_at_once_apply_once() {
         ];
         let engines: Vec<Engine> = nodes
             .into_iter()
-            .map(|backend| {
-                Engine::builder()
-                    .mutator(RulesMutator)
-                    .backend(SharedBackend(backend))
-                    .build()
-            })
+            .map(|backend| Engine::builder(RulesMutator).backend(backend).build())
             .collect();
         for round in 0..5u64 {
             let mutation = Mutation::new("slow_put", json!({"id": format!("r{round}")}))

@@ -84,7 +84,7 @@ async fn main() {
     let names: Vec<&str> = Shop::description().mutations.iter().map(|m| m.name).collect();
     assert_eq!(names, ["item/stock", "item/take", "shop/reset"]);
 
-    let engine = Engine::builder().mutator(shop).build();
+    let engine = Engine::builder(shop).build();
     let pushed = engine
         .push(vec![
             Mutation::new("item/stock", json!({"id": "a", "count": 9})),

@@ -1,70 +1,21 @@
-//! The change log: every committed change with its cursor, read back per scope.
+//! A page's changes: what a pull answers.
 
 use std::fmt;
 use std::ops::{Index, Range};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::change::{Change, NewChange};
-use crate::error::{StoreError, SyncError};
-
-/// One page of a scope's changes, as a pull answers it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Page {
-    /// The scope's changes after the requested cursor, ascending.
-    pub changes: Changes,
-    /// The cursor to pull from next: the last change's, or where there is none, one that skips
-    /// no change that could still appear.
-    pub cursor: u64,
-    /// Whether the scope holds further changes beyond this page.
-    pub has_more: bool,
-}
-
-/// Stores changes and reads them back by scope and cursor.
-///
-/// Cursors are unique and increase in commit order: once a reader has seen cursor `c`, no change
-/// at or below `c` can appear later.
-#[async_trait]
-pub trait ChangeLog: Send + Sync {
-    /// Appends changes (one commit), giving each the next cursor; returns them as logged.
-    async fn append(&self, changes: Vec<NewChange>) -> Result<Vec<Arc<Change>>, StoreError>;
-
-    /// Up to `limit` changes of `scope` with a cursor above `cursor`, ascending.
-    ///
-    /// Fails with [`SyncError::CursorTooOld`] where a change of the scope above `cursor` was
-    /// trimmed, and [`SyncError::CursorAhead`] where `cursor` is beyond the head.
-    async fn since(&self, scope: &str, cursor: u64, limit: usize) -> Result<Page, SyncError>;
-
-    /// The latest cursor assigned (0 when nothing was ever logged).
-    async fn cursor(&self) -> Result<u64, StoreError>;
-
-    /// The cursor of `scope`'s latest change (0 if it has none), as a live JOIN answers it.
-    ///
-    /// The default answers the log's head, which is never below it; backends that can answer
-    /// exactly override it.
-    async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
-        let _ = scope;
-        self.cursor().await
-    }
-
-    /// Removes every change with a cursor below `before`.
-    async fn trim(&self, before: u64) -> Result<(), StoreError>;
-
-    /// Removes all but the `keep` most recent changes.
-    async fn retain(&self, keep: usize) -> Result<(), StoreError>;
-}
+use crate::change::Change;
 
 /// A block of changes that a log shares with the pages that read it.
-pub type ChangeBlock = Arc<[Arc<Change>]>;
+pub(crate) type ChangeBlock = Arc<[Arc<Change>]>;
 
-/// A page's changes, in order: slices of blocks of changes that a log may share with its
-/// pages.
+/// A page's changes, in order; reads like a slice and serializes as a JSON array.
 ///
-/// The memory log keeps each scope's history in blocks of `Arc<Change>`s: a page of old changes
-/// is then one reference count per block rather than one per change, which matters when the
-/// changes lie scattered in a large heap. It reads like a slice:
+/// A log may share them with its pages: the memory log keeps each scope's history in blocks,
+/// and a page of old changes is then one reference count per block rather than one per change,
+/// which matters when the changes lie scattered in a large heap.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -97,13 +48,28 @@ impl Changes {
     }
 
     /// Appends `range` of `block`, sharing it (the range is clamped to the block).
-    pub fn push_block(&mut self, block: &ChangeBlock, range: Range<usize>) {
+    pub(crate) fn push_block(&mut self, block: &ChangeBlock, range: Range<usize>) {
         let range = range.start.min(block.len())..range.end.min(block.len());
         if range.is_empty() {
             return;
         }
         self.len += range.len();
         self.blocks.push((Arc::clone(block), range));
+    }
+
+    /// Keeps the first `len` changes.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let mut left = len;
+        self.blocks.retain_mut(|(_, range)| {
+            let kept = range.len().min(left);
+            range.end = range.start + kept;
+            left -= kept;
+            kept > 0
+        });
+        self.len = len;
     }
 
     /// How many changes there are.
@@ -218,5 +184,42 @@ impl Serialize for Changes {
 impl<'de> Deserialize<'de> for Changes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Vec::<Arc<Change>>::deserialize(deserializer).map(Changes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::ChangeOp;
+
+    fn block(cursors: std::ops::RangeInclusive<u64>) -> ChangeBlock {
+        cursors
+            .map(|cursor| {
+                Arc::new(Change {
+                    cursor,
+                    scope: "s".into(),
+                    entity: "e".into(),
+                    id: cursor.to_string(),
+                    op: ChangeOp::Delete,
+                    data: None,
+                    timestamp: chrono::DateTime::UNIX_EPOCH,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn truncate_keeps_the_first_changes_across_blocks() {
+        let (first, second) = (block(1..=4), block(5..=8));
+        for len in 0..=9 {
+            let mut changes = Changes::new();
+            changes.push_block(&first, 1..4);
+            changes.push_block(&second, 0..4);
+            changes.truncate(len);
+            let cursors: Vec<u64> = changes.iter().map(|c| c.cursor).collect();
+            let expected: Vec<u64> = (2..=8).take(len).collect();
+            assert_eq!(cursors, expected, "len {len}");
+            assert_eq!(changes.len(), expected.len());
+        }
     }
 }

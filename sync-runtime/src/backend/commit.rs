@@ -1,0 +1,129 @@
+//! What a push hands its backend to commit, and what the backend answers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::change::{Change, ChangeOp};
+use crate::tx::Key;
+
+/// Everything one push commits: each written entity's final state, the changes in the order they
+/// were made, and the highest `client_seq` of each client. Built by [`Tx`](crate::Tx); a backend
+/// reads it and stores it whole.
+///
+/// A change and the write of the same entity share one `Arc<Value>`: a backend that encodes data
+/// (as JSON text, say) can encode each distinct value once.
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) changes: Vec<NewChange>,
+    pub(crate) client_seqs: Vec<(String, u64)>,
+}
+
+impl Commit {
+    /// The entities written, each once, with its final data (`None`: deleted).
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// The changes, in order; cursors follow this order.
+    pub fn changes(&self) -> &[NewChange] {
+        &self.changes
+    }
+
+    /// Each client's highest sequence number processed by the push.
+    pub fn client_seqs(&self) -> &[(String, u64)] {
+        &self.client_seqs
+    }
+
+    /// Whether the push committed nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.changes.is_empty() && self.client_seqs.is_empty()
+    }
+
+    /// The parts, to store them without copying.
+    pub fn into_parts(self) -> (Vec<Write>, Vec<NewChange>, Vec<(String, u64)>) {
+        (self.writes, self.changes, self.client_seqs)
+    }
+}
+
+/// One entity's final state in a [`Commit`].
+#[derive(Debug)]
+pub struct Write {
+    pub(crate) key: Key,
+    pub(crate) data: Option<Arc<Value>>,
+}
+
+impl Write {
+    /// The scope.
+    pub fn scope(&self) -> &str {
+        self.key.scope()
+    }
+
+    /// The entity type.
+    pub fn entity(&self) -> &str {
+        self.key.entity()
+    }
+
+    /// The entity id.
+    pub fn id(&self) -> &str {
+        self.key.id()
+    }
+
+    /// The entity's data; `None` where the push deleted it.
+    pub fn data(&self) -> Option<&Arc<Value>> {
+        self.data.as_ref()
+    }
+}
+
+/// A change as a mutation made it, before the log gives it a cursor and a timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChange {
+    /// The data partition.
+    pub scope: String,
+    /// The entity type.
+    pub entity: String,
+    /// The entity id.
+    pub id: String,
+    /// What happened.
+    pub op: ChangeOp,
+    /// The entity's whole data after the change; `None` for deletes.
+    pub data: Option<Arc<Value>>,
+}
+
+impl NewChange {
+    /// Gives the change its place in the log. The data is moved where nothing else holds it.
+    pub fn into_change(self, cursor: u64, timestamp: DateTime<Utc>) -> Change {
+        Change {
+            cursor,
+            scope: self.scope,
+            entity: self.entity,
+            id: self.id,
+            op: self.op,
+            data: self.data.map(Arc::unwrap_or_clone),
+            timestamp,
+        }
+    }
+}
+
+/// What a backend made of a [`Commit`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Committed {
+    /// The log's head just before the commit: its changes follow it.
+    pub before: u64,
+    /// The commit's changes as logged, in order, with their cursors and timestamps.
+    pub changes: Vec<Arc<Change>>,
+}
+
+impl Committed {
+    /// Logs `changes` at the cursors after `before`, with one timestamp: what a backend that
+    /// numbers its changes one after another answers.
+    pub fn numbered(before: u64, changes: Vec<NewChange>, timestamp: DateTime<Utc>) -> Self {
+        let changes = (before + 1..)
+            .zip(changes)
+            .map(|(cursor, change)| Arc::new(change.into_change(cursor, timestamp)))
+            .collect();
+        Committed { before, changes }
+    }
+}

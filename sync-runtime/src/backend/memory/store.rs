@@ -1,0 +1,94 @@
+//! The memory backend's entity data.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::protocol::ScopeData;
+
+/// One scope's entities: entity type → id → data.
+type Entities = HashMap<String, HashMap<String, Value>>;
+
+/// Entity data in memory: scope → entity → id → data. The entity half of a
+/// [`MemoryBackend`](super::MemoryBackend).
+///
+/// Lookups go through hash maps with a fast hasher (hashbrown's default) and borrowed keys, so a
+/// commit allocates only for what it stores; listings and snapshots sort by id when they are
+/// read.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    scopes: RwLock<HashMap<String, Entities>>,
+}
+
+impl MemoryStore {
+    /// The entity's data.
+    pub fn get(&self, scope: &str, entity: &str, id: &str) -> Option<Value> {
+        let scopes = self.scopes.read();
+        scopes.get(scope)?.get(entity)?.get(id).cloned()
+    }
+
+    /// Whether the entity exists; clones nothing.
+    pub fn contains(&self, scope: &str, entity: &str, id: &str) -> bool {
+        let scopes = self.scopes.read();
+        let ids = scopes.get(scope).and_then(|entities| entities.get(entity));
+        ids.is_some_and(|ids| ids.contains_key(id))
+    }
+
+    /// Every entity of one type in a scope, by id.
+    pub fn list(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
+        let scopes = self.scopes.read();
+        scopes
+            .get(scope)
+            .and_then(|entities| entities.get(entity))
+            .map(sorted)
+            .unwrap_or_default()
+    }
+
+    /// All data of a scope.
+    pub fn scope(&self, scope: &str) -> ScopeData {
+        let scopes = self.scopes.read();
+        scopes
+            .get(scope)
+            .map(|entities| {
+                entities
+                    .iter()
+                    .map(|(entity, ids)| (entity.clone(), sorted(ids)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) {
+        let mut scopes = self.scopes.write();
+        // `entry_ref` allocates the names only when they are new.
+        let ids = scopes
+            .entry_ref(scope)
+            .or_default()
+            .entry_ref(entity)
+            .or_default();
+        ids.insert(id.to_owned(), data);
+    }
+
+    pub(super) fn delete(&self, scope: &str, entity: &str, id: &str) {
+        let mut scopes = self.scopes.write();
+        let Some(entities) = scopes.get_mut(scope) else {
+            return;
+        };
+        let Some(ids) = entities.get_mut(entity) else {
+            return;
+        };
+        ids.remove(id);
+        if ids.is_empty() {
+            entities.remove(entity);
+        }
+    }
+}
+
+/// A copy of one entity type's data, ordered by id.
+fn sorted(ids: &HashMap<String, Value>) -> BTreeMap<String, Value> {
+    ids.iter()
+        .map(|(id, data)| (id.clone(), data.clone()))
+        .collect()
+}

@@ -1,0 +1,73 @@
+//! The PostgreSQL schema: created on connect under an advisory lock (nodes may start at once),
+//! its version kept in `sync_schema`, so that a later version of this crate can migrate it.
+
+use tokio_postgres::Client;
+
+use super::super::sql::Context;
+use super::super::sql::schema::{Dialect, tables_v1};
+use crate::error::StoreError;
+
+/// The schema version this crate writes and reads.
+const SCHEMA_VERSION: i32 = 1;
+
+/// Taken (`pg_advisory_xact_lock`) while the schema is created or checked, so that nodes that
+/// start at once do not race.
+const SCHEMA_LOCK: i64 = 0x7379_6e63_5f73_6368; // "sync_sch"
+
+/// Text columns that are compared or ordered use the "C" collation, so that ids are ordered by
+/// their bytes as in the other backends, whatever the database's locale.
+const DIALECT: Dialect = Dialect {
+    integer: "BIGINT",
+    key: r#"TEXT COLLATE "C""#,
+    keyed_table: "",
+};
+
+/// Creates the schema in a new database, or checks the version of an existing one. Later
+/// versions add their steps here, from the recorded version up.
+pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
+    let tx = client
+        .transaction()
+        .await
+        .context(|| format!("cannot start the schema check on {target}"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .context(|| format!("cannot lock the schema of {target}"))?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('sync_schema') IS NOT NULL", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .context(|| format!("cannot look for the sync tables in {target}"))?;
+    if exists {
+        let version: i32 = tx
+            .query_one("SELECT max(version) FROM sync_schema", &[])
+            .await
+            .and_then(|row| row.try_get::<_, Option<i32>>(0))
+            .context(|| format!("cannot read the schema version of {target}"))?
+            .unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::new(format!(
+                "PostgreSQL: {target} has schema version {version}, newer than the \
+                 {SCHEMA_VERSION} this version of sync-runtime knows: upgrade sync-runtime"
+            )));
+        }
+        if version < 1 {
+            return Err(StoreError::new(format!(
+                "PostgreSQL: {target} has a sync_schema table without a version; \
+                 it is not a sync database"
+            )));
+        }
+    } else {
+        let schema = format!(
+            "CREATE TABLE sync_schema (version INTEGER NOT NULL);
+             INSERT INTO sync_schema (version) VALUES ({SCHEMA_VERSION});
+             {}",
+            tables_v1(&DIALECT)
+        );
+        tx.batch_execute(&schema)
+            .await
+            .context(|| format!("cannot create the sync tables in {target}"))?;
+    }
+    tx.commit()
+        .await
+        .context(|| format!("cannot commit the schema of {target}"))
+}

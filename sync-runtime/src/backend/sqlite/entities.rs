@@ -1,0 +1,139 @@
+//! The statements on entities and clients' sequence numbers.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::super::sql::{Context, Encoded, parse_json, to_i64, to_u64};
+use crate::backend::Write;
+use crate::error::StoreError;
+use crate::protocol::ScopeData;
+
+pub(super) fn get(
+    conn: &Connection,
+    scope: &str,
+    entity: &str,
+    id: &str,
+) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached(
+            "SELECT data FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([scope, entity, id], |row| row.get(0))
+                .optional()
+        })
+        .context(|| format!("cannot read {entity} `{id}` in scope `{scope}`"))?;
+    text.map(|text| parse_json(&text, format_args!("{entity} `{id}`")))
+        .transpose()
+}
+
+pub(super) fn contains(
+    conn: &Connection,
+    scope: &str,
+    entity: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
+        .and_then(|mut stmt| stmt.exists([scope, entity, id]))
+        .context(|| format!("cannot read {entity} `{id}` in scope `{scope}`"))
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    scope: &str,
+    entity: &str,
+) -> Result<BTreeMap<String, Value>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, data FROM sync_entities WHERE scope = ?1 AND entity = ?2")
+        .context(|| "cannot prepare the list query".to_owned())?;
+    let rows = stmt
+        .query_map([scope, entity], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .context(|| format!("cannot list {entity} in scope `{scope}`"))?;
+    let mut ids = BTreeMap::new();
+    for row in rows {
+        let (id, text) = row.context(|| format!("cannot list {entity} in scope `{scope}`"))?;
+        let value = parse_json(&text, format_args!("{entity} `{id}`"))?;
+        ids.insert(id, value);
+    }
+    Ok(ids)
+}
+
+pub(super) fn scope(conn: &Connection, scope: &str) -> Result<ScopeData, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT entity, id, data FROM sync_entities WHERE scope = ?1")
+        .context(|| "cannot prepare the snapshot query".to_owned())?;
+    let mut rows = stmt
+        .query([scope])
+        .context(|| format!("cannot read the data of scope `{scope}`"))?;
+    let mut data = ScopeData::new();
+    let get = |e: rusqlite::Error| StoreError::with_source("SQLite: cannot read an entity", e);
+    while let Some(row) = rows
+        .next()
+        .context(|| format!("cannot read the data of scope `{scope}`"))?
+    {
+        let entity: String = row.get(0).map_err(get)?;
+        let id: String = row.get(1).map_err(get)?;
+        let text: String = row.get(2).map_err(get)?;
+        let value = parse_json(&text, format_args!("{entity} `{id}`"))?;
+        data.entry(entity).or_default().insert(id, value);
+    }
+    Ok(data)
+}
+
+pub(super) fn client_seq(conn: &Connection, client_id: &str) -> Result<Option<u64>, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sync_clients WHERE client_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([client_id], |row| row.get(0)).optional())
+        .context(|| format!("cannot read the last client_seq of `{client_id}`"))?;
+    seq.map(|seq| to_u64(seq, "client_seq")).transpose()
+}
+
+/// Applies a commit's entity writes; the caller commits.
+pub(super) fn write(
+    conn: &Connection,
+    writes: &[Write],
+    encoded: &Encoded,
+) -> Result<(), StoreError> {
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (scope, entity, id) DO UPDATE SET data = excluded.data",
+        )
+        .context(|| "cannot prepare the entity write".to_owned())?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
+        .context(|| "cannot prepare the entity delete".to_owned())?;
+    for (index, write) in writes.iter().enumerate() {
+        let (scope, entity, id) = (write.scope(), write.entity(), write.id());
+        match encoded.write(index) {
+            Some(text) => upsert.execute([scope, entity, id, text]),
+            None => delete.execute([scope, entity, id]),
+        }
+        .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;
+    }
+    Ok(())
+}
+
+/// Records each client's highest sequence number; the caller commits.
+pub(super) fn record_client_seqs(
+    conn: &Connection,
+    seqs: &[(String, u64)],
+) -> Result<(), StoreError> {
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO sync_clients (client_id, seq) VALUES (?1, ?2) \
+             ON CONFLICT (client_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+        )
+        .context(|| "cannot prepare the client_seq record".to_owned())?;
+    for (client_id, seq) in seqs {
+        let seq = to_i64(*seq, "client_seq")?;
+        upsert
+            .execute(params![client_id, seq])
+            .context(|| format!("cannot record client_seq {seq} of `{client_id}`"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! A push's transaction on the writer connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use rusqlite::Connection;
+use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
+
+use super::super::sql::{Context, Encoded};
+use super::conn::Connections;
+use super::group_commit::{GroupCommit, Writer};
+use super::{entities, log};
+use crate::backend::{Commit, Committed, Transaction};
+use crate::error::StoreError;
+
+/// One push's transaction: `BEGIN IMMEDIATE` on the writer connection (or a transaction handed
+/// on by pushes before it, see [`GroupCommit`]), in which its reads run. Its writes arrive whole
+/// in [`commit`](Transaction::commit), which applies them, records the clients' sequence numbers
+/// and appends the changes in one call.
+pub struct SqliteTransaction {
+    conns: Arc<Connections>,
+    group: Arc<GroupCommit>,
+    /// `None` once committed or handed on; dropping it with the gate still held rolls back.
+    gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl Writer for Connection {
+    fn commit(&self) -> Result<(), StoreError> {
+        self.prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .map(drop)
+            .context(|| "cannot commit a push".to_owned())
+    }
+
+    fn roll_back(&self) -> Result<(), StoreError> {
+        if self.is_autocommit() {
+            return Ok(());
+        }
+        self.execute_batch("ROLLBACK")
+            .context(|| "cannot roll back an abandoned transaction".to_owned())
+    }
+}
+
+impl SqliteTransaction {
+    /// Waits for the writer and starts a transaction, or joins the one pushes before it handed
+    /// on.
+    pub(super) async fn begin(
+        conns: &Arc<Connections>,
+        group: &Arc<GroupCommit>,
+    ) -> Result<Self, StoreError> {
+        let gate = group.enter().await;
+        let joined = Arc::clone(group);
+        conns
+            .with_writer(move |conn| {
+                if joined.is_open() && !conn.is_autocommit() {
+                    return Ok(());
+                }
+                joined.settle(conn)?;
+                // Cached, as every statement a push runs: no SQL is parsed per push.
+                conn.prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut begin| begin.execute([]))
+                    .map(drop)
+                    .context(|| "cannot start a push's transaction".to_owned())
+            })
+            .await?;
+        Ok(SqliteTransaction {
+            conns: Arc::clone(conns),
+            group: Arc::clone(group),
+            gate: Some(gate),
+        })
+    }
+
+    /// Runs a read on the writer, in the push's transaction.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.conns.with_writer(move |conn| f(conn)).await
+    }
+}
+
+impl Drop for SqliteTransaction {
+    fn drop(&mut self) {
+        let Some(gate) = self.gate.take() else {
+            return;
+        };
+        // Settle while still holding the gate, so that no other transaction starts first. This
+        // push wrote nothing to the database (its writes wait in memory until its commit); what
+        // pushes that handed the transaction on wrote is committed.
+        let (conns, group) = (Arc::clone(&self.conns), Arc::clone(&self.group));
+        let settle = move || {
+            let _gate = gate;
+            if let Err(error) = conns.with_writer_blocking(|conn| group.settle(conn)) {
+                tracing::warn!(%error, "could not end an abandoned SQLite transaction");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(settle)),
+            Err(_) => settle(),
+        }
+    }
+}
+
+impl Transaction for SqliteTransaction {
+    async fn get(
+        &mut self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
+        self.read(move |conn| entities::get(conn, &key.0, &key.1, &key.2))
+            .await
+    }
+
+    async fn contains(&mut self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
+        let key = (scope.to_owned(), entity.to_owned(), id.to_owned());
+        self.read(move |conn| entities::contains(conn, &key.0, &key.1, &key.2))
+            .await
+    }
+
+    async fn list(
+        &mut self,
+        scope: &str,
+        entity: &str,
+    ) -> Result<BTreeMap<String, Value>, StoreError> {
+        let key = (scope.to_owned(), entity.to_owned());
+        self.read(move |conn| entities::list(conn, &key.0, &key.1))
+            .await
+    }
+
+    async fn client_seq(&mut self, client_id: &str) -> Result<Option<u64>, StoreError> {
+        let client_id = client_id.to_owned();
+        self.read(move |conn| entities::client_seq(conn, &client_id))
+            .await
+    }
+
+    async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
+        let encoded = Encoded::new(&commit)?;
+        let group = Arc::clone(&self.group);
+        let written = self
+            .conns
+            .with_writer(move |conn| {
+                let (writes, changes, client_seqs) = commit.into_parts();
+                let result = (|| {
+                    entities::write(conn, &writes, &encoded)?;
+                    entities::record_client_seqs(conn, &client_seqs)?;
+                    // The changes now hold their data alone: logging moves it.
+                    drop(writes);
+                    let committed = log::append(conn, changes, &encoded, Utc::now())?;
+                    // Other pushes wait for the writer: hand them the transaction, and share
+                    // their commit.
+                    Ok((committed, group.hand_on_or_commit(conn)?))
+                })();
+                if let Err(error) = &result {
+                    group.fail(conn, error);
+                }
+                result
+            })
+            .await;
+        // Rolled back above where the call ran; where it never ran, `drop` ends it.
+        let (committed, told) = written?;
+        // Nothing left for `drop` to undo: committed, or handed on with the gate.
+        self.gate = None;
+        if let Some(told) = told {
+            let (conns, group) = (Arc::clone(&self.conns), Arc::clone(&self.group));
+            let settle = move |gate: OwnedMutexGuard<()>| {
+                let (conns, group) = (Arc::clone(&conns), Arc::clone(&group));
+                async move {
+                    conns
+                        .with_writer(move |conn| {
+                            let _gate = gate;
+                            group.settle(conn)
+                        })
+                        .await
+                }
+            };
+            self.group.outcome(told, settle).await?;
+        }
+        Ok(committed)
+    }
+}

@@ -1,0 +1,271 @@
+//! The transaction handle a mutator writes through, and the rules of a push's transaction that
+//! every backend shares: buffered writes, a failed mutation undone, one change per write, and
+//! clients' sequence numbers staged until the commit.
+
+mod write_set;
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde_json::Value;
+
+use crate::backend::{AnyTransaction, Commit, NewChange, Transaction};
+use crate::change::{Change, ChangeOp};
+use crate::entity::Entity;
+use crate::error::StoreError;
+
+pub(crate) use write_set::Key;
+use write_set::WriteSet;
+
+/// A mutation's transaction, in the mutation's scope.
+///
+/// Every write through [`put`](Tx::put) or [`delete`](Tx::delete) (and their untyped forms) is
+/// recorded as a [`Change`](crate::Change) with the entity's whole data: a put of a new id is a
+/// `create`, of an existing one an `update`. Reads see the push's own writes. The writes, the
+/// changes and the client's sequence number commit together when the mutator returns `Ok`, and
+/// are discarded when it returns an error.
+///
+/// A mutation reads and writes only its own scope, the one the authorizer allowed.
+pub struct Tx {
+    inner: AnyTransaction,
+    writes: WriteSet,
+    scope: String,
+    /// The finished mutations' changes, then the open one's.
+    changes: Vec<NewChange>,
+    /// Where the open mutation's changes start in `changes`.
+    open_from: usize,
+    /// How many changes there were after each finished mutation.
+    finished: Vec<usize>,
+    /// Each client's highest sequence number among the finished mutations.
+    client_seqs: HashMap<String, u64>,
+}
+
+impl Tx {
+    /// Wraps a push's backend transaction; [`Tx::begin_mutation`] sets each mutation's scope.
+    pub(crate) fn new(inner: AnyTransaction) -> Self {
+        Tx {
+            inner,
+            writes: WriteSet::default(),
+            scope: String::new(),
+            changes: Vec::new(),
+            open_from: 0,
+            finished: Vec::new(),
+            client_seqs: HashMap::new(),
+        }
+    }
+
+    /// The mutation's scope.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// A new unique id, ordered by creation time (UUID v7).
+    pub fn new_id(&self) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// The entity of type `E` with this id in this scope, with this push's writes applied.
+    ///
+    /// Stored data that does not decode as `E` is a [`StoreError`]: the store holds something
+    /// this code does not expect.
+    pub async fn get<E: Entity>(&mut self, id: &str) -> Result<Option<E>, StoreError> {
+        match self.get_value(E::NAME, id).await? {
+            None => Ok(None),
+            Some(data) => decode::<E>(id, data).map(Some),
+        }
+    }
+
+    /// Every entity of type `E` in this scope, ordered by id.
+    pub async fn list<E: Entity>(&mut self) -> Result<Vec<E>, StoreError> {
+        let values = self.list_values(E::NAME).await?;
+        values
+            .into_iter()
+            .map(|data| decode::<E>("(listed)", data))
+            .collect()
+    }
+
+    /// Stores the entity and records a `create` change if its id is new, else an `update`,
+    /// with its whole data.
+    pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<ChangeOp, StoreError> {
+        let data = serde_json::to_value(entity).map_err(|error| {
+            StoreError::with_source(
+                format!("cannot encode {} `{}`", E::NAME, entity.id()),
+                error,
+            )
+        })?;
+        self.put_value(E::NAME, &entity.id(), data).await
+    }
+
+    /// Removes the entity of type `E` with this id and records a `delete` change; `false` (and
+    /// no change) where it did not exist.
+    pub async fn delete<E: Entity>(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.delete_value(E::NAME, id).await
+    }
+
+    /// The entity's data in this scope, with this push's writes applied.
+    pub async fn get_value(&mut self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        check_key(entity, id)?;
+        if let Some(written) = self.writes.get(&self.scope, entity, id) {
+            return Ok(written.as_deref().cloned());
+        }
+        self.inner.get(&self.scope, entity, id).await
+    }
+
+    /// Every entity of one type in this scope, ordered by id.
+    pub async fn list_values(&mut self, entity: &str) -> Result<Vec<Value>, StoreError> {
+        check_entity(entity)?;
+        let mut ids = self.inner.list(&self.scope, entity).await?;
+        self.writes.overlay(&self.scope, entity, &mut ids);
+        Ok(ids.into_values().collect())
+    }
+
+    /// Stores the entity's whole data and records a `create` or `update` change.
+    pub async fn put_value(
+        &mut self,
+        entity: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<ChangeOp, StoreError> {
+        check_key(entity, id)?;
+        let op = if self.exists(entity, id).await? {
+            ChangeOp::Update
+        } else {
+            ChangeOp::Create
+        };
+        // One value, shared by the write and its change.
+        let data = Arc::new(data);
+        self.writes
+            .write(&self.scope, entity, id, Some(Arc::clone(&data)));
+        self.record(entity, id, op, Some(data));
+        Ok(op)
+    }
+
+    /// Removes the entity and records a `delete` change; `false` (and no change) where it did not
+    /// exist.
+    pub async fn delete_value(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+        check_key(entity, id)?;
+        let existed = self.exists(entity, id).await?;
+        if existed {
+            self.writes.write(&self.scope, entity, id, None);
+            self.record(entity, id, ChangeOp::Delete, None);
+        }
+        Ok(existed)
+    }
+
+    /// The changes this mutation has recorded so far.
+    pub fn changes(&self) -> &[NewChange] {
+        self.changes.get(self.open_from..).unwrap_or_default()
+    }
+
+    /// Whether the entity exists, with this push's writes applied; reads no data.
+    async fn exists(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+        match self.writes.get(&self.scope, entity, id) {
+            Some(written) => Ok(written.is_some()),
+            None => self.inner.contains(&self.scope, entity, id).await,
+        }
+    }
+
+    fn record(&mut self, entity: &str, id: &str, op: ChangeOp, data: Option<Arc<Value>>) {
+        self.changes.push(NewChange {
+            scope: self.scope.clone(),
+            entity: entity.to_owned(),
+            id: id.to_owned(),
+            op,
+            data,
+        });
+    }
+
+    /// Starts the next mutation of the push, in `scope`. A mutation still open is undone.
+    pub(crate) fn begin_mutation(&mut self, scope: &str) {
+        self.undo_open();
+        scope.clone_into(&mut self.scope);
+    }
+
+    /// The highest `client_seq` recorded for `client_id`, counting the finished mutations.
+    pub(crate) async fn last_client_seq(
+        &mut self,
+        client_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        // A staged one is above the stored one, which the push read first.
+        if let Some(staged) = self.client_seqs.get(client_id) {
+            return Ok(Some(*staged));
+        }
+        self.inner.client_seq(client_id).await
+    }
+
+    /// Ends the open mutation: its writes and changes stay if `keep`, else they are undone;
+    /// `client`'s sequence number is recorded either way.
+    pub(crate) fn finish_mutation(&mut self, keep: bool, client: Option<(&str, u64)>) {
+        if keep {
+            self.writes.keep_mutation();
+        } else {
+            self.undo_open();
+        }
+        self.finished.push(self.changes.len());
+        self.open_from = self.changes.len();
+        if let Some((client_id, seq)) = client {
+            let last = self.client_seqs.entry_ref(client_id).or_default();
+            *last = (*last).max(seq);
+        }
+    }
+
+    /// Undoes what the open mutation wrote and recorded.
+    fn undo_open(&mut self) {
+        self.writes.undo_mutation();
+        self.changes.truncate(self.open_from);
+    }
+
+    /// Commits every finished mutation; a mutation still open leaves nothing. Returns, per
+    /// finished mutation, its changes as logged and its cursor: its last change's, or where it
+    /// made none, the log's cursor before it.
+    pub(crate) async fn commit(mut self) -> Result<Vec<(Vec<Arc<Change>>, u64)>, StoreError> {
+        self.undo_open();
+        let commit = Commit {
+            writes: self.writes.into_writes(),
+            changes: self.changes,
+            client_seqs: self.client_seqs.into_iter().collect(),
+        };
+        let committed = self.inner.commit(commit).await?;
+        let mut logged = committed.changes.into_iter();
+        let (mut cursor, mut taken) = (committed.before, 0);
+        let outcomes = self
+            .finished
+            .into_iter()
+            .map(|end| {
+                let changes: Vec<Arc<Change>> = logged.by_ref().take(end - taken).collect();
+                taken = end;
+                cursor = changes.last().map_or(cursor, |change| change.cursor);
+                (changes, cursor)
+            })
+            .collect();
+        Ok(outcomes)
+    }
+}
+
+/// Refuses an entity type or id with a NUL character, which PostgreSQL's text cannot hold: the
+/// same mutation fails alike on every backend, for good, with `invalid_args`.
+fn check_key(entity: &str, id: &str) -> Result<(), StoreError> {
+    check_entity(entity)?;
+    if id.contains('\0') {
+        return Err(StoreError::invalid_input(format!(
+            "{entity} id {id:?} holds a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an entity type with a NUL character, as [`check_key`] does.
+fn check_entity(entity: &str) -> Result<(), StoreError> {
+    if entity.contains('\0') {
+        return Err(StoreError::invalid_input(format!(
+            "the entity type {entity:?} holds a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {
+    serde_json::from_value(data).map_err(|error| {
+        StoreError::with_source(format!("stored {} `{id}` does not decode", E::NAME), error)
+    })
+}

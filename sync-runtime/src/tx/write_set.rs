@@ -1,0 +1,199 @@
+//! A push's uncommitted writes, kept in memory until its commit, with an undo log for the open
+//! mutation.
+//!
+//! Every backend's transaction buffers its writes here, so none needs savepoints: a failed
+//! mutation's writes are undone in memory, and the commit hands the backend what is left in one
+//! go. Reads lay the buffered writes over the committed state.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use hashbrown::{Equivalent, HashMap};
+use serde_json::Value;
+
+use crate::backend::Write;
+
+/// An entity's data as written: shared with the change that records the write.
+pub(crate) type Data = Arc<Value>;
+
+/// The writes of one transaction: `None` is a delete.
+#[derive(Default)]
+pub(crate) struct WriteSet {
+    writes: HashMap<Key, Option<Data>>,
+    /// How to undo the open mutation's writes: each key's earlier entry in `writes`.
+    undo: Vec<(Key, Option<Option<Data>>)>,
+}
+
+impl WriteSet {
+    /// What this transaction wrote to the entity: `Some(None)` where it deleted it, `None` where
+    /// it did not touch it.
+    pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Data>> {
+        self.writes.get(&KeyRef(scope, entity, id))
+    }
+
+    /// Records a write (`None`: a delete) of the open mutation.
+    pub(crate) fn write(&mut self, scope: &str, entity: &str, id: &str, data: Option<Data>) {
+        let key = KeyRef(scope, entity, id).to_owned();
+        let earlier = self.writes.insert(key.clone(), data);
+        self.undo.push((key, earlier));
+    }
+
+    /// Ends the open mutation: its writes stay.
+    pub(crate) fn keep_mutation(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Undoes the open mutation's writes.
+    pub(crate) fn undo_mutation(&mut self) {
+        while let Some((key, earlier)) = self.undo.pop() {
+            match earlier {
+                Some(data) => self.writes.insert(key, data),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+
+    /// Lays the writes to one entity type of a scope over its committed entities.
+    pub(crate) fn overlay(&self, scope: &str, entity: &str, ids: &mut BTreeMap<String, Value>) {
+        for (key, written) in &self.writes {
+            if key.scope() == scope && key.entity() == entity {
+                match written {
+                    Some(data) => ids.insert(key.id().to_owned(), Value::clone(data)),
+                    None => ids.remove(key.id()),
+                };
+            }
+        }
+    }
+
+    /// The writes to commit, without those of a mutation that was begun but not finished.
+    pub(crate) fn into_writes(mut self) -> Vec<Write> {
+        self.undo_mutation();
+        self.writes
+            .into_iter()
+            .map(|(key, data)| Write { key, data })
+            .collect()
+    }
+}
+
+/// A written entity's scope, entity type and id, in one allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    /// The three names one after another.
+    text: Box<str>,
+    /// Where the entity type and the id start in `text`.
+    entity_at: usize,
+    id_at: usize,
+}
+
+impl Key {
+    fn parts(&self) -> KeyRef<'_> {
+        KeyRef(self.scope(), self.entity(), self.id())
+    }
+
+    pub(crate) fn scope(&self) -> &str {
+        self.text.get(..self.entity_at).unwrap_or_default()
+    }
+
+    pub(crate) fn entity(&self) -> &str {
+        self.text
+            .get(self.entity_at..self.id_at)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.text.get(self.id_at..).unwrap_or_default()
+    }
+}
+
+/// Hashes as its [`KeyRef`], so that a `KeyRef` finds it.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+/// A [`Key`] borrowed: `(scope, entity, id)`. Looks up a write without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct KeyRef<'a>(&'a str, &'a str, &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.parts()
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_owned(self) -> Key {
+        let KeyRef(scope, entity, id) = self;
+        Key {
+            text: [scope, entity, id].concat().into_boxed_str(),
+            entity_at: scope.len(),
+            id_at: scope.len() + entity.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: Value) -> Option<Data> {
+        Some(Arc::new(value))
+    }
+
+    #[test]
+    fn keys_whose_names_run_together_stay_apart() {
+        let mut writes = WriteSet::default();
+        let keys = [("ab", "c", "d"), ("a", "bc", "d"), ("a", "b", "cd")];
+        for (n, (scope, entity, id)) in keys.into_iter().enumerate() {
+            assert!(writes.get(scope, entity, id).is_none());
+            writes.write(scope, entity, id, data(json!(n)));
+        }
+        for (n, (scope, entity, id)) in keys.into_iter().enumerate() {
+            assert_eq!(writes.get(scope, entity, id), Some(&data(json!(n))));
+        }
+        writes.keep_mutation();
+        let mut committed: Vec<_> = writes
+            .into_writes()
+            .iter()
+            .map(|w| {
+                (
+                    w.scope().to_owned(),
+                    w.entity().to_owned(),
+                    w.id().to_owned(),
+                )
+            })
+            .collect();
+        committed.sort();
+        assert_eq!(
+            committed,
+            [("a", "b", "cd"), ("a", "bc", "d"), ("ab", "c", "d")].map(|(s, e, i)| (
+                s.to_owned(),
+                e.to_owned(),
+                i.to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn undo_restores_the_writes_before_the_mutation() {
+        let mut writes = WriteSet::default();
+        writes.write("s", "todo", "1", data(json!("first")));
+        writes.keep_mutation();
+        writes.write("s", "todo", "1", data(json!("second")));
+        writes.write("s", "todo", "1", None);
+        writes.write("s", "todo", "2", data(json!("new")));
+        writes.undo_mutation();
+        assert_eq!(writes.get("s", "todo", "1"), Some(&data(json!("first"))));
+        assert_eq!(writes.get("s", "todo", "2"), None);
+        writes.write("s", "todo", "3", data(json!("unfinished")));
+        let committed: Vec<_> = writes
+            .into_writes()
+            .into_iter()
+            .map(|write| (write.id().to_owned(), write.data))
+            .collect();
+        assert_eq!(committed, [("1".to_owned(), data(json!("first")))]);
+    }
+}
