@@ -41,7 +41,7 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> Tok
                 name: #name,
                 function: #rust_name,
                 docs: &[#(#docs),*],
-                args: ::std::vec![#(#args),*],
+                args: #private::vec![#(#args),*],
                 returns: #returns,
             });
         }
@@ -68,7 +68,7 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> Tok
                 #private::Description {
                     type_name: #type_name,
                     mutations: __mutations,
-                    entities: ::std::vec![#(#entities),*],
+                    entities: #private::vec![#(#entities),*],
                 }
             }
         }
