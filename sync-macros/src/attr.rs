@@ -29,14 +29,14 @@ impl Container {
             if meta.path.is_ident("crate") {
                 seen.check(cx, &meta, "crate");
                 let lit: LitStr = meta.value()?.parse()?;
-                match lit.parse::<Path>() {
+                match lit.parse_with(Path::parse_mod_style) {
                     Ok(path) => container.krate = Some(path),
                     Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
                 }
             } else if meta.path.is_ident("namespace") {
                 seen.check(cx, &meta, "namespace");
                 let lit: LitStr = meta.value()?.parse()?;
-                if let Err(message) = check_name_segment(&lit.value()) {
+                if let Err(message) = check_name_segment("namespace", &lit.value()) {
                     cx.error_spanned_by(&lit, message);
                 }
                 container.namespace = Some(lit);
@@ -51,7 +51,7 @@ impl Container {
                     &meta.path,
                     format!(
                         "unknown `mutations` attribute `{}`; expected one of: `crate`, `namespace`, `entities`",
-                        path_name(&meta.path)
+                        path_string(&meta.path)
                     ),
                 );
                 skip_value(&meta)?;
@@ -99,7 +99,7 @@ impl<'a> MutationAttr<'a> {
                     &meta.path,
                     format!(
                         "unknown `mutation` attribute `{}`; expected `name`",
-                        path_name(&meta.path)
+                        path_string(&meta.path)
                     ),
                 );
                 skip_value(&meta)?;
@@ -130,8 +130,8 @@ impl EntityAttr {
                 if meta.path.is_ident("name") {
                     seen.check(cx, &meta, "name");
                     let lit: LitStr = meta.value()?.parse()?;
-                    if let Err(message) = check_name_segment(&lit.value()) {
-                        cx.error_spanned_by(&lit, message.replace("namespace", "entity name"));
+                    if let Err(message) = check_name_segment("entity name", &lit.value()) {
+                        cx.error_spanned_by(&lit, message);
                     }
                     parsed.name = Some(lit);
                 } else if meta.path.is_ident("id") {
@@ -140,7 +140,7 @@ impl EntityAttr {
                 } else if meta.path.is_ident("crate") {
                     seen.check(cx, &meta, "crate");
                     let lit: LitStr = meta.value()?.parse()?;
-                    match lit.parse::<Path>() {
+                    match lit.parse_with(Path::parse_mod_style) {
                         Ok(path) => parsed.krate = Some(path),
                         Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
                     }
@@ -149,7 +149,7 @@ impl EntityAttr {
                         &meta.path,
                         format!(
                             "unknown `entity` attribute `{}`; expected one of: `name`, `id`, `crate`",
-                            path_name(&meta.path)
+                            path_string(&meta.path)
                         ),
                     );
                     skip_value(&meta)?;
@@ -189,18 +189,31 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn path_name(path: &Path) -> String {
-    quote::quote!(#path).to_string().replace(' ', "")
+/// A path without generic arguments (an attribute key, a crate) as written, e.g.
+/// `::sync_runtime`: its segments joined, not its tokens printed.
+pub(crate) fn path_string(path: &Path) -> String {
+    let segments: Vec<String> = path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    let leading = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{leading}{}", segments.join("::"))
 }
 
-/// Checks one segment of a mutation name (or a namespace): letters, digits, `_`, `-` and `.`.
-pub(crate) fn check_name_segment(segment: &str) -> Result<(), String> {
+/// Checks one segment of a name, the `what` of the message (a namespace, an entity name):
+/// letters, digits, `_`, `-` and `.`.
+pub(crate) fn check_name_segment(what: &str, segment: &str) -> Result<(), String> {
     if segment.is_empty() {
-        return Err("the namespace is empty".to_owned());
+        return Err(format!("the {what} is empty"));
     }
     match segment.chars().find(|c| !is_name_char(*c)) {
         Some(c) => Err(format!(
-            "the namespace `{segment}` holds `{}`; use letters, digits, `_`, `-` and `.`",
+            "the {what} `{segment}` holds `{}`; use letters, digits, `_`, `-` and `.`",
             c.escape_default()
         )),
         None => Ok(()),

@@ -5,17 +5,17 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ImplItem, ItemImpl, Path};
+use syn::{ImplItem, ItemImpl, Path, parse_quote};
 
 use crate::ast::{MutationFn, Mutations, lit};
+use crate::attr::path_string;
 use crate::ts;
 
 /// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
-pub(crate) fn runtime_path(krate: Option<&Path>) -> TokenStream {
-    match krate {
-        Some(path) => quote!(#path),
-        None => quote!(::sync_runtime),
-    }
+pub(crate) fn runtime_path(krate: Option<&Path>) -> Path {
+    krate
+        .cloned()
+        .unwrap_or_else(|| parse_quote!(::sync_runtime))
 }
 
 /// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
@@ -40,7 +40,8 @@ pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
     let krate = runtime_path(mutations.attrs.krate.as_ref());
     let private = quote!(#krate::__private);
     let self_ty = &mutations.item.self_ty;
-    let serde_crate = format!("{private}::serde").replace(' ', "");
+    // serde's `crate = "..."` takes the path as a string.
+    let serde_crate = format!("{}::__private::serde", path_string(&krate));
 
     let args_types = mutations.functions.iter().map(|function| {
         let args = args_ident(function);

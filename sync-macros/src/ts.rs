@@ -3,11 +3,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::Path;
 use syn::spanned::Spanned;
 
 use crate::ast::{Mutations, lit};
 
-pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> TokenStream {
+pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStream {
     let private = quote!(#krate::__private);
     let self_ty = &mutations.item.self_ty;
     let type_name = mutations
