@@ -2,6 +2,7 @@
 //! keeping the syn nodes it came from so that errors and generated code carry the user's spans.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat,
@@ -241,12 +242,10 @@ impl<'a> MutationFn<'a> {
 fn derived_name(container: &Container, type_name: Option<&Ident>, function: &Ident) -> String {
     let namespace = match (&container.namespace, type_name) {
         (Some(namespace), _) => namespace.value(),
-        (None, Some(ident)) => snake_case(&ident.to_string()),
+        (None, Some(ident)) => snake_case(&ident.unraw().to_string()),
         (None, None) => String::new(),
     };
-    let function = function.to_string();
-    let function = function.strip_prefix("r#").unwrap_or(&function);
-    format!("{namespace}/{function}")
+    format!("{namespace}/{}", function.unraw())
 }
 
 pub(crate) fn snake_case(name: &str) -> String {

@@ -2,6 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
+use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, Fields};
 
 use crate::ast::snake_case;
@@ -24,7 +25,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
                     field
                         .ident
                         .as_ref()
-                        .is_some_and(|ident| ident == id_name.as_str())
+                        .is_some_and(|ident| ident.unraw() == id_name.as_str())
                 });
                 if field.is_none() {
                     let message = format!(
@@ -59,7 +60,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let ident = &input.ident;
     let name = attrs
         .name
-        .map_or_else(|| snake_case(&ident.to_string()), |lit| lit.value());
+        .map_or_else(|| snake_case(&ident.unraw().to_string()), |lit| lit.value());
     quote! {
         #[automatically_derived]
         impl #krate::Entity for #ident {

@@ -4,6 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::Path;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use crate::ast::{Mutations, lit};
@@ -22,8 +23,7 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStrea
         let rust_name = function.function.sig.ident.to_string();
         let docs = &function.docs;
         let args = function.params.iter().map(|param| {
-            let field = param.ident.to_string();
-            let field = field.strip_prefix("r#").unwrap_or(&field).to_owned();
+            let field = param.ident.unraw().to_string();
             let optional = param.optional;
             let ty = param.ty;
             // A type without a TypeScript form is reported on the parameter's type.
