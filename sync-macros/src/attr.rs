@@ -1,5 +1,7 @@
 //! The attributes: `#[mutations(...)]` on the impl block, `#[mutation(...)]` on a function,
-//! `#[entity(...)]` on an entity type.
+//! `#[entity(...)]` on an entity type. Reading them reports only what stops them being read (a
+//! malformed attribute, an unknown or repeated key, a `crate` that is not a path); whether the
+//! values make sense is for `check`.
 
 use syn::meta::ParseNestedMeta;
 use syn::punctuated::Punctuated;
@@ -35,11 +37,7 @@ impl Container {
                 }
             } else if meta.path.is_ident("namespace") {
                 seen.check(cx, &meta, "namespace");
-                let lit: LitStr = meta.value()?.parse()?;
-                if let Err(message) = check_name_segment("namespace", &lit.value()) {
-                    cx.error_spanned_by(&lit, message);
-                }
-                container.namespace = Some(lit);
+                container.namespace = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("entities") {
                 seen.check(cx, &meta, "entities");
                 let content;
@@ -74,7 +72,18 @@ pub(crate) struct MutationAttr<'a> {
 }
 
 impl<'a> MutationAttr<'a> {
-    pub(crate) fn parse(cx: &mut Ctxt, attr: &'a Attribute) -> MutationAttr<'a> {
+    /// The `#[mutation]` attribute among an item's attributes, if any; a second one is an error
+    /// on it, as a repeated key is.
+    pub(crate) fn from_attrs(cx: &mut Ctxt, attrs: &'a [Attribute]) -> Option<MutationAttr<'a>> {
+        let mut mutation_attrs = attrs.iter().filter(|attr| attr.path().is_ident("mutation"));
+        let first = mutation_attrs.next()?;
+        for extra in mutation_attrs {
+            cx.error_spanned_by(extra, "duplicate `#[mutation]` attribute");
+        }
+        Some(MutationAttr::parse(cx, first))
+    }
+
+    fn parse(cx: &mut Ctxt, attr: &'a Attribute) -> MutationAttr<'a> {
         let mut parsed = MutationAttr { attr, name: None };
         let syn::Meta::List(list) = &attr.meta else {
             if let syn::Meta::NameValue(name_value) = &attr.meta {
@@ -129,11 +138,7 @@ impl EntityAttr {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("name") {
                     seen.check(cx, &meta, "name");
-                    let lit: LitStr = meta.value()?.parse()?;
-                    if let Err(message) = check_name_segment("entity name", &lit.value()) {
-                        cx.error_spanned_by(&lit, message);
-                    }
-                    parsed.name = Some(lit);
+                    parsed.name = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("id") {
                     seen.check(cx, &meta, "id");
                     parsed.id = Some(meta.value()?.parse()?);
@@ -203,40 +208,4 @@ pub(crate) fn path_string(path: &Path) -> String {
         ""
     };
     format!("{leading}{}", segments.join("::"))
-}
-
-/// Checks one segment of a name, the `what` of the message (a namespace, an entity name):
-/// letters, digits, `_`, `-` and `.`.
-pub(crate) fn check_name_segment(what: &str, segment: &str) -> Result<(), String> {
-    if segment.is_empty() {
-        return Err(format!("the {what} is empty"));
-    }
-    match segment.chars().find(|c| !is_name_char(*c)) {
-        Some(c) => Err(format!(
-            "the {what} `{segment}` holds `{}`; use letters, digits, `_`, `-` and `.`",
-            c.escape_default()
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Checks a whole mutation name: segments separated by `/`, e.g. `todo/create`.
-pub(crate) fn check_mutation_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the mutation name is empty; name it, e.g. `\"todo/create\"`".to_owned());
-    }
-    let valid = name
-        .split('/')
-        .all(|segment| !segment.is_empty() && segment.chars().all(is_name_char));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid mutation name: use segments of letters, digits, `_`, `-` and `.` separated by `/`, e.g. `\"todo/create\"`"
-        ))
-    }
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
 }

@@ -8,8 +8,9 @@ use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl, Path, parse_quote};
 
 use crate::ast::{MutationFn, Mutations, lit};
-use crate::attr::path_string;
-use crate::ts;
+use crate::attr::{Container, path_string};
+use crate::ctxt::Ctxt;
+use crate::{check, ts};
 
 /// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
 pub(crate) fn runtime_path(krate: Option<&Path>) -> Path {
@@ -21,7 +22,7 @@ pub(crate) fn runtime_path(krate: Option<&Path>) -> Path {
 /// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
 /// reject: emitted whether or not the macro found errors, so that the code around it (and the
 /// IDE) keep working.
-pub(crate) fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
+fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
     let mut item = item.clone();
     for impl_item in &mut item.items {
         let attrs = match impl_item {
@@ -36,7 +37,22 @@ pub(crate) fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
+/// The impl block, and beside it the generated impls or the errors.
+pub(crate) fn mutations(args: TokenStream, item: &ItemImpl) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let attrs = Container::parse(&mut cx, args);
+    let model = Mutations::from_syn(&mut cx, attrs, item);
+    check::mutations(&mut cx, &model);
+    let stripped = strip_helper_attributes(item);
+    if cx.has_errors() {
+        let errors = cx.into_compile_errors();
+        return quote!(#stripped #errors);
+    }
+    let expanded = expand(&model);
+    quote!(#stripped #expanded)
+}
+
+fn expand(mutations: &Mutations<'_>) -> TokenStream {
     let krate = runtime_path(mutations.attrs.krate.as_ref());
     let private = quote!(#krate::__private);
     let self_ty = &mutations.item.self_ty;
@@ -46,9 +62,9 @@ pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
     let args_types = mutations.functions.iter().map(|function| {
         let args = args_ident(function);
         let cfgs = &function.cfgs;
-        let fields = function.params.iter().map(|param| {
-            let (ident, ty) = (param.ident, param.ty);
-            let default = param.optional.then(|| quote!(#[serde(default)]));
+        let fields = function.args().map(|(ident, arg)| {
+            let ty = arg.ty;
+            let default = arg.optional.then(|| quote!(#[serde(default)]));
             quote!(#default #ident: #ty)
         });
         quote! {
@@ -65,9 +81,9 @@ pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
         let cfgs = &function.cfgs;
         let name = lit(&function.name, function.name_span);
         let ident = &function.function.sig.ident;
-        let fields = function.params.iter().map(|param| param.ident);
-        let bindings = function.params.iter().map(|param| param.ident);
-        let call = if function.takes_self {
+        let fields = function.args().map(|(ident, _)| ident);
+        let bindings = function.args().map(|(ident, _)| ident);
+        let call = if function.receiver.is_some() {
             quote!(self.#ident(__tx, #(#fields),*).await)
         } else {
             quote!(<#self_ty>::#ident(__tx, #(#fields),*).await)

@@ -14,8 +14,6 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{DeriveInput, ItemImpl, parse_macro_input};
 
-use crate::ctxt::Ctxt;
-
 /// Turns an impl block of async functions into a typed [`Mutator`]: one mutation per
 /// `#[mutation]` function, its arguments decoded from `Mutation.args`, its writes recorded as
 /// changes, and a description from which the runtime writes a TypeScript client.
@@ -141,17 +139,7 @@ pub fn mutations(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote!(#input #error).into();
         }
     };
-    let mut cx = Ctxt::default();
-    let attrs = attr::Container::parse(&mut cx, args.into());
-    let model = ast::Mutations::parse(&mut cx, attrs, &item);
-    check::check(&mut cx, &model);
-    let stripped = expand::strip_helper_attributes(&item);
-    if cx.has_errors() {
-        let errors = cx.into_compile_errors();
-        return quote!(#stripped #errors).into();
-    }
-    let expanded = expand::expand(&model);
-    quote!(#stripped #expanded).into()
+    expand::mutations(args.into(), &item).into()
 }
 
 /// Derives `Entity`: the entity's name (`#[entity(name = "todo")]`, default: the type's name in

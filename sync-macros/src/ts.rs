@@ -22,10 +22,10 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStrea
         let name = lit(&function.name, function.name_span);
         let rust_name = function.function.sig.ident.to_string();
         let docs = &function.docs;
-        let args = function.params.iter().map(|param| {
-            let field = param.ident.unraw().to_string();
-            let optional = param.optional;
-            let ty = param.ty;
+        let args = function.args().map(|(ident, arg)| {
+            let field = ident.unraw().to_string();
+            let optional = arg.optional;
+            let ty = arg.ty;
             // A type without a TypeScript form is reported on the parameter's type.
             let type_ref = quote_spanned!(ty.span()=> #private::TypeRef::of::<#ty>());
             quote! {
