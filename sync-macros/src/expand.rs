@@ -5,7 +5,7 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ImplItem, ItemImpl, Path, parse_quote};
+use syn::{ImplItem, ItemImpl, Path, Type, parse_quote};
 
 use crate::ast::{MutationFn, Mutations, lit};
 use crate::attr::{Container, path_string};
@@ -107,38 +107,50 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
         }
     });
 
+    let dispatch = quote! {
+        match #private::String::as_str(&__mutation.name) {
+            #(#arms)*
+            __other => #private::Result::Err(#krate::MutationError::unknown_mutation(__other)),
+        }
+    };
+    let mutator = mutator_impl(&krate, self_ty, dispatch);
     let description = ts::description(mutations, &krate);
 
     quote! {
         const _: () = {
             #(#args_types)*
 
-            #[automatically_derived]
-            impl #krate::Mutator for #self_ty {
-                fn apply<'life0, 'life1, 'life2, 'async_trait>(
-                    &'life0 self,
-                    __tx: &'life1 mut #krate::Tx,
-                    __mutation: &'life2 #krate::Mutation,
-                ) -> #private::ApplyFuture<'async_trait>
-                where
-                    'life0: 'async_trait,
-                    'life1: 'async_trait,
-                    'life2: 'async_trait,
-                    Self: 'async_trait,
-                {
-                    #private::Box::pin(async move {
-                        match #private::String::as_str(&__mutation.name) {
-                            #(#arms)*
-                            __other => #private::Result::Err(
-                                #krate::MutationError::unknown_mutation(__other),
-                            ),
-                        }
-                    })
-                }
-            }
+            #mutator
 
             #description
         };
+    }
+}
+
+/// The `Mutator` impl of `self_ty`, whose `apply` evaluates `body`: an expression of type
+/// `Result<Option<Value>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
+/// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
+/// through here, so that `apply`'s signature, async_trait's desugaring of the trait's
+/// `async fn`, is written once.
+fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
+    let private = quote!(#krate::__private);
+    quote! {
+        #[automatically_derived]
+        impl #krate::Mutator for #self_ty {
+            fn apply<'life0, 'life1, 'life2, 'async_trait>(
+                &'life0 self,
+                __tx: &'life1 mut #krate::Tx,
+                __mutation: &'life2 #krate::Mutation,
+            ) -> #private::ApplyFuture<'async_trait>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                'life2: 'async_trait,
+                Self: 'async_trait,
+            {
+                #private::Box::pin(async move { #body })
+            }
+        }
     }
 }
 
