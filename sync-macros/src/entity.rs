@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Ident};
+use syn::{DeriveInput, Ident, Path};
 
 use crate::ast::Entity;
 use crate::check;
@@ -22,6 +22,13 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
 
 fn expand(entity: &Entity<'_>, id_field: &Ident) -> TokenStream {
     let krate = runtime_path(entity.attrs.krate.as_ref());
+    let id = quote!(#krate::__private::ToString::to_string(&self.#id_field));
+    entity_impl(entity, &krate, id)
+}
+
+/// The `Entity` impl whose `id` evaluates `id`, an expression of type `String` that may use
+/// `self`. The fallback's stub will go through here too.
+fn entity_impl(entity: &Entity<'_>, krate: &Path, id: TokenStream) -> TokenStream {
     let ident = &entity.input.ident;
     let name = &entity.name;
     quote! {
@@ -30,7 +37,7 @@ fn expand(entity: &Entity<'_>, id_field: &Ident) -> TokenStream {
             const NAME: &'static str = #name;
 
             fn id(&self) -> #krate::__private::String {
-                #krate::__private::ToString::to_string(&self.#id_field)
+                #id
             }
         }
     }

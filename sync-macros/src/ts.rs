@@ -11,11 +11,6 @@ use crate::ast::{Mutations, lit};
 
 pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStream {
     let private = quote!(#krate::__private);
-    let self_ty = &mutations.item.self_ty;
-    let type_name = mutations
-        .type_name
-        .map(ToString::to_string)
-        .unwrap_or_default();
 
     let pushes = mutations.functions.iter().map(|function| {
         let cfgs = &function.cfgs;
@@ -60,16 +55,37 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStrea
         }
     });
 
+    let mutation_list = quote! {{
+        let mut __mutations = #private::Vec::new();
+        #(#pushes)*
+        __mutations
+    }};
+    let entity_list = quote!(#private::vec![#(#entities),*]);
+    mutations_impl(mutations, krate, mutation_list, entity_list)
+}
+
+/// The `Mutations` impl whose description lists `mutation_list` and `entity_list`, two `Vec`
+/// expressions. The fallback's empty description will go through here too.
+fn mutations_impl(
+    mutations: &Mutations<'_>,
+    krate: &Path,
+    mutation_list: TokenStream,
+    entity_list: TokenStream,
+) -> TokenStream {
+    let private = quote!(#krate::__private);
+    let self_ty = &mutations.item.self_ty;
+    let type_name = mutations
+        .type_name
+        .map(ToString::to_string)
+        .unwrap_or_default();
     quote! {
         #[automatically_derived]
         impl #krate::Mutations for #self_ty {
             fn description() -> #private::Description {
-                let mut __mutations = #private::Vec::new();
-                #(#pushes)*
                 #private::Description {
                     type_name: #type_name,
-                    mutations: __mutations,
-                    entities: #private::vec![#(#entities),*],
+                    mutations: #mutation_list,
+                    entities: #entity_list,
                 }
             }
         }
