@@ -5,15 +5,14 @@
 
 use syn::meta::ParseNestedMeta;
 use syn::punctuated::Punctuated;
-use syn::{Attribute, LitStr, Path, Token, Type};
+use syn::{Attribute, LitStr, Path, Token, Type, parse_quote};
 
 use crate::ctxt::Ctxt;
 
 /// `#[mutations(crate = "...", namespace = "...", entities(A, B))]`.
 #[derive(Default)]
 pub(crate) struct Container {
-    /// The path of the runtime crate, when renamed.
-    pub(crate) krate: Option<Path>,
+    pub(crate) krate: RuntimeCrate,
     /// The first segment of the names a bare `#[mutation]` derives.
     pub(crate) namespace: Option<LitStr>,
     /// The entity types described to TypeScript.
@@ -30,11 +29,7 @@ impl Container {
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("crate") {
                 seen.check(cx, &meta, "crate");
-                let lit: LitStr = meta.value()?.parse()?;
-                match lit.parse_with(Path::parse_mod_style) {
-                    Ok(path) => container.krate = Some(path),
-                    Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
-                }
+                container.krate.parse(cx, &meta)?;
             } else if meta.path.is_ident("namespace") {
                 seen.check(cx, &meta, "namespace");
                 container.namespace = Some(meta.value()?.parse()?);
@@ -58,6 +53,7 @@ impl Container {
         });
         if let Err(error) = syn::parse::Parser::parse2(parser, args) {
             cx.syn_error(error);
+            container.krate.reading_stopped();
         }
         container
     }
@@ -127,7 +123,7 @@ impl<'a> MutationAttr<'a> {
 pub(crate) struct EntityAttr {
     pub(crate) name: Option<LitStr>,
     pub(crate) id: Option<LitStr>,
-    pub(crate) krate: Option<Path>,
+    pub(crate) krate: RuntimeCrate,
 }
 
 impl EntityAttr {
@@ -144,11 +140,7 @@ impl EntityAttr {
                     parsed.id = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("crate") {
                     seen.check(cx, &meta, "crate");
-                    let lit: LitStr = meta.value()?.parse()?;
-                    match lit.parse_with(Path::parse_mod_style) {
-                        Ok(path) => parsed.krate = Some(path),
-                        Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
-                    }
+                    parsed.krate.parse(cx, &meta)?;
                 } else {
                     cx.error_spanned_by(
                         &meta.path,
@@ -163,9 +155,52 @@ impl EntityAttr {
             });
             if let Err(error) = result {
                 cx.syn_error(error);
+                parsed.krate.reading_stopped();
             }
         }
         parsed
+    }
+}
+
+/// `crate = "..."`: where the generated code finds the runtime crate.
+#[derive(Default)]
+pub(crate) struct RuntimeCrate {
+    /// The path given, when the runtime is renamed.
+    given: Option<Path>,
+    /// Whether the path is in doubt: `crate = "..."` was not a path, or a malformed attribute
+    /// stopped the reading before any `crate` key was read.
+    unknown: bool,
+}
+
+impl RuntimeCrate {
+    fn parse(&mut self, cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let lit: LitStr = meta.value()?.parse()?;
+        match lit.parse_with(Path::parse_mod_style) {
+            Ok(path) => self.given = Some(path),
+            Err(_) => {
+                self.unknown = true;
+                cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`");
+            }
+        }
+        Ok(())
+    }
+
+    /// A malformed attribute ended the reading: a `crate` key may have gone unread.
+    fn reading_stopped(&mut self) {
+        self.unknown |= self.given.is_none();
+    }
+
+    /// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
+    pub(crate) fn path(&self) -> Path {
+        self.given
+            .clone()
+            .unwrap_or_else(|| parse_quote!(::sync_runtime))
+    }
+
+    /// The path for the fallback, which emits nothing rather than name a crate that may not
+    /// exist and so add an error of its own.
+    pub(crate) fn known_path(&self) -> Option<Path> {
+        (!self.unknown).then(|| self.path())
     }
 }
 

@@ -2,33 +2,34 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Ident, Path};
+use syn::{DeriveInput, Path};
 
 use crate::ast::Entity;
-use crate::check;
 use crate::ctxt::Ctxt;
-use crate::expand::runtime_path;
+use crate::{check, fallback};
 
-/// The `Entity` impl, or the errors.
+/// The `Entity` impl, or the errors and the fallback's.
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
     let entity = Entity::from_syn(&mut cx, input);
     check::entity(&mut cx, &entity);
     match entity.id_field {
-        Some(id_field) if !cx.has_errors() => expand(&entity, id_field),
-        _ => cx.into_compile_errors(),
+        Some(id_field) if !cx.has_errors() => {
+            let krate = entity.attrs.krate.path();
+            let id = quote!(#krate::__private::ToString::to_string(&self.#id_field));
+            entity_impl(&entity, &krate, id)
+        }
+        _ => {
+            let errors = cx.into_compile_errors();
+            let fallback = fallback::entity(&entity);
+            quote!(#errors #fallback)
+        }
     }
 }
 
-fn expand(entity: &Entity<'_>, id_field: &Ident) -> TokenStream {
-    let krate = runtime_path(entity.attrs.krate.as_ref());
-    let id = quote!(#krate::__private::ToString::to_string(&self.#id_field));
-    entity_impl(entity, &krate, id)
-}
-
 /// The `Entity` impl whose `id` evaluates `id`, an expression of type `String` that may use
-/// `self`. The fallback's stub will go through here too.
-fn entity_impl(entity: &Entity<'_>, krate: &Path, id: TokenStream) -> TokenStream {
+/// `self`: the derive and the fallback's stub both go through here.
+pub(crate) fn entity_impl(entity: &Entity<'_>, krate: &Path, id: TokenStream) -> TokenStream {
     let ident = &entity.input.ident;
     let name = &entity.name;
     quote! {

@@ -5,19 +5,12 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ImplItem, ItemImpl, Path, Type, parse_quote};
+use syn::{ImplItem, ItemImpl, Path, Type};
 
 use crate::ast::{MutationFn, Mutations, lit};
 use crate::attr::{Container, path_string};
 use crate::ctxt::Ctxt;
-use crate::{check, ts};
-
-/// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
-pub(crate) fn runtime_path(krate: Option<&Path>) -> Path {
-    krate
-        .cloned()
-        .unwrap_or_else(|| parse_quote!(::sync_runtime))
-}
+use crate::{check, fallback, ts};
 
 /// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
 /// reject: emitted whether or not the macro found errors, so that the code around it (and the
@@ -37,7 +30,7 @@ fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-/// The impl block, and beside it the generated impls or the errors.
+/// The impl block, and beside it the generated impls, or the errors and the fallback's stubs.
 pub(crate) fn mutations(args: TokenStream, item: &ItemImpl) -> TokenStream {
     let mut cx = Ctxt::default();
     let attrs = Container::parse(&mut cx, args);
@@ -46,14 +39,15 @@ pub(crate) fn mutations(args: TokenStream, item: &ItemImpl) -> TokenStream {
     let stripped = strip_helper_attributes(item);
     if cx.has_errors() {
         let errors = cx.into_compile_errors();
-        return quote!(#stripped #errors);
+        let fallback = fallback::mutations(&model);
+        return quote!(#stripped #errors #fallback);
     }
     let expanded = expand(&model);
     quote!(#stripped #expanded)
 }
 
 fn expand(mutations: &Mutations<'_>) -> TokenStream {
-    let krate = runtime_path(mutations.attrs.krate.as_ref());
+    let krate = mutations.attrs.krate.path();
     let private = quote!(#krate::__private);
     let self_ty = &mutations.item.self_ty;
     // serde's `crate = "..."` takes the path as a string.
@@ -132,7 +126,7 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
 /// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
 /// through here, so that `apply`'s signature, async_trait's desugaring of the trait's
 /// `async fn`, is written once.
-fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
+pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
     let private = quote!(#krate::__private);
     quote! {
         #[automatically_derived]

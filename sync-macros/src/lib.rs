@@ -8,6 +8,7 @@ mod check;
 mod ctxt;
 mod entity;
 mod expand;
+mod fallback;
 mod ts;
 
 use proc_macro::TokenStream;
@@ -122,7 +123,9 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// is honoured; its doc comment carries into the TypeScript output. Functions without
 /// `#[mutation]` are left alone.
 ///
-/// Mistakes are compile errors on the offending tokens, all reported at once.
+/// Mistakes are compile errors on the offending tokens, all reported at once. The type then
+/// still implements `Mutator` and `Mutations`, knowing no mutation, so that the code that uses
+/// it reports nothing more: one mistake, one error.
 ///
 /// [`Mutator`]: https://docs.rs/sync-runtime/latest/sync_runtime/trait.Mutator.html
 #[proc_macro_attribute]

@@ -65,8 +65,9 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStrea
 }
 
 /// The `Mutations` impl whose description lists `mutation_list` and `entity_list`, two `Vec`
-/// expressions. The fallback's empty description will go through here too.
-fn mutations_impl(
+/// expressions. The description and the fallback's empty one both go through here, so that
+/// the impl is written once.
+pub(crate) fn mutations_impl(
     mutations: &Mutations<'_>,
     krate: &Path,
     mutation_list: TokenStream,
