@@ -1,34 +1,41 @@
-//! The model of a `#[mutations]` impl block: its mutation functions with their parameters, each
-//! keeping the syn nodes it came from so that errors and generated code carry the user's spans.
+//! The models of the macros' inputs: a `#[mutations]` impl block with its mutation functions and
+//! their parameters, and a `#[derive(Entity)]` type. Each keeps the syn nodes it came from, so
+//! that `check` reports on the user's tokens and generated code carries their spans. Building a
+//! model rejects nothing but attributes that cannot be read (`attr`); `check` does the rest.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat,
-    PathArguments, ReturnType, Type,
+    Attribute, Data, DeriveInput, Fields, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn,
+    ItemImpl, LitStr, Pat, PatType, PathArguments, Receiver, ReturnType, Type,
 };
 
-use crate::attr::{Container, MutationAttr, check_mutation_name};
+use crate::attr::{Container, EntityAttr, MutationAttr};
 use crate::ctxt::Ctxt;
 
 /// The annotated impl block.
 pub(crate) struct Mutations<'a> {
     pub(crate) attrs: Container,
     pub(crate) item: &'a ItemImpl,
-    /// The type's name, e.g. `Todos`.
+    /// The type's name, e.g. `Todos`; `None` when the type is not a plain path.
     pub(crate) type_name: Option<&'a Ident>,
     pub(crate) functions: Vec<MutationFn<'a>>,
+    /// `#[mutation]` attributes on items that are not functions.
+    pub(crate) misplaced: Vec<&'a Attribute>,
 }
 
 /// One `#[mutation]` function.
 pub(crate) struct MutationFn<'a> {
     pub(crate) function: &'a ImplItemFn,
-    /// The mutation's name and where it came from (the literal, or the function's name).
+    pub(crate) attr: MutationAttr<'a>,
+    /// The mutation's name and where it came from (the literal, or the attribute).
     pub(crate) name: String,
     pub(crate) name_span: Span,
-    /// Whether the function takes `&self`.
-    pub(crate) takes_self: bool,
-    pub(crate) params: Vec<Param<'a>>,
+    /// `self`, `&self` or `&mut self`.
+    pub(crate) receiver: Option<&'a Receiver>,
+    /// The typed parameters, in order.
+    pub(crate) inputs: Vec<Input<'a>>,
     /// `T` of `Result<T, E>`.
     pub(crate) ok: Option<&'a Type>,
     /// `E` of `Result<T, E>`.
@@ -41,198 +48,167 @@ pub(crate) struct MutationFn<'a> {
     pub(crate) docs: Vec<String>,
 }
 
-/// A typed parameter: a field of the mutation's arguments.
-pub(crate) struct Param<'a> {
-    pub(crate) ident: &'a Ident,
+/// A typed parameter of a mutation function.
+pub(crate) enum Input<'a> {
+    /// `&mut Tx` (or `&mut path::to::Tx`).
+    Tx(&'a PatType),
+    /// Anything else: a field of the mutation's arguments.
+    Arg(Arg<'a>),
+}
+
+/// A parameter that is a field of the mutation's arguments.
+pub(crate) struct Arg<'a> {
+    pub(crate) pat: &'a Pat,
     pub(crate) ty: &'a Type,
     /// `Option<T>`: the field may be absent.
     pub(crate) optional: bool,
 }
 
+impl<'a> Arg<'a> {
+    /// The field's name: the parameter's, when it is a plain name (`check` rejects the rest).
+    pub(crate) fn ident(&self) -> Option<&'a Ident> {
+        match self.pat {
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Some(&pat.ident),
+            _ => None,
+        }
+    }
+}
+
 impl<'a> Mutations<'a> {
-    pub(crate) fn parse(cx: &mut Ctxt, attrs: Container, item: &'a ItemImpl) -> Mutations<'a> {
-        if let Some((_, trait_path, _)) = &item.trait_ {
-            cx.error_spanned_by(
-                trait_path,
-                "`#[mutations]` goes on an inherent impl block (`impl Todos { ... }`), not a trait impl",
-            );
-        }
-        if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-            cx.error_spanned_by(
-                &item.generics,
-                "`#[mutations]` does not support generic impl blocks",
-            );
-        }
+    pub(crate) fn from_syn(cx: &mut Ctxt, attrs: Container, item: &'a ItemImpl) -> Mutations<'a> {
         let type_name = match &*item.self_ty {
             Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|s| &s.ident),
-            other => {
-                cx.error_spanned_by(
-                    other,
-                    "`#[mutations]` needs a named type, e.g. `impl Todos`",
-                );
-                None
-            }
+            _ => None,
         };
         let mut functions = Vec::new();
+        let mut misplaced = Vec::new();
         for impl_item in &item.items {
-            let mutation_attrs: Vec<&Attribute> = item_attrs(impl_item)
-                .iter()
-                .filter(|attr| attr.path().is_ident("mutation"))
-                .collect();
-            let Some(first) = mutation_attrs.first() else {
+            let Some(attr) = MutationAttr::from_attrs(cx, item_attrs(impl_item)) else {
                 continue;
             };
-            for extra in mutation_attrs.iter().skip(1) {
-                cx.error_spanned_by(extra, "duplicate `#[mutation]` attribute");
-            }
             match impl_item {
                 ImplItem::Fn(function) => {
-                    let attr = MutationAttr::parse(cx, first);
-                    if let Some(parsed) = MutationFn::parse(cx, &attrs, type_name, attr, function) {
-                        functions.push(parsed);
-                    }
+                    functions.push(MutationFn::from_syn(&attrs, type_name, attr, function));
                 }
-                _ => cx.error_spanned_by(first, "`#[mutation]` goes on an `async fn`"),
+                _ => misplaced.push(attr.attr),
             }
-        }
-        if functions.is_empty() && !cx.has_errors() {
-            cx.error_spanned_by(
-                &item.self_ty,
-                "this `#[mutations]` impl has no `#[mutation]` function; mark each mutation with `#[mutation(\"entity/action\")]`",
-            );
         }
         Mutations {
             attrs,
             item,
             type_name,
             functions,
+            misplaced,
         }
     }
 }
 
 impl<'a> MutationFn<'a> {
-    fn parse(
-        cx: &mut Ctxt,
+    fn from_syn(
         container: &Container,
         type_name: Option<&Ident>,
-        attr: MutationAttr<'_>,
+        attr: MutationAttr<'a>,
         function: &'a ImplItemFn,
-    ) -> Option<MutationFn<'a>> {
+    ) -> MutationFn<'a> {
         let sig = &function.sig;
-        if sig.asyncness.is_none() {
-            cx.error_spanned_by(
-                sig.fn_token,
-                "a mutation function must be `async`: write `async fn`",
-            );
-        }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-            cx.error_spanned_by(&sig.generics, "a mutation function cannot be generic");
-        }
-        if let Some(variadic) = &sig.variadic {
-            cx.error_spanned_by(variadic, "a mutation function cannot be variadic");
-        }
-
         let (name, name_span) = match &attr.name {
-            Some(lit) => {
-                if let Err(message) = check_mutation_name(&lit.value()) {
-                    cx.error_spanned_by(lit, message);
-                }
-                (lit.value(), lit.span())
-            }
+            Some(lit) => (lit.value(), lit.span()),
             None => (
                 derived_name(container, type_name, &sig.ident),
                 attr.attr.span(),
             ),
         };
-
-        let mut takes_self = false;
-        let mut tx_seen = false;
-        let mut params = Vec::new();
-        for (index, input) in sig.inputs.iter().enumerate() {
+        let mut receiver = None;
+        let mut inputs = Vec::new();
+        for input in &sig.inputs {
             match input {
-                FnArg::Receiver(receiver) => {
-                    if receiver.reference.is_none() {
-                        cx.error_spanned_by(
-                            receiver,
-                            "a mutation function cannot take `self` by value; take `&self`",
-                        );
-                    } else if receiver.mutability.is_some() {
-                        cx.error_spanned_by(
-                            receiver,
-                            "a mutation function cannot take `&mut self`: mutations run concurrently; take `&self`",
-                        );
-                    }
-                    takes_self = true;
-                }
-                FnArg::Typed(typed) => {
-                    let first_typed = index == usize::from(takes_self);
-                    if is_tx(&typed.ty) {
-                        if tx_seen {
-                            cx.error_spanned_by(typed, "only one transaction parameter is allowed");
-                        } else if !first_typed {
-                            cx.error_spanned_by(
-                                typed,
-                                "the transaction parameter must come first (after `&self`)",
-                            );
-                        }
-                        tx_seen = true;
-                        continue;
-                    }
-                    let Pat::Ident(pat) = &*typed.pat else {
-                        cx.error_spanned_by(
-                            &typed.pat,
-                            "a mutation parameter must be a plain name: it becomes the argument's JSON field",
-                        );
-                        continue;
-                    };
-                    if pat.by_ref.is_some() || pat.subpat.is_some() {
-                        cx.error_spanned_by(pat, "a mutation parameter must be a plain name");
-                        continue;
-                    }
-                    params.push(Param {
-                        ident: &pat.ident,
-                        ty: &typed.ty,
-                        optional: is_option(&typed.ty),
-                    });
-                }
+                FnArg::Receiver(r) => receiver = Some(r),
+                FnArg::Typed(typed) if is_tx(&typed.ty) => inputs.push(Input::Tx(typed)),
+                FnArg::Typed(typed) => inputs.push(Input::Arg(Arg {
+                    pat: &typed.pat,
+                    ty: &typed.ty,
+                    optional: is_option(&typed.ty),
+                })),
             }
         }
-        if !tx_seen {
-            cx.error_spanned_by(
-                &sig.ident,
-                "a mutation function takes the transaction first: add `tx: &mut Tx`",
-            );
-        }
-
         let (ok, error) = match &sig.output {
             ReturnType::Type(_, ty) => result_types(ty).unzip(),
             ReturnType::Default => (None, None),
         };
-        if ok.is_none() {
-            let message = "a mutation function returns `Result<T, E>` where `T: Serialize` and `E: Into<MutationError>`, e.g. `Result<Todo, MutationError>`";
-            match &sig.output {
-                ReturnType::Type(_, ty) => cx.error_spanned_by(ty, message),
-                ReturnType::Default => cx.error_spanned_by(&sig.ident, message),
-            }
-        }
-
         let cfgs = function
             .attrs
             .iter()
             .filter(|attr| attr.path().is_ident("cfg"))
             .collect();
-        Some(MutationFn {
+        MutationFn {
             function,
+            attr,
             name,
             name_span,
-            takes_self,
-            params,
+            receiver,
+            inputs,
             ok,
             error,
             output: &sig.output,
             cfgs,
             docs: doc_lines(&function.attrs),
+        }
+    }
+
+    /// The arguments with their field names.
+    pub(crate) fn args(&self) -> impl Iterator<Item = (&'a Ident, &Arg<'a>)> {
+        self.inputs.iter().filter_map(|input| match input {
+            Input::Arg(arg) => Some((arg.ident()?, arg)),
+            Input::Tx(_) => None,
         })
+    }
+}
+
+/// A `#[derive(Entity)]` type.
+pub(crate) struct Entity<'a> {
+    pub(crate) attrs: EntityAttr,
+    pub(crate) input: &'a DeriveInput,
+    /// Whether it is a struct with named fields, the one shape an entity has.
+    pub(crate) named_fields: bool,
+    /// The id field's name: `#[entity(id = "...")]`, or `id`.
+    pub(crate) id_name: String,
+    /// The field of that name, if there is one.
+    pub(crate) id_field: Option<&'a Ident>,
+    /// `Entity::NAME`: `#[entity(name = "...")]`, or the type's name in snake_case.
+    pub(crate) name: String,
+}
+
+impl<'a> Entity<'a> {
+    pub(crate) fn from_syn(cx: &mut Ctxt, input: &'a DeriveInput) -> Entity<'a> {
+        let attrs = EntityAttr::parse(cx, &input.attrs);
+        let id_name = attrs
+            .id
+            .as_ref()
+            .map_or_else(|| "id".to_owned(), LitStr::value);
+        let fields = match &input.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(fields) => Some(&fields.named),
+                _ => None,
+            },
+            _ => None,
+        };
+        let id_field = fields
+            .into_iter()
+            .flatten()
+            .filter_map(|field| field.ident.as_ref())
+            .find(|ident| ident.unraw() == id_name.as_str());
+        let name = attrs.name.as_ref().map_or_else(
+            || snake_case(&input.ident.unraw().to_string()),
+            LitStr::value,
+        );
+        Entity {
+            attrs,
+            input,
+            named_fields: fields.is_some(),
+            id_name,
+            id_field,
+            name,
+        }
     }
 }
 
@@ -241,15 +217,14 @@ impl<'a> MutationFn<'a> {
 fn derived_name(container: &Container, type_name: Option<&Ident>, function: &Ident) -> String {
     let namespace = match (&container.namespace, type_name) {
         (Some(namespace), _) => namespace.value(),
-        (None, Some(ident)) => snake_case(&ident.to_string()),
+        (None, Some(ident)) => snake_case(&ident.unraw().to_string()),
         (None, None) => String::new(),
     };
-    let function = function.to_string();
-    let function = function.strip_prefix("r#").unwrap_or(&function);
-    format!("{namespace}/{function}")
+    format!("{namespace}/{}", function.unraw())
 }
 
-pub(crate) fn snake_case(name: &str) -> String {
+/// `TodoItems` → `todo_items`.
+fn snake_case(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
         if c.is_uppercase() {
@@ -317,7 +292,7 @@ fn type_args(arguments: &PathArguments) -> Vec<&Type> {
 }
 
 /// The lines of a doc comment, without the one space after `///`.
-pub(crate) fn doc_lines(attrs: &[Attribute]) -> Vec<String> {
+fn doc_lines(attrs: &[Attribute]) -> Vec<String> {
     attrs
         .iter()
         .filter(|attr| attr.path().is_ident("doc"))

@@ -1,17 +1,18 @@
 //! The attributes: `#[mutations(...)]` on the impl block, `#[mutation(...)]` on a function,
-//! `#[entity(...)]` on an entity type.
+//! `#[entity(...)]` on an entity type. Reading them reports only what stops them being read (a
+//! malformed attribute, an unknown or repeated key, a `crate` that is not a path); whether the
+//! values make sense is for `check`.
 
 use syn::meta::ParseNestedMeta;
 use syn::punctuated::Punctuated;
-use syn::{Attribute, LitStr, Path, Token, Type};
+use syn::{Attribute, LitStr, Path, Token, Type, parse_quote};
 
 use crate::ctxt::Ctxt;
 
 /// `#[mutations(crate = "...", namespace = "...", entities(A, B))]`.
 #[derive(Default)]
 pub(crate) struct Container {
-    /// The path of the runtime crate, when renamed.
-    pub(crate) krate: Option<Path>,
+    pub(crate) krate: RuntimeCrate,
     /// The first segment of the names a bare `#[mutation]` derives.
     pub(crate) namespace: Option<LitStr>,
     /// The entity types described to TypeScript.
@@ -28,18 +29,10 @@ impl Container {
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("crate") {
                 seen.check(cx, &meta, "crate");
-                let lit: LitStr = meta.value()?.parse()?;
-                match lit.parse::<Path>() {
-                    Ok(path) => container.krate = Some(path),
-                    Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
-                }
+                container.krate.parse(cx, &meta)?;
             } else if meta.path.is_ident("namespace") {
                 seen.check(cx, &meta, "namespace");
-                let lit: LitStr = meta.value()?.parse()?;
-                if let Err(message) = check_name_segment(&lit.value()) {
-                    cx.error_spanned_by(&lit, message);
-                }
-                container.namespace = Some(lit);
+                container.namespace = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("entities") {
                 seen.check(cx, &meta, "entities");
                 let content;
@@ -51,7 +44,7 @@ impl Container {
                     &meta.path,
                     format!(
                         "unknown `mutations` attribute `{}`; expected one of: `crate`, `namespace`, `entities`",
-                        path_name(&meta.path)
+                        path_string(&meta.path)
                     ),
                 );
                 skip_value(&meta)?;
@@ -60,6 +53,7 @@ impl Container {
         });
         if let Err(error) = syn::parse::Parser::parse2(parser, args) {
             cx.syn_error(error);
+            container.krate.reading_stopped();
         }
         container
     }
@@ -74,7 +68,18 @@ pub(crate) struct MutationAttr<'a> {
 }
 
 impl<'a> MutationAttr<'a> {
-    pub(crate) fn parse(cx: &mut Ctxt, attr: &'a Attribute) -> MutationAttr<'a> {
+    /// The `#[mutation]` attribute among an item's attributes, if any; a second one is an error
+    /// on it, as a repeated key is.
+    pub(crate) fn from_attrs(cx: &mut Ctxt, attrs: &'a [Attribute]) -> Option<MutationAttr<'a>> {
+        let mut mutation_attrs = attrs.iter().filter(|attr| attr.path().is_ident("mutation"));
+        let first = mutation_attrs.next()?;
+        for extra in mutation_attrs {
+            cx.error_spanned_by(extra, "duplicate `#[mutation]` attribute");
+        }
+        Some(MutationAttr::parse(cx, first))
+    }
+
+    fn parse(cx: &mut Ctxt, attr: &'a Attribute) -> MutationAttr<'a> {
         let mut parsed = MutationAttr { attr, name: None };
         let syn::Meta::List(list) = &attr.meta else {
             if let syn::Meta::NameValue(name_value) = &attr.meta {
@@ -99,7 +104,7 @@ impl<'a> MutationAttr<'a> {
                     &meta.path,
                     format!(
                         "unknown `mutation` attribute `{}`; expected `name`",
-                        path_name(&meta.path)
+                        path_string(&meta.path)
                     ),
                 );
                 skip_value(&meta)?;
@@ -118,7 +123,7 @@ impl<'a> MutationAttr<'a> {
 pub(crate) struct EntityAttr {
     pub(crate) name: Option<LitStr>,
     pub(crate) id: Option<LitStr>,
-    pub(crate) krate: Option<Path>,
+    pub(crate) krate: RuntimeCrate,
 }
 
 impl EntityAttr {
@@ -129,27 +134,19 @@ impl EntityAttr {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("name") {
                     seen.check(cx, &meta, "name");
-                    let lit: LitStr = meta.value()?.parse()?;
-                    if let Err(message) = check_name_segment(&lit.value()) {
-                        cx.error_spanned_by(&lit, message.replace("namespace", "entity name"));
-                    }
-                    parsed.name = Some(lit);
+                    parsed.name = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("id") {
                     seen.check(cx, &meta, "id");
                     parsed.id = Some(meta.value()?.parse()?);
                 } else if meta.path.is_ident("crate") {
                     seen.check(cx, &meta, "crate");
-                    let lit: LitStr = meta.value()?.parse()?;
-                    match lit.parse::<Path>() {
-                        Ok(path) => parsed.krate = Some(path),
-                        Err(_) => cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`"),
-                    }
+                    parsed.krate.parse(cx, &meta)?;
                 } else {
                     cx.error_spanned_by(
                         &meta.path,
                         format!(
                             "unknown `entity` attribute `{}`; expected one of: `name`, `id`, `crate`",
-                            path_name(&meta.path)
+                            path_string(&meta.path)
                         ),
                     );
                     skip_value(&meta)?;
@@ -158,9 +155,52 @@ impl EntityAttr {
             });
             if let Err(error) = result {
                 cx.syn_error(error);
+                parsed.krate.reading_stopped();
             }
         }
         parsed
+    }
+}
+
+/// `crate = "..."`: where the generated code finds the runtime crate.
+#[derive(Default)]
+pub(crate) struct RuntimeCrate {
+    /// The path given, when the runtime is renamed.
+    given: Option<Path>,
+    /// Whether the path is in doubt: `crate = "..."` was not a path, or a malformed attribute
+    /// stopped the reading before any `crate` key was read.
+    unknown: bool,
+}
+
+impl RuntimeCrate {
+    fn parse(&mut self, cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let lit: LitStr = meta.value()?.parse()?;
+        match lit.parse_with(Path::parse_mod_style) {
+            Ok(path) => self.given = Some(path),
+            Err(_) => {
+                self.unknown = true;
+                cx.error_spanned_by(&lit, "expected a path, e.g. `::sync_runtime`");
+            }
+        }
+        Ok(())
+    }
+
+    /// A malformed attribute ended the reading: a `crate` key may have gone unread.
+    fn reading_stopped(&mut self) {
+        self.unknown |= self.given.is_none();
+    }
+
+    /// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
+    pub(crate) fn path(&self) -> Path {
+        self.given
+            .clone()
+            .unwrap_or_else(|| parse_quote!(::sync_runtime))
+    }
+
+    /// The path for the fallback, which emits nothing rather than name a crate that may not
+    /// exist and so add an error of its own.
+    pub(crate) fn known_path(&self) -> Option<Path> {
+        (!self.unknown).then(|| self.path())
     }
 }
 
@@ -189,41 +229,18 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn path_name(path: &Path) -> String {
-    quote::quote!(#path).to_string().replace(' ', "")
-}
-
-/// Checks one segment of a mutation name (or a namespace): letters, digits, `_`, `-` and `.`.
-pub(crate) fn check_name_segment(segment: &str) -> Result<(), String> {
-    if segment.is_empty() {
-        return Err("the namespace is empty".to_owned());
-    }
-    match segment.chars().find(|c| !is_name_char(*c)) {
-        Some(c) => Err(format!(
-            "the namespace `{segment}` holds `{}`; use letters, digits, `_`, `-` and `.`",
-            c.escape_default()
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Checks a whole mutation name: segments separated by `/`, e.g. `todo/create`.
-pub(crate) fn check_mutation_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the mutation name is empty; name it, e.g. `\"todo/create\"`".to_owned());
-    }
-    let valid = name
-        .split('/')
-        .all(|segment| !segment.is_empty() && segment.chars().all(is_name_char));
-    if valid {
-        Ok(())
+/// A path without generic arguments (an attribute key, a crate) as written, e.g.
+/// `::sync_runtime`: its segments joined, not its tokens printed.
+pub(crate) fn path_string(path: &Path) -> String {
+    let segments: Vec<String> = path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    let leading = if path.leading_colon.is_some() {
+        "::"
     } else {
-        Err(format!(
-            "`{name}` is not a valid mutation name: use segments of letters, digits, `_`, `-` and `.` separated by `/`, e.g. `\"todo/create\"`"
-        ))
-    }
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+        ""
+    };
+    format!("{leading}{}", segments.join("::"))
 }

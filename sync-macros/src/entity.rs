@@ -1,72 +1,44 @@
-//! `#[derive(Entity)]`: the entity's name and its id field.
+//! Expansion of `#[derive(Entity)]`: the entity's name and its id field.
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, Fields};
+use syn::{DeriveInput, Path};
 
-use crate::ast::snake_case;
-use crate::attr::EntityAttr;
+use crate::ast::Entity;
 use crate::ctxt::Ctxt;
-use crate::expand::runtime_path;
+use crate::{check, fallback};
 
+/// The `Entity` impl, or the errors and the fallback's.
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
-    let attrs = EntityAttr::parse(&mut cx, &input.attrs);
-    let id_name = attrs
-        .id
-        .as_ref()
-        .map_or_else(|| "id".to_owned(), syn::LitStr::value);
-
-    let id_field = match &input.data {
-        Data::Struct(data) => match &data.fields {
-            Fields::Named(fields) => {
-                let field = fields.named.iter().find(|field| {
-                    field
-                        .ident
-                        .as_ref()
-                        .is_some_and(|ident| ident == id_name.as_str())
-                });
-                if field.is_none() {
-                    let message = format!(
-                        "`{}` has no field `{id_name}` for the id; name it with `#[entity(id = \"...\")]`",
-                        input.ident
-                    );
-                    match &attrs.id {
-                        Some(lit) => cx.error_spanned_by(lit, message),
-                        None => cx.error_spanned_by(&input.ident, message),
-                    }
-                }
-                field.and_then(|field| field.ident.clone())
-            }
-            _ => {
-                cx.error_spanned_by(&input.ident, "an entity is a struct with named fields");
-                None
-            }
-        },
-        _ => {
-            cx.error_spanned_by(&input.ident, "an entity is a struct with named fields");
-            None
+    let entity = Entity::from_syn(&mut cx, input);
+    check::entity(&mut cx, &entity);
+    match entity.id_field {
+        Some(id_field) if !cx.has_errors() => {
+            let krate = entity.attrs.krate.path();
+            let id = quote!(#krate::__private::ToString::to_string(&self.#id_field));
+            entity_impl(&entity, &krate, id)
         }
-    };
-    if !input.generics.params.is_empty() {
-        cx.error_spanned_by(&input.generics, "an entity type cannot be generic");
+        _ => {
+            let errors = cx.into_compile_errors();
+            let fallback = fallback::entity(&entity);
+            quote!(#errors #fallback)
+        }
     }
-    let (Some(id_field), false) = (id_field, cx.has_errors()) else {
-        return cx.into_compile_errors();
-    };
+}
 
-    let krate = runtime_path(attrs.krate.as_ref());
-    let ident = &input.ident;
-    let name = attrs
-        .name
-        .map_or_else(|| snake_case(&ident.to_string()), |lit| lit.value());
+/// The `Entity` impl whose `id` evaluates `id`, an expression of type `String` that may use
+/// `self`: the derive and the fallback's stub both go through here.
+pub(crate) fn entity_impl(entity: &Entity<'_>, krate: &Path, id: TokenStream) -> TokenStream {
+    let ident = &entity.input.ident;
+    let name = &entity.name;
     quote! {
         #[automatically_derived]
         impl #krate::Entity for #ident {
             const NAME: &'static str = #name;
 
             fn id(&self) -> #krate::__private::String {
-                #krate::__private::ToString::to_string(&self.#id_field)
+                #id
             }
         }
     }

@@ -5,23 +5,17 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ImplItem, ItemImpl, Path};
+use syn::{ImplItem, ItemImpl, Path, Type};
 
 use crate::ast::{MutationFn, Mutations, lit};
-use crate::ts;
-
-/// The runtime crate's path: `::sync_runtime` unless `crate = "..."` says otherwise.
-pub(crate) fn runtime_path(krate: Option<&Path>) -> TokenStream {
-    match krate {
-        Some(path) => quote!(#path),
-        None => quote!(::sync_runtime),
-    }
-}
+use crate::attr::{Container, path_string};
+use crate::ctxt::Ctxt;
+use crate::{check, fallback, ts};
 
 /// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
 /// reject: emitted whether or not the macro found errors, so that the code around it (and the
 /// IDE) keep working.
-pub(crate) fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
+fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
     let mut item = item.clone();
     for impl_item in &mut item.items {
         let attrs = match impl_item {
@@ -36,18 +30,35 @@ pub(crate) fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
-    let krate = runtime_path(mutations.attrs.krate.as_ref());
+/// The impl block, and beside it the generated impls, or the errors and the fallback's stubs.
+pub(crate) fn mutations(args: TokenStream, item: &ItemImpl) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let attrs = Container::parse(&mut cx, args);
+    let model = Mutations::from_syn(&mut cx, attrs, item);
+    check::mutations(&mut cx, &model);
+    let stripped = strip_helper_attributes(item);
+    if cx.has_errors() {
+        let errors = cx.into_compile_errors();
+        let fallback = fallback::mutations(&model);
+        return quote!(#stripped #errors #fallback);
+    }
+    let expanded = expand(&model);
+    quote!(#stripped #expanded)
+}
+
+fn expand(mutations: &Mutations<'_>) -> TokenStream {
+    let krate = mutations.attrs.krate.path();
     let private = quote!(#krate::__private);
     let self_ty = &mutations.item.self_ty;
-    let serde_crate = format!("{private}::serde").replace(' ', "");
+    // serde's `crate = "..."` takes the path as a string.
+    let serde_crate = format!("{}::__private::serde", path_string(&krate));
 
     let args_types = mutations.functions.iter().map(|function| {
         let args = args_ident(function);
         let cfgs = &function.cfgs;
-        let fields = function.params.iter().map(|param| {
-            let (ident, ty) = (param.ident, param.ty);
-            let default = param.optional.then(|| quote!(#[serde(default)]));
+        let fields = function.args().map(|(ident, arg)| {
+            let ty = arg.ty;
+            let default = arg.optional.then(|| quote!(#[serde(default)]));
             quote!(#default #ident: #ty)
         });
         quote! {
@@ -64,9 +75,9 @@ pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
         let cfgs = &function.cfgs;
         let name = lit(&function.name, function.name_span);
         let ident = &function.function.sig.ident;
-        let fields = function.params.iter().map(|param| param.ident);
-        let bindings = function.params.iter().map(|param| param.ident);
-        let call = if function.takes_self {
+        let fields = function.args().map(|(ident, _)| ident);
+        let bindings = function.args().map(|(ident, _)| ident);
+        let call = if function.receiver.is_some() {
             quote!(self.#ident(__tx, #(#fields),*).await)
         } else {
             quote!(<#self_ty>::#ident(__tx, #(#fields),*).await)
@@ -90,38 +101,50 @@ pub(crate) fn expand(mutations: &Mutations<'_>) -> TokenStream {
         }
     });
 
+    let dispatch = quote! {
+        match #private::String::as_str(&__mutation.name) {
+            #(#arms)*
+            __other => #private::Result::Err(#krate::MutationError::unknown_mutation(__other)),
+        }
+    };
+    let mutator = mutator_impl(&krate, self_ty, dispatch);
     let description = ts::description(mutations, &krate);
 
     quote! {
         const _: () = {
             #(#args_types)*
 
-            #[automatically_derived]
-            impl #krate::Mutator for #self_ty {
-                fn apply<'life0, 'life1, 'life2, 'async_trait>(
-                    &'life0 self,
-                    __tx: &'life1 mut #krate::Tx,
-                    __mutation: &'life2 #krate::Mutation,
-                ) -> #private::ApplyFuture<'async_trait>
-                where
-                    'life0: 'async_trait,
-                    'life1: 'async_trait,
-                    'life2: 'async_trait,
-                    Self: 'async_trait,
-                {
-                    #private::Box::pin(async move {
-                        match #private::String::as_str(&__mutation.name) {
-                            #(#arms)*
-                            __other => #private::Result::Err(
-                                #krate::MutationError::unknown_mutation(__other),
-                            ),
-                        }
-                    })
-                }
-            }
+            #mutator
 
             #description
         };
+    }
+}
+
+/// The `Mutator` impl of `self_ty`, whose `apply` evaluates `body`: an expression of type
+/// `Result<Option<Value>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
+/// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
+/// through here, so that `apply`'s signature, async_trait's desugaring of the trait's
+/// `async fn`, is written once.
+pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
+    let private = quote!(#krate::__private);
+    quote! {
+        #[automatically_derived]
+        impl #krate::Mutator for #self_ty {
+            fn apply<'life0, 'life1, 'life2, 'async_trait>(
+                &'life0 self,
+                __tx: &'life1 mut #krate::Tx,
+                __mutation: &'life2 #krate::Mutation,
+            ) -> #private::ApplyFuture<'async_trait>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                'life2: 'async_trait,
+                Self: 'async_trait,
+            {
+                #private::Box::pin(async move { #body })
+            }
+        }
     }
 }
 

@@ -8,13 +8,12 @@ mod check;
 mod ctxt;
 mod entity;
 mod expand;
+mod fallback;
 mod ts;
 
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{DeriveInput, ItemImpl, parse_macro_input};
-
-use crate::ctxt::Ctxt;
 
 /// Turns an impl block of async functions into a typed [`Mutator`]: one mutation per
 /// `#[mutation]` function, its arguments decoded from `Mutation.args`, its writes recorded as
@@ -124,7 +123,9 @@ use crate::ctxt::Ctxt;
 /// is honoured; its doc comment carries into the TypeScript output. Functions without
 /// `#[mutation]` are left alone.
 ///
-/// Mistakes are compile errors on the offending tokens, all reported at once.
+/// Mistakes are compile errors on the offending tokens, all reported at once. The type then
+/// still implements `Mutator` and `Mutations`, knowing no mutation, so that the code that uses
+/// it reports nothing more: one mistake, one error.
 ///
 /// [`Mutator`]: https://docs.rs/sync-runtime/latest/sync_runtime/trait.Mutator.html
 #[proc_macro_attribute]
@@ -141,17 +142,7 @@ pub fn mutations(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote!(#input #error).into();
         }
     };
-    let mut cx = Ctxt::default();
-    let attrs = attr::Container::parse(&mut cx, args.into());
-    let model = ast::Mutations::parse(&mut cx, attrs, &item);
-    check::check(&mut cx, &model);
-    let stripped = expand::strip_helper_attributes(&item);
-    if cx.has_errors() {
-        let errors = cx.into_compile_errors();
-        return quote!(#stripped #errors).into();
-    }
-    let expanded = expand::expand(&model);
-    quote!(#stripped #expanded).into()
+    expand::mutations(args.into(), &item).into()
 }
 
 /// Derives `Entity`: the entity's name (`#[entity(name = "todo")]`, default: the type's name in

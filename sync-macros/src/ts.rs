@@ -3,28 +3,24 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::Path;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use crate::ast::{Mutations, lit};
 
-pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> TokenStream {
+pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStream {
     let private = quote!(#krate::__private);
-    let self_ty = &mutations.item.self_ty;
-    let type_name = mutations
-        .type_name
-        .map(ToString::to_string)
-        .unwrap_or_default();
 
     let pushes = mutations.functions.iter().map(|function| {
         let cfgs = &function.cfgs;
         let name = lit(&function.name, function.name_span);
         let rust_name = function.function.sig.ident.to_string();
         let docs = &function.docs;
-        let args = function.params.iter().map(|param| {
-            let field = param.ident.to_string();
-            let field = field.strip_prefix("r#").unwrap_or(&field).to_owned();
-            let optional = param.optional;
-            let ty = param.ty;
+        let args = function.args().map(|(ident, arg)| {
+            let field = ident.unraw().to_string();
+            let optional = arg.optional;
+            let ty = arg.ty;
             // A type without a TypeScript form is reported on the parameter's type.
             let type_ref = quote_spanned!(ty.span()=> #private::TypeRef::of::<#ty>());
             quote! {
@@ -41,7 +37,7 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> Tok
                 name: #name,
                 function: #rust_name,
                 docs: &[#(#docs),*],
-                args: ::std::vec![#(#args),*],
+                args: #private::vec![#(#args),*],
                 returns: #returns,
             });
         }
@@ -59,16 +55,38 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &TokenStream) -> Tok
         }
     });
 
+    let mutation_list = quote! {{
+        let mut __mutations = #private::Vec::new();
+        #(#pushes)*
+        __mutations
+    }};
+    let entity_list = quote!(#private::vec![#(#entities),*]);
+    mutations_impl(mutations, krate, mutation_list, entity_list)
+}
+
+/// The `Mutations` impl whose description lists `mutation_list` and `entity_list`, two `Vec`
+/// expressions. The description and the fallback's empty one both go through here, so that
+/// the impl is written once.
+pub(crate) fn mutations_impl(
+    mutations: &Mutations<'_>,
+    krate: &Path,
+    mutation_list: TokenStream,
+    entity_list: TokenStream,
+) -> TokenStream {
+    let private = quote!(#krate::__private);
+    let self_ty = &mutations.item.self_ty;
+    let type_name = mutations
+        .type_name
+        .map(ToString::to_string)
+        .unwrap_or_default();
     quote! {
         #[automatically_derived]
         impl #krate::Mutations for #self_ty {
             fn description() -> #private::Description {
-                let mut __mutations = #private::Vec::new();
-                #(#pushes)*
                 #private::Description {
                     type_name: #type_name,
-                    mutations: __mutations,
-                    entities: ::std::vec![#(#entities),*],
+                    mutations: #mutation_list,
+                    entities: #entity_list,
                 }
             }
         }

@@ -119,6 +119,7 @@ pub mod __private {
     pub use ::core::result::Result;
     pub use ::std::boxed::Box;
     pub use ::std::string::{String, ToString};
+    pub use ::std::vec;
     pub use ::std::vec::Vec;
     pub use serde;
     pub use serde_json::Value;
