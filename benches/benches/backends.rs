@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sync_runtime::{
     Backend, Engine, MemoryBackend, Mutation, MutationError, Mutator, PostgresBackend,
-    SqliteBackend, SqliteOptions, Tx, async_trait,
+    SqliteBackend, SqliteOptions, Tx,
 };
 
 /// Rounds per figure; the median is reported.
@@ -30,7 +30,6 @@ const MUTATIONS_PER_ROUND: usize = 2000;
 /// `put {id, title}`: one entity write, so one entity row and one change row per mutation.
 struct Put;
 
-#[async_trait]
 impl Mutator for Put {
     async fn apply(
         &self,

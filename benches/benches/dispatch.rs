@@ -8,7 +8,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sync_runtime::args::decode_args;
-use sync_runtime::{Engine, Mutation, MutationError, Mutator, Tx, async_trait};
+use sync_runtime::{Engine, Mutation, MutationError, Mutator, Tx};
 use todo::{Todo, TodoMutator};
 
 /// The todo mutations as one would write them without the macro: a match on the name, a
@@ -28,7 +28,6 @@ struct RenameArgs {
     title: String,
 }
 
-#[async_trait]
 impl Mutator for HandWritten {
     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
         let todo = match m.name.as_str() {

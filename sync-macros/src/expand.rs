@@ -124,25 +124,18 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
 /// The `Mutator` impl of `self_ty`, whose `apply` evaluates `body`: an expression of type
 /// `Result<Option<Value>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
 /// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
-/// through here, so that `apply`'s signature, async_trait's desugaring of the trait's
-/// `async fn`, is written once.
+/// through here, so that `apply`'s signature is written once.
 pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
     let private = quote!(#krate::__private);
     quote! {
         #[automatically_derived]
         impl #krate::Mutator for #self_ty {
-            fn apply<'life0, 'life1, 'life2, 'async_trait>(
-                &'life0 self,
-                __tx: &'life1 mut #krate::Tx,
-                __mutation: &'life2 #krate::Mutation,
-            ) -> #private::ApplyFuture<'async_trait>
-            where
-                'life0: 'async_trait,
-                'life1: 'async_trait,
-                'life2: 'async_trait,
-                Self: 'async_trait,
-            {
-                #private::Box::pin(async move { #body })
+            async fn apply(
+                &self,
+                __tx: &mut #krate::Tx,
+                __mutation: &#krate::Mutation,
+            ) -> #private::Result<#private::Option<#private::Value>, #krate::MutationError> {
+                #body
             }
         }
     }

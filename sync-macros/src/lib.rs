@@ -73,7 +73,6 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 ///     #[serde(deny_unknown_fields)]
 ///     struct __toggleArgs { id: String }
 ///
-///     #[async_trait]
 ///     impl Mutator for Todos {
 ///         async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
 ///             match m.name.as_str() {

@@ -1,7 +1,7 @@
 //! The authorizer hook: the application decides who may push, pull or snapshot which scope.
 
-use async_trait::async_trait;
 use axum::http::HeaderMap;
+use futures::future::BoxFuture;
 
 /// What a request wants to do with a scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,13 +55,31 @@ pub enum AuthError {
 /// };
 /// # let _ = Engine::builder(sync_runtime::MutatorFunc::new(|_, _| Box::pin(async { Ok(None) }))).authorizer(authorize);
 /// ```
-#[async_trait]
 pub trait Authorizer: Send + Sync + 'static {
     /// Allows the request, or says why not.
-    async fn authorize(&self, request: &AuthRequest<'_>) -> Result<(), AuthError>;
+    fn authorize(
+        &self,
+        request: &AuthRequest<'_>,
+    ) -> impl Future<Output = Result<(), AuthError>> + Send;
 }
 
-#[async_trait]
+/// [`Authorizer`] with a boxed future, for the engine to hold any authorizer.
+pub(crate) trait DynAuthorizer: Send + Sync {
+    fn authorize<'a>(
+        &'a self,
+        request: &'a AuthRequest<'_>,
+    ) -> BoxFuture<'a, Result<(), AuthError>>;
+}
+
+impl<A: Authorizer> DynAuthorizer for A {
+    fn authorize<'a>(
+        &'a self,
+        request: &'a AuthRequest<'_>,
+    ) -> BoxFuture<'a, Result<(), AuthError>> {
+        Box::pin(Authorizer::authorize(self, request))
+    }
+}
+
 impl<F> Authorizer for F
 where
     F: for<'a, 'b> Fn(&'a AuthRequest<'b>) -> Result<(), AuthError> + Send + Sync + 'static,
@@ -75,7 +93,6 @@ where
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AllowAll;
 
-#[async_trait]
 impl Authorizer for AllowAll {
     async fn authorize(&self, _request: &AuthRequest<'_>) -> Result<(), AuthError> {
         Ok(())

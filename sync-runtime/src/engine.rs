@@ -9,14 +9,14 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
+use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer, DynAuthorizer};
 use crate::backend::{AnyBackend, Backend, ChangeLog, MemoryBackend};
 use crate::broker::{NoopBroker, Poke, PokeBroker};
 use crate::change::Change;
 use crate::error::{MutationError, SyncError};
 use crate::live::{LiveHub, LiveOptions};
 use crate::mutation::{Mutation, MutationResult};
-use crate::mutator::Mutator;
+use crate::mutator::{DynMutator, Mutator};
 use crate::protocol::{PullRequest, PullResponse, PushResponse, SnapshotResponse};
 use crate::scope::{resolve_scope, validate_scope};
 use crate::tx::Tx;
@@ -57,7 +57,6 @@ impl Default for Limits {
 ///
 /// struct Notes;
 ///
-/// #[async_trait::async_trait]
 /// impl Mutator for Notes {
 ///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<serde_json::Value>, MutationError> {
 ///         match m.name.as_str() {
@@ -90,9 +89,9 @@ struct Inner {
     backend: AnyBackend,
     live: LiveHub,
     live_options: LiveOptions,
-    mutator: Arc<dyn Mutator>,
+    mutator: Arc<dyn DynMutator>,
     broker: Arc<dyn PokeBroker>,
-    authorizer: Arc<dyn Authorizer>,
+    authorizer: Arc<dyn DynAuthorizer>,
     limits: Limits,
     retain: Option<u64>,
     /// The lowest cursor the log may still hold: changes below it were trimmed for the
@@ -108,12 +107,12 @@ struct Inner {
 /// PROTOCOL's [`Limits`], no retention limit, routes under `/_sync`.
 #[must_use]
 pub struct EngineBuilder {
-    mutator: Arc<dyn Mutator>,
+    mutator: Arc<dyn DynMutator>,
     live: Option<LiveHub>,
     live_options: LiveOptions,
     backend: Option<AnyBackend>,
     broker: Option<Arc<dyn PokeBroker>>,
-    authorizer: Option<Arc<dyn Authorizer>>,
+    authorizer: Option<Arc<dyn DynAuthorizer>>,
     limits: Limits,
     retain: Option<u64>,
     prefix: String,
@@ -151,7 +150,7 @@ impl Engine {
     }
 
     /// The authorizer.
-    pub(crate) fn authorizer(&self) -> &dyn Authorizer {
+    pub(crate) fn authorizer(&self) -> &dyn DynAuthorizer {
         &*self.inner.authorizer
     }
 

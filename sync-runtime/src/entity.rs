@@ -23,6 +23,11 @@ use serde::de::DeserializeOwned;
 /// assert_eq!(Todo::NAME, "todo");
 /// assert_eq!(Todo { id: "a".into(), title: "t".into() }.id(), "a");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a sync entity",
+    label = "not an `Entity`",
+    note = "derive it with `#[derive(Serialize, Deserialize, Entity)]`"
+)]
 pub trait Entity: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The entity type's name, e.g. `"todo"`.
     const NAME: &'static str;

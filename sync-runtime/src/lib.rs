@@ -93,10 +93,6 @@ pub use ts_rs;
 /// `#[derive(ts_rs::TS)]`, with `ts-rs` among the application's dependencies (as `serde` is).
 pub use ts_rs::TS;
 
-/// `async_trait`, re-exported so that implementors of [`Mutator`], [`Store`] and the other
-/// async traits need no dependency of their own.
-pub use async_trait::async_trait;
-
 impl Engine {
     /// The axum routes `POST {prefix}/push`, `/pull` and `/snapshot` (prefix `/_sync` unless
     /// the builder set another), and `GET live`, with a `sync.request` tracing span per request
@@ -112,12 +108,8 @@ impl Engine {
 /// What the code `#[mutations]` and `#[derive(Entity)]` generate names; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use ::core::future::Future;
-    pub use ::core::marker::Send;
     pub use ::core::option::Option;
-    pub use ::core::pin::Pin;
     pub use ::core::result::Result;
-    pub use ::std::boxed::Box;
     pub use ::std::string::{String, ToString};
     pub use ::std::vec;
     pub use ::std::vec::Vec;
@@ -131,10 +123,6 @@ pub mod __private {
     };
 
     use crate::error::MutationError;
-
-    /// The future a generated `Mutator::apply` returns.
-    pub type ApplyFuture<'a> =
-        Pin<Box<dyn Future<Output = Result<Option<Value>, MutationError>> + Send + 'a>>;
 
     /// A mutation function's result as the engine wants it: the value serialized (`()` and `None`
     /// become no value), the error made a [`MutationError`].

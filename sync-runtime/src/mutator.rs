@@ -1,6 +1,5 @@
 //! Mutators: the application's business logic, run for each pushed mutation.
 
-use async_trait::async_trait;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -13,12 +12,58 @@ use crate::tx::Tx;
 /// value that goes back to the client as `MutationResult.value`.
 ///
 /// The engine has already resolved the scope (`tx.scope()`) and made `mutation.args` an object.
-#[async_trait]
+/// `#[mutations]` implements it; by hand, write `async fn apply`:
+///
+/// ```
+/// use serde_json::{Value, json};
+/// use sync_runtime::{Mutation, MutationError, Mutator, Tx};
+///
+/// struct Notes;
+///
+/// impl Mutator for Notes {
+///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+///         match m.name.as_str() {
+///             "note/set" => {
+///                 tx.put_value("note", "n1", json!({"text": m.args["text"]})).await?;
+///                 Ok(None)
+///             }
+///             other => Err(MutationError::unknown_mutation(other)),
+///         }
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a mutator",
+    label = "not a `Mutator`",
+    note = "mark an impl block of `async fn`s with `#[mutations]`, or implement `Mutator` by hand"
+)]
 pub trait Mutator: Send + Sync + 'static {
     /// Applies one mutation. [`MutationError::Failed`] is a permanent failure;
     /// [`MutationError::Store`] a transient one.
-    async fn apply(&self, tx: &mut Tx, mutation: &Mutation)
-    -> Result<Option<Value>, MutationError>;
+    fn apply(
+        &self,
+        tx: &mut Tx,
+        mutation: &Mutation,
+    ) -> impl Future<Output = Result<Option<Value>, MutationError>> + Send;
+}
+
+/// [`Mutator`] with a boxed future, for the engine to hold any mutator.
+pub(crate) trait DynMutator: Send + Sync {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        mutation: &'a Mutation,
+    ) -> BoxFuture<'a, Result<Option<Value>, MutationError>>;
+}
+
+impl<M: Mutator> DynMutator for M {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        mutation: &'a Mutation,
+    ) -> BoxFuture<'a, Result<Option<Value>, MutationError>> {
+        Box::pin(Mutator::apply(self, tx, mutation))
+    }
 }
 
 /// A mutator from a function, as the plan's `MutatorFunc`: it gets the transaction and the
@@ -56,7 +101,6 @@ where
     }
 }
 
-#[async_trait]
 impl<F> Mutator for MutatorFunc<F>
 where
     F: for<'a> Fn(&'a mut Tx, &'a Mutation) -> BoxFuture<'a, Result<Option<Value>, MutationError>>

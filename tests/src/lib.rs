@@ -13,9 +13,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use sync_runtime::{
-    Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx, async_trait,
-};
+use sync_runtime::{Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx};
 
 pub use backends::{FailingBackend, Kind, TestBackend};
 use tower::ServiceExt;
@@ -165,7 +163,6 @@ impl PokeLog {
 /// - `echo` returns its args as the value and writes nothing.
 pub struct RulesMutator;
 
-#[async_trait]
 impl Mutator for RulesMutator {
     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
         let id = m.args["id"].as_str().unwrap_or("x").to_owned();
@@ -258,7 +255,6 @@ pub fn script(steps: Value) -> Mutation {
     Mutation::new("script", json!({ "steps": steps }))
 }
 
-#[async_trait]
 impl Mutator for Script {
     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
         if m.name != "script" {

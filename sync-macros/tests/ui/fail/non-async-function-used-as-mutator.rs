@@ -14,6 +14,6 @@ fn needs_mutator<M: sync_runtime::Mutator>(_: M) {}
 
 fn main() {
     needs_mutator(Todos);
-    let _engine = Engine::builder().mutator(Todos).build();
+    let _engine = Engine::builder(Todos).build();
     let _description = Todos::description();
 }
