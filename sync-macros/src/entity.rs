@@ -2,10 +2,11 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{DeriveInput, Path};
+use syn::DeriveInput;
 
 use crate::ast::Entity;
 use crate::ctxt::Ctxt;
+use crate::impls::entity_impl;
 use crate::{check, fallback};
 
 /// The `Entity` impl, or the errors and the fallback's.
@@ -23,23 +24,6 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             let errors = cx.into_compile_errors();
             let fallback = fallback::entity(&entity);
             quote!(#errors #fallback)
-        }
-    }
-}
-
-/// The `Entity` impl whose `id` evaluates `id`, an expression of type `String` that may use
-/// `self`: the derive and the fallback's stub both go through here.
-pub(crate) fn entity_impl(entity: &Entity<'_>, krate: &Path, id: TokenStream) -> TokenStream {
-    let ident = &entity.input.ident;
-    let name = &entity.name;
-    quote! {
-        #[automatically_derived]
-        impl #krate::Entity for #ident {
-            const NAME: &'static str = #name;
-
-            fn id(&self) -> #krate::__private::String {
-                #id
-            }
         }
     }
 }

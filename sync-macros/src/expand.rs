@@ -5,11 +5,12 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{ImplItem, ItemImpl, Path, Type};
+use syn::{ImplItem, ItemImpl};
 
 use crate::ast::{MutationFn, Mutations, lit};
 use crate::attr::{Container, path_string};
 use crate::ctxt::Ctxt;
+use crate::impls::mutator_impl;
 use crate::{check, fallback, ts};
 
 /// The impl block as the user wrote it, less the `#[mutation]` attributes the compiler would
@@ -118,26 +119,6 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
 
             #description
         };
-    }
-}
-
-/// The `Mutator` impl of `self_ty`, whose `apply` evaluates `body`: an expression of type
-/// `Result<Option<Value>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
-/// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
-/// through here, so that `apply`'s signature is written once.
-pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
-    let private = quote!(#krate::__private);
-    quote! {
-        #[automatically_derived]
-        impl #krate::Mutator for #self_ty {
-            async fn apply(
-                &self,
-                __tx: &mut #krate::Tx,
-                __mutation: &#krate::Mutation,
-            ) -> #private::Result<#private::Option<#private::Value>, #krate::MutationError> {
-                #body
-            }
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ast::{Entity, Mutations};
-use crate::{entity, expand, ts};
+use crate::impls;
 
 /// A `Mutator` that knows no mutation and a `Mutations` that describes none.
 pub(crate) fn mutations(mutations: &Mutations<'_>) -> TokenStream {
@@ -29,9 +29,9 @@ pub(crate) fn mutations(mutations: &Mutations<'_>) -> TokenStream {
             #private::String::as_str(&__mutation.name),
         ))
     };
-    let mutator = expand::mutator_impl(&krate, &mutations.item.self_ty, unknown);
+    let mutator = impls::mutator_impl(&krate, &mutations.item.self_ty, unknown);
     let empty = quote!(#private::Vec::new());
-    let description = ts::mutations_impl(mutations, &krate, empty.clone(), empty);
+    let description = impls::mutations_impl(mutations, &krate, empty.clone(), empty);
     quote! {
         const _: () = {
             #mutator
@@ -48,5 +48,5 @@ pub(crate) fn entity(entity: &Entity<'_>) -> TokenStream {
     if !entity.input.generics.params.is_empty() {
         return TokenStream::new();
     }
-    entity::entity_impl(entity, &krate, quote!(#krate::__private::String::new()))
+    impls::entity_impl(entity, &krate, quote!(#krate::__private::String::new()))
 }

@@ -9,6 +9,7 @@ mod ctxt;
 mod entity;
 mod expand;
 mod fallback;
+mod impls;
 mod ts;
 
 use proc_macro::TokenStream;

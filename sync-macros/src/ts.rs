@@ -8,6 +8,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use crate::ast::{Mutations, lit};
+use crate::impls::mutations_impl;
 
 pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStream {
     let private = quote!(#krate::__private);
@@ -62,33 +63,4 @@ pub(crate) fn description(mutations: &Mutations<'_>, krate: &Path) -> TokenStrea
     }};
     let entity_list = quote!(#private::vec![#(#entities),*]);
     mutations_impl(mutations, krate, mutation_list, entity_list)
-}
-
-/// The `Mutations` impl whose description lists `mutation_list` and `entity_list`, two `Vec`
-/// expressions. The description and the fallback's empty one both go through here, so that
-/// the impl is written once.
-pub(crate) fn mutations_impl(
-    mutations: &Mutations<'_>,
-    krate: &Path,
-    mutation_list: TokenStream,
-    entity_list: TokenStream,
-) -> TokenStream {
-    let private = quote!(#krate::__private);
-    let self_ty = &mutations.item.self_ty;
-    let type_name = mutations
-        .type_name
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    quote! {
-        #[automatically_derived]
-        impl #krate::Mutations for #self_ty {
-            fn description() -> #private::Description {
-                #private::Description {
-                    type_name: #type_name,
-                    mutations: #mutation_list,
-                    entities: #entity_list,
-                }
-            }
-        }
-    }
 }

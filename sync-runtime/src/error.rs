@@ -41,17 +41,33 @@ impl StoreError {
         self.invalid_input
     }
 
-    /// A store failure caused by `source`, described by `context`.
+    /// A store failure caused by `source`, described by `context`: the message says what
+    /// failed, [`source`](StdError::source) why.
     pub fn with_source(
         context: impl Into<String>,
         source: impl Into<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
-        let source = source.into();
         StoreError {
-            message: format!("{}: {source}", context.into()),
-            source: Some(source),
+            message: context.into(),
+            source: Some(source.into()),
             invalid_input: false,
         }
+    }
+}
+
+/// An error and its sources, one after another: `what failed: why: why that`. Every error here
+/// reports its source once, through `source()`; this is how a log line or an answer tells all.
+pub(crate) struct Sentence<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl std::fmt::Display for Sentence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -161,7 +177,7 @@ pub enum SyncError {
         head: u64,
     },
     /// The store failed; the client retries.
-    #[error("the store is unavailable, retry later: {0}")]
+    #[error("the store is unavailable, retry later")]
     Unavailable(#[from] StoreError),
 }
 

@@ -47,7 +47,6 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod http;
-pub mod live;
 pub mod mutation;
 pub mod mutator;
 pub mod protocol;
@@ -64,15 +63,16 @@ pub use backend::{
 pub use backend::{PostgresBackend, PostgresOptions};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteBackend, SqliteOptions};
+pub use broker::LiveHub;
+#[cfg(feature = "postgres")]
+pub use broker::PostgresBroker;
 pub use broker::{BroadcastBroker, FanoutBroker, NoopBroker, Poke, PokeBroker};
 pub use change::{Change, ChangeOp};
 pub use changes::Changes;
 pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
-#[cfg(feature = "postgres")]
-pub use live::PostgresBroker;
-pub use live::{LiveHub, LiveOptions};
+pub use http::{HttpOptions, LiveOptions};
 pub use mutation::{Mutation, MutationResult};
 pub use mutator::{Mutations, Mutator, MutatorFunc};
 pub use protocol::{
@@ -92,18 +92,6 @@ pub use ts_rs;
 /// The TypeScript form of a type, for the types mutations take and return. Derive it with
 /// `#[derive(ts_rs::TS)]`, with `ts-rs` among the application's dependencies (as `serde` is).
 pub use ts_rs::TS;
-
-impl Engine {
-    /// The axum routes `POST {prefix}/push`, `/pull` and `/snapshot` (prefix `/_sync` unless
-    /// the builder set another), and `GET live`, with a `sync.request` tracing span per request
-    /// and compression of large pull and snapshot answers.
-    ///
-    /// Merge it into the application's router and wrap it in the application's own layers:
-    /// `axum::Router::new().merge(engine.router()).layer(cors)`.
-    pub fn router(&self) -> axum::Router {
-        http::router(self.clone())
-    }
-}
 
 /// What the code `#[mutations]` and `#[derive(Entity)]` generate names; not a public API.
 #[doc(hidden)]

@@ -129,7 +129,7 @@ async fn main() -> std::io::Result<()> {
         "todo sync server listening on http://{} (store: {}, endpoints under {})",
         listener.local_addr()?,
         cli.store,
-        engine.prefix()
+        sync_runtime::HttpOptions::default().prefix
     );
     axum::serve(listener, todo::app(&engine))
         .with_graceful_shutdown(async {

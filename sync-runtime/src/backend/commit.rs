@@ -1,12 +1,13 @@
 //! What a push hands its backend to commit, and what the backend answers.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use hashbrown::Equivalent;
 use serde_json::Value;
 
 use crate::change::{Change, ChangeOp};
-use crate::tx::Key;
 
 /// Everything one push commits: each written entity's final state, the changes in the order they
 /// were made, and the highest `client_seq` of each client. Built by [`Tx`](crate::Tx); a backend
@@ -125,5 +126,63 @@ impl Committed {
             .map(|(cursor, change)| Arc::new(change.into_change(cursor, timestamp)))
             .collect();
         Committed { before, changes }
+    }
+}
+
+/// A written entity's scope, entity type and id, in one allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    /// The three names one after another.
+    text: Box<str>,
+    /// Where the entity type and the id start in `text`.
+    entity_at: usize,
+    id_at: usize,
+}
+
+impl Key {
+    pub(crate) fn parts(&self) -> KeyRef<'_> {
+        KeyRef(self.scope(), self.entity(), self.id())
+    }
+
+    pub(crate) fn scope(&self) -> &str {
+        self.text.get(..self.entity_at).unwrap_or_default()
+    }
+
+    pub(crate) fn entity(&self) -> &str {
+        self.text
+            .get(self.entity_at..self.id_at)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.text.get(self.id_at..).unwrap_or_default()
+    }
+}
+
+/// Hashes as its [`KeyRef`], so that a `KeyRef` finds it.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+/// A [`Key`] borrowed: `(scope, entity, id)`. Looks up a write without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KeyRef<'a>(pub(crate) &'a str, pub(crate) &'a str, pub(crate) &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.parts()
+    }
+}
+
+impl KeyRef<'_> {
+    pub(crate) fn to_owned(self) -> Key {
+        let KeyRef(scope, entity, id) = self;
+        Key {
+            text: [scope, entity, id].concat().into_boxed_str(),
+            entity_at: scope.len(),
+            id_at: scope.len() + entity.len(),
+        }
     }
 }

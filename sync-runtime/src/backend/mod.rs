@@ -38,6 +38,7 @@ use crate::protocol::ScopeData;
 
 pub use any::{AnyBackend, AnyTransaction};
 pub use commit::{Commit, Committed, NewChange, Write};
+pub(crate) use commit::{Key, KeyRef};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresBackend, PostgresOptions, PostgresTransaction};

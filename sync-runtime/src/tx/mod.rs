@@ -14,7 +14,6 @@ use crate::change::{Change, ChangeOp};
 use crate::entity::Entity;
 use crate::error::StoreError;
 
-pub(crate) use write_set::Key;
 use write_set::WriteSet;
 
 /// A mutation's transaction, in the mutation's scope.

@@ -6,13 +6,12 @@
 //! go. Reads lay the buffered writes over the committed state.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use serde_json::Value;
 
-use crate::backend::Write;
+use crate::backend::{Key, KeyRef, Write};
 
 /// An entity's data as written: shared with the change that records the write.
 pub(crate) type Data = Arc<Value>;
@@ -73,64 +72,6 @@ impl WriteSet {
             .into_iter()
             .map(|(key, data)| Write { key, data })
             .collect()
-    }
-}
-
-/// A written entity's scope, entity type and id, in one allocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Key {
-    /// The three names one after another.
-    text: Box<str>,
-    /// Where the entity type and the id start in `text`.
-    entity_at: usize,
-    id_at: usize,
-}
-
-impl Key {
-    fn parts(&self) -> KeyRef<'_> {
-        KeyRef(self.scope(), self.entity(), self.id())
-    }
-
-    pub(crate) fn scope(&self) -> &str {
-        self.text.get(..self.entity_at).unwrap_or_default()
-    }
-
-    pub(crate) fn entity(&self) -> &str {
-        self.text
-            .get(self.entity_at..self.id_at)
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn id(&self) -> &str {
-        self.text.get(self.id_at..).unwrap_or_default()
-    }
-}
-
-/// Hashes as its [`KeyRef`], so that a `KeyRef` finds it.
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
-}
-
-/// A [`Key`] borrowed: `(scope, entity, id)`. Looks up a write without allocating.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct KeyRef<'a>(&'a str, &'a str, &'a str);
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        *self == key.parts()
-    }
-}
-
-impl KeyRef<'_> {
-    fn to_owned(self) -> Key {
-        let KeyRef(scope, entity, id) = self;
-        Key {
-            text: [scope, entity, id].concat().into_boxed_str(),
-            entity_at: scope.len(),
-            id_at: scope.len() + entity.len(),
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use sync_runtime::{AuthError, AuthRequest, Engine, Limits, MemoryBackend};
+use sync_runtime::{AuthError, AuthRequest, Engine, HttpOptions, Limits, MemoryBackend};
 use sync_tests::*;
 
 const ENDPOINTS: [&str; 3] = ["/_sync/push", "/_sync/pull", "/_sync/snapshot"];
@@ -145,9 +145,10 @@ async fn push_count_limits() {
         .await
         .assert_error(400, "too_many_mutations");
     let engine = Engine::builder(todo::TodoMutator)
-        .limits(Limits {
-            max_mutations: 2,
-            ..Limits::default()
+        .limits({
+            let mut limits = Limits::default();
+            limits.max_mutations = 2;
+            limits
         })
         .build();
     let three = json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]);
@@ -303,12 +304,12 @@ async fn unknown_paths_and_methods() {
 
 #[tokio::test]
 async fn the_prefix_is_configurable_and_the_router_merges() {
-    let engine = Engine::builder(todo::TodoMutator)
-        .prefix("api/sync/")
-        .build();
+    let engine = Engine::builder(todo::TodoMutator).build();
+    let mut options = HttpOptions::default();
+    options.prefix = "api/sync/".into();
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .merge(engine.router())
+        .merge(engine.router_with(options))
         .fallback(|| async { (StatusCode::IM_A_TEAPOT, "app fallback") });
     let http = Http::of(app);
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sync_runtime::{AuthError, AuthRequest, Engine, LiveOptions, Mutation};
+use sync_runtime::{AuthError, AuthRequest, Engine, HttpOptions, Mutation};
 use sync_tests::*;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -14,9 +14,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Serves `engine` on a free loopback port.
 async fn serve(engine: &Engine) -> SocketAddr {
+    serve_with(engine, HttpOptions::default()).await
+}
+
+async fn serve_with(engine: &Engine, options: HttpOptions) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = engine.router();
+    let app = engine.router_with(options);
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
@@ -276,14 +280,10 @@ async fn the_authorizer_is_asked_for_every_joined_scope() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_and_heartbeats_keep_it_open() {
-    let options = LiveOptions {
-        idle_timeout: Duration::from_millis(300),
-        ..LiveOptions::default()
-    };
-    let engine = Engine::builder(todo::TodoMutator)
-        .live_options(options)
-        .build();
-    let addr = serve(&engine).await;
+    let mut options = HttpOptions::default();
+    options.live.idle_timeout = Duration::from_millis(300);
+    let engine = Engine::builder(todo::TodoMutator).build();
+    let addr = serve_with(&engine, options).await;
 
     let mut busy = Live::connect(addr).await;
     for reference in 0..8 {

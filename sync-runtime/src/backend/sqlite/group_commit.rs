@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
-use crate::error::StoreError;
+use crate::error::{Sentence, StoreError};
 
 /// What the group commit needs of the writer connection.
 pub(super) trait Writer {
@@ -91,7 +91,7 @@ impl GroupCommit {
     pub(super) fn fail(&self, db: &impl Writer, error: &StoreError) {
         let _ = db.roll_back();
         for member in std::mem::take(&mut *self.members.lock()) {
-            let _ = member.send(Err(error.to_string()));
+            let _ = member.send(Err(Sentence(error).to_string()));
         }
     }
 
@@ -102,7 +102,10 @@ impl GroupCommit {
         if committed.is_err() {
             let _ = db.roll_back();
         }
-        let told = committed.as_ref().map(drop).map_err(ToString::to_string);
+        let told = committed
+            .as_ref()
+            .map(drop)
+            .map_err(|error| Sentence(error).to_string());
         for member in members {
             // A member that stopped waiting (its request was dropped) needs no answer.
             let _ = member.send(told.clone());

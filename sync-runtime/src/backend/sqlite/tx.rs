@@ -13,6 +13,7 @@ use super::conn::Connections;
 use super::group_commit::{GroupCommit, Writer};
 use super::{entities, log};
 use crate::backend::{Commit, Committed, Transaction};
+use crate::error::Sentence;
 use crate::error::StoreError;
 
 /// One push's transaction: `BEGIN IMMEDIATE` on the writer connection (or a transaction handed
@@ -93,7 +94,7 @@ impl Drop for SqliteTransaction {
         let settle = move || {
             let _gate = gate;
             if let Err(error) = conns.with_writer_blocking(|conn| group.settle(conn)) {
-                tracing::warn!(%error, "could not end an abandoned SQLite transaction");
+                tracing::warn!(error = %Sentence(&error), "could not end an abandoned SQLite transaction");
             }
         };
         match tokio::runtime::Handle::try_current() {

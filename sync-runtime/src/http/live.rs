@@ -1,35 +1,26 @@
 //! The live channel, `GET {prefix}/live`: a WebSocket over which clients JOIN scopes and receive
 //! a POKE whenever one of them changes, so that they pull at once instead of at the next timer.
 //!
-//! Each connection has an [`Outbox`]: pokes merge per scope into the latest cursor, and replies
-//! wait in a short bounded queue. A poke never waits for a connection, so a client that stops
-//! reading slows down neither pushes nor other clients, and its memory stays bounded by the
-//! number of scopes it joined.
+//! Each connection is a reader that handles the client's frames and a writer that drains the
+//! connection's [`Outbox`], which the engine's [`LiveHub`] fills with pokes.
 
-#[cfg(feature = "postgres")]
-mod postgres;
-
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresBroker;
-
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use futures::{SinkExt, StreamExt};
-use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::auth::{Action, AuthRequest};
+use super::Routes;
+use crate::auth::Action;
 use crate::backend::ChangeLog;
-use crate::broker::{Poke, PokeBroker};
+use crate::broker::{LiveHub, Outbox};
 use crate::engine::Engine;
+use crate::error::Sentence;
 use crate::scope::validate_scope;
 
 /// Message types of the live protocol, numbered as in the design plan.
@@ -44,6 +35,7 @@ mod kind {
 
 /// Settings of the live channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LiveOptions {
     /// A connection from which no frame arrives for this long is closed (default 60 s).
     pub idle_timeout: Duration,
@@ -64,192 +56,6 @@ impl Default for LiveOptions {
             max_scopes: 1000,
             max_frame_bytes: 64 << 10,
         }
-    }
-}
-
-/// The local live connections, by scope. As a [`PokeBroker`] it pokes every connection that
-/// joined the scope; an engine pokes its hub after every commit, and a broker that reaches other
-/// nodes pokes it for their commits. Cheap to clone; clones share the connections.
-#[derive(Clone, Default)]
-pub struct LiveHub {
-    inner: Arc<HubInner>,
-}
-
-#[derive(Default)]
-struct HubInner {
-    scopes: RwLock<HashMap<String, HashMap<u64, Arc<Outbox>>>>,
-    next_id: AtomicU64,
-}
-
-impl LiveHub {
-    /// A hub without connections.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many connections joined `scope`.
-    pub fn watchers(&self, scope: &str) -> usize {
-        self.inner.scopes.read().get(scope).map_or(0, HashMap::len)
-    }
-
-    /// The scopes some connection joined.
-    pub fn scopes(&self) -> Vec<String> {
-        self.inner.scopes.read().keys().cloned().collect()
-    }
-
-    /// The frames waiting in this node's outboxes: what it holds for clients that read slowly.
-    /// At most one poke per joined scope and the reply queue per connection, however many
-    /// commits there were.
-    pub fn queued(&self) -> usize {
-        let scopes = self.inner.scopes.read();
-        let outboxes: HashMap<u64, &Arc<Outbox>> = scopes
-            .values()
-            .flat_map(|watchers| watchers.iter().map(|(id, o)| (*id, o)))
-            .collect();
-        outboxes.values().map(|outbox| outbox.len()).sum()
-    }
-
-    fn join(&self, scope: &str, id: u64, outbox: &Arc<Outbox>) {
-        let mut scopes = self.inner.scopes.write();
-        scopes
-            .entry(scope.to_owned())
-            .or_default()
-            .insert(id, Arc::clone(outbox));
-    }
-
-    fn leave(&self, scope: &str, id: u64) {
-        let mut scopes = self.inner.scopes.write();
-        if let Some(watchers) = scopes.get_mut(scope) {
-            watchers.remove(&id);
-            if watchers.is_empty() {
-                scopes.remove(scope);
-            }
-        }
-    }
-}
-
-impl PokeBroker for LiveHub {
-    fn poke(&self, poke: &Poke) {
-        let scopes = self.inner.scopes.read();
-        for outbox in scopes
-            .get(&poke.scope)
-            .into_iter()
-            .flat_map(HashMap::values)
-        {
-            outbox.poke(&poke.scope, poke.cursor);
-        }
-    }
-}
-
-/// What waits to be sent to one connection.
-struct Outbox {
-    state: Mutex<OutboxState>,
-    /// Wakes the writer when something was queued or the connection closes.
-    ready: Notify,
-    /// Wakes the reader when a reply slot frees up.
-    room: Notify,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct OutboxState {
-    /// The latest unsent cursor of each scope.
-    pokes: BTreeMap<String, u64>,
-    replies: VecDeque<String>,
-    closing: Option<CloseFrame>,
-}
-
-impl Outbox {
-    fn new(capacity: usize) -> Self {
-        Outbox {
-            state: Mutex::new(OutboxState::default()),
-            ready: Notify::new(),
-            room: Notify::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// Frames waiting: pokes and replies.
-    fn len(&self) -> usize {
-        let state = self.state.lock();
-        state.pokes.len() + state.replies.len()
-    }
-
-    /// Merges a poke into the pending one of its scope; never waits.
-    fn poke(&self, scope: &str, cursor: u64) {
-        {
-            let mut state = self.state.lock();
-            match state.pokes.get_mut(scope) {
-                Some(pending) => *pending = (*pending).max(cursor),
-                None => {
-                    state.pokes.insert(scope.to_owned(), cursor);
-                }
-            }
-        }
-        self.ready.notify_one();
-    }
-
-    /// Queues a reply, waiting for room.
-    async fn reply(&self, frame: String) {
-        loop {
-            let room = self.room.notified();
-            {
-                let mut state = self.state.lock();
-                if state.replies.len() < self.capacity {
-                    state.replies.push_back(frame);
-                    break;
-                }
-            }
-            room.await;
-        }
-        self.ready.notify_one();
-    }
-
-    /// Queues a reply unless the queue is full; returns whether it was queued.
-    fn try_reply(&self, frame: String) -> bool {
-        let queued = {
-            let mut state = self.state.lock();
-            let fits = state.replies.len() < self.capacity;
-            if fits {
-                state.replies.push_back(frame);
-            }
-            fits
-        };
-        if queued {
-            self.ready.notify_one();
-        }
-        queued
-    }
-
-    fn close(&self, frame: CloseFrame) {
-        self.state.lock().closing = Some(frame);
-        self.ready.notify_one();
-    }
-
-    /// Closes normally, unless a close (e.g. for idleness) is already queued.
-    fn close_unless_closing(&self) {
-        self.state.lock().closing.get_or_insert(CloseFrame {
-            code: axum::extract::ws::close_code::NORMAL,
-            reason: Utf8Bytes::from_static(""),
-        });
-        self.ready.notify_one();
-    }
-
-    /// Everything queued, pokes first (a heartbeat answer then follows every poke queued before
-    /// it); `Err` with the close frame once the connection closes.
-    fn take(&self) -> Result<Vec<String>, CloseFrame> {
-        let mut state = self.state.lock();
-        if let Some(frame) = state.closing.take() {
-            return Err(frame);
-        }
-        let pokes = std::mem::take(&mut state.pokes);
-        let replies = std::mem::take(&mut state.replies);
-        drop(state);
-        self.room.notify_waiters();
-        let pokes = pokes.into_iter().map(|(scope, cursor)| {
-            envelope(kind::POKE, 0, json!({ "scope": scope, "cursor": cursor }))
-        });
-        Ok(pokes.chain(replies).collect())
     }
 }
 
@@ -306,13 +112,13 @@ fn error_frame(reference: u32, code: &str, error: impl Into<String>) -> String {
 }
 
 /// `GET {prefix}/live`: upgrades to a WebSocket and serves the live protocol on it.
-pub(crate) async fn upgrade(
-    engine: axum::extract::State<Engine>,
+pub(super) async fn upgrade(
+    State(routes): State<Routes>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> axum::response::Response {
-    let engine = engine.0;
-    let options = engine.live_options().clone();
+    let engine = routes.engine.clone();
+    let options = routes.options.live.clone();
     // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read buffer and
     // write buffer that tungstenite reserves by default.
     upgrade
@@ -320,16 +126,15 @@ pub(crate) async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(options.max_frame_bytes)
         .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| serve(engine, headers, socket))
+        .on_upgrade(move |socket| serve(engine, options, headers, socket))
 }
 
 /// One connection: a reader that handles the client's frames and a writer that drains the
 /// outbox, so that a client that does not read never stops the reader's idle clock or heartbeat.
-async fn serve(engine: Engine, headers: HeaderMap, socket: WebSocket) {
+async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket: WebSocket) {
     let hub = engine.live_hub().clone();
-    let id = hub.inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = hub.next_id();
     let span = info_span!("sync.live", connection = id);
-    let options = engine.live_options().clone();
     let outbox = Arc::new(Outbox::new(options.reply_queue));
     let (mut sink, mut stream) = socket.split();
 
@@ -339,9 +144,13 @@ async fn serve(engine: Engine, headers: HeaderMap, socket: WebSocket) {
             loop {
                 let ready = outbox.ready.notified();
                 match outbox.take() {
-                    Ok(frames) if frames.is_empty() => ready.await,
-                    Ok(frames) => {
-                        for frame in frames {
+                    Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
+                    Ok((pokes, replies)) => {
+                        let pokes = pokes.into_iter().map(|poke| {
+                            let payload = json!({ "scope": poke.scope, "cursor": poke.cursor });
+                            envelope(kind::POKE, 0, payload)
+                        });
+                        for frame in pokes.chain(replies) {
                             if sink
                                 .send(Message::Text(Utf8Bytes::from(frame)))
                                 .await
@@ -363,6 +172,7 @@ async fn serve(engine: Engine, headers: HeaderMap, socket: WebSocket) {
 
     let mut connection = Connection {
         engine,
+        max_scopes: options.max_scopes,
         headers,
         hub,
         id,
@@ -416,6 +226,7 @@ async fn serve(engine: Engine, headers: HeaderMap, socket: WebSocket) {
 /// The reader's side of a connection.
 struct Connection {
     engine: Engine,
+    max_scopes: usize,
     headers: HeaderMap,
     hub: LiveHub,
     id: u64,
@@ -492,13 +303,12 @@ impl Connection {
                     .await;
                 continue;
             }
-            let request = AuthRequest {
-                headers: &self.headers,
-                scope: &scope,
-                action: Action::Live,
-                token: join.token.as_deref(),
-            };
-            if let Err(refusal) = self.engine.authorizer().authorize(&request).await {
+            let token = join.token.as_deref();
+            let allowed = self
+                .engine
+                .authorize(&self.headers, token, [scope.as_str()], Action::Live)
+                .await;
+            if let Err(refusal) = allowed {
                 let message = format!("not allowed to join `{scope}`: {refusal}");
                 self.outbox
                     .reply(error_frame(reference, "forbidden", message))
@@ -506,10 +316,10 @@ impl Connection {
                 continue;
             }
             if !self.joined.contains(&scope) {
-                if self.joined.len() >= self.engine.live_options().max_scopes {
+                if self.joined.len() >= self.max_scopes {
                     let message = format!(
                         "a connection may join at most {} scopes; LEAVE some first",
-                        self.engine.live_options().max_scopes
+                        self.max_scopes
                     );
                     self.outbox
                         .reply(error_frame(reference, "invalid_payload", message))
@@ -523,7 +333,7 @@ impl Connection {
             let cursor = match self.engine.backend().scope_cursor(&scope).await {
                 Ok(cursor) => cursor,
                 Err(error) => {
-                    warn!(%error, scope, "cannot read a scope's cursor for a JOIN");
+                    warn!(error = %Sentence(&error), scope, "cannot read a scope's cursor for a JOIN");
                     0
                 }
             };
@@ -542,35 +352,4 @@ impl Connection {
 
 fn envelope_reply(reference: u32, payload: Value) -> String {
     envelope(kind::REPLY, reference, payload)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pokes_merge_per_scope_and_replies_are_bounded() {
-        let outbox = Outbox::new(2);
-        for cursor in 1..=3000 {
-            outbox.poke(if cursor % 2 == 0 { "a" } else { "b" }, cursor);
-        }
-        assert_eq!(outbox.len(), 2, "one pending poke per scope");
-        assert!(outbox.try_reply("1".into()) && outbox.try_reply("2".into()));
-        assert!(
-            !outbox.try_reply("3".into()),
-            "a full reply queue drops heartbeat answers"
-        );
-        let frames = outbox.take().unwrap_or_default();
-        assert_eq!(frames.len(), 4);
-        assert!(
-            frames[0].contains(r#""cursor":3000,"scope":"a""#),
-            "{frames:?}"
-        );
-        assert!(
-            frames[1].contains(r#""cursor":2999,"scope":"b""#),
-            "{frames:?}"
-        );
-        assert_eq!(frames[2..], ["1", "2"]);
-        assert_eq!(outbox.len(), 0);
-    }
 }

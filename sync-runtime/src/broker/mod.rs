@@ -1,9 +1,19 @@
-//! Poke brokers: how the engine tells live connections that a scope changed.
+//! Poke brokers: how the engine tells live connections that a scope changed, on this node (the
+//! [`LiveHub`]) and on others (e.g. [`PostgresBroker`]).
+
+mod hub;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+
+pub use hub::LiveHub;
+pub(crate) use hub::Outbox;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresBroker;
 
 /// A scope changed; its latest change cursor is `cursor`. Pokes carry no data: a client that
 /// gets one pulls.

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::LiveHub;
 use crate::backend::{AnyBackend, Backend, ChangeLog};
 use crate::broker::{Poke, PokeBroker};
-use crate::error::StoreError;
+use crate::error::{Sentence, StoreError};
 
 /// The channel the nodes notify on.
 const CHANNEL: &str = "sync_pokes";
@@ -228,7 +228,7 @@ impl Relay {
                     return session;
                 }
                 Err(error) => {
-                    warn!(%error, retry_in = ?delay, "the poke broker cannot reconnect");
+                    warn!(error = %Sentence(&error), retry_in = ?delay, "the poke broker cannot reconnect");
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
@@ -241,7 +241,9 @@ impl Relay {
         for scope in self.hub.scopes() {
             match self.backend.scope_cursor(&scope).await {
                 Ok(cursor) => self.hub.poke(&Poke { scope, cursor }),
-                Err(error) => debug!(%error, scope, "cannot read a cursor after reconnecting"),
+                Err(error) => {
+                    debug!(error = %Sentence(&error), scope, "cannot read a cursor after reconnecting");
+                }
             }
         }
     }

@@ -1,0 +1,105 @@
+//! Reads: pulls page by page, snapshots, and the log's maintenance.
+
+use axum::http::HeaderMap;
+use tracing::{Instrument, info_span};
+
+use super::Engine;
+use crate::auth::Action;
+use crate::backend::{Backend, ChangeLog};
+use crate::error::SyncError;
+use crate::protocol::{PullRequest, PullResponse, SnapshotResponse};
+use crate::scope::resolve_scope;
+
+impl Engine {
+    /// A page of a scope's changes after a cursor.
+    pub async fn pull(&self, request: PullRequest) -> Result<PullResponse, SyncError> {
+        self.pull_from(None, request).await
+    }
+
+    /// A pull from a client, whose headers the authorizer is asked with; code on the server
+    /// (`headers: None`) is trusted.
+    pub(crate) async fn pull_from(
+        &self,
+        headers: Option<&HeaderMap>,
+        request: PullRequest,
+    ) -> Result<PullResponse, SyncError> {
+        let scope = resolve_scope(request.scope.as_deref())?;
+        if let Some(headers) = headers {
+            self.authorize(headers, None, [scope], Action::Pull).await?;
+        }
+        let limits = &self.inner.limits;
+        let limit = if request.limit <= 0 {
+            limits.default_pull_limit
+        } else {
+            usize::try_from(request.limit)
+                .unwrap_or(usize::MAX)
+                .min(limits.max_pull_limit)
+        };
+        let cursor = request.cursor;
+        let read = self
+            .inner
+            .backend
+            .read(scope, cursor, limit.saturating_add(1))
+            .instrument(info_span!("sync.pull", scope, cursor, limit))
+            .await?;
+        if cursor > read.head {
+            return Err(SyncError::CursorAhead {
+                cursor,
+                head: read.head,
+            });
+        }
+        if read.horizon > cursor {
+            return Err(SyncError::CursorTooOld {
+                scope: scope.to_owned(),
+                cursor,
+                horizon: read.horizon,
+            });
+        }
+        let mut changes = read.changes;
+        let has_more = changes.len() > limit;
+        changes.truncate(limit);
+        // Cursors become visible in commit order, so the head read with the page skips nothing.
+        let next = changes.last().map_or(read.head, |change| change.cursor);
+        Ok(PullResponse {
+            changes,
+            cursor: next,
+            has_more,
+        })
+    }
+
+    /// A scope's whole data and the cursor it is current at.
+    pub async fn snapshot(&self, scope: Option<&str>) -> Result<SnapshotResponse, SyncError> {
+        self.snapshot_from(None, scope).await
+    }
+
+    /// A snapshot for a client, as [`pull_from`](Engine::pull_from) a pull.
+    pub(crate) async fn snapshot_from(
+        &self,
+        headers: Option<&HeaderMap>,
+        scope: Option<&str>,
+    ) -> Result<SnapshotResponse, SyncError> {
+        let scope = resolve_scope(scope)?;
+        if let Some(headers) = headers {
+            self.authorize(headers, None, [scope], Action::Snapshot)
+                .await?;
+        }
+        let (data, cursor) = self
+            .inner
+            .backend
+            .snapshot(scope)
+            .instrument(info_span!("sync.snapshot", scope))
+            .await?;
+        Ok(SnapshotResponse { data, cursor })
+    }
+
+    /// Removes every change with a cursor below `before`; pulls that would need one answer
+    /// `cursor_too_old`.
+    pub async fn trim(&self, before: u64) -> Result<(), SyncError> {
+        Ok(self.inner.backend.trim(before).await?)
+    }
+
+    /// The log's latest cursor.
+    pub async fn head(&self) -> Result<u64, SyncError> {
+        Ok(self.inner.backend.head().await?)
+    }
+}

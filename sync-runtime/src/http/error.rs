@@ -1,0 +1,106 @@
+//! Every failure as PROTOCOL's `{"error", "code"}` body: the one place where errors get their
+//! HTTP status and code.
+
+use std::any::Any;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::SyncError;
+
+/// PROTOCOL's error body.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+/// A failed request: status, code and a sentence for a person.
+#[derive(Debug)]
+pub(super) struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl HttpError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SyncError> for HttpError {
+    fn from(error: SyncError) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %crate::error::Sentence(&error), "request failed");
+        }
+        HttpError::new(
+            status,
+            error.code(),
+            crate::error::Sentence(&error).to_string(),
+        )
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: &self.message,
+            code: self.code,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// PROTOCOL's answer to the error: its status, and the body `{"error", "code"}`, whose
+/// sentence names the causes too (never a password, host, user or database name: backends keep
+/// those out of their errors).
+impl IntoResponse for SyncError {
+    fn into_response(self) -> Response {
+        HttpError::from(self).into_response()
+    }
+}
+
+pub(super) async fn not_found() -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; the sync endpoints are POST push, pull and snapshot, and GET live",
+    )
+}
+
+pub(super) async fn method_not_allowed() -> Response {
+    let mut response = HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint takes POST with a JSON body",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+pub(super) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(detail, "a request handler panicked");
+    HttpError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed unexpectedly",
+    )
+    .into_response()
+}

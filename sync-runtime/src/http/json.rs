@@ -1,0 +1,121 @@
+//! Request bodies in, answers out: JSON within the limits.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::HttpError;
+
+/// A JSON answer, written into a buffer of about its size: axum's `Json` starts from 128 bytes
+/// and grows it.
+pub(super) fn json<T: Serialize>(answer: &T, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, answer) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode an answer");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not encode its answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Checks the content type, reads at most `limit` bytes and decodes them, naming the path of the
+/// first field that does not fit.
+pub(super) async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: Duration,
+) -> Result<T, HttpError> {
+    if !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit));
+    let read = read.await.map_err(|_| {
+        HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {deadline:?}; send it again"),
+        )
+    })?;
+    let bytes: Bytes = read.map_err(|error| {
+        if std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("could not read the body: {error}"),
+            )
+        }
+    })?;
+    let invalid =
+        |message: String| HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+    // Serde would also take a JSON array for a struct; requests are objects.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("the body must be a JSON object".to_owned()));
+    }
+    // The fast path decodes without tracking where it is; only a body that fails is decoded
+    // again with its path tracked, for a message that names the field.
+    if let Ok(value) = serde_json::from_slice(&bytes) {
+        return Ok(value);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        invalid(if path == "." {
+            format!("invalid request body: {}", error.inner())
+        } else {
+            format!("invalid request body at `{path}`: {}", error.inner())
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| invalid(format!("invalid request body: {error}")))?;
+    Ok(value)
+}
+
+/// `application/json`, with or without parameters such as `; charset=utf-8`.
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
