@@ -7,7 +7,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sync_runtime::args::decode_args;
+use sync_runtime::decode_args;
 use sync_runtime::{Engine, Mutation, MutationError, Mutator, Tx};
 use todo::{Todo, TodoMutator};
 

@@ -1,4 +1,4 @@
-// The wire types of PROTOCOL.md, version 1. Cursors are u64 on the wire; this client keeps them as
+// The wire types of docs/protocol.md. Cursors are u64 on the wire; this client keeps them as
 // JavaScript numbers, exact up to 2^53 − 1.
 
 /** A mutation as pushed. */
@@ -57,7 +57,7 @@ export interface ErrorBody {
   code: string;
 }
 
-/** Live channel message types (the design plan's numbers). */
+/** Live channel message types, as docs/protocol.md numbers them. */
 export const LiveType = {
   JOIN: 1,
   LEAVE: 2,

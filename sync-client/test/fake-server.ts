@@ -1,4 +1,4 @@
-// A small in-memory implementation of PROTOCOL.md's push, pull and snapshot (todo mutations), with
+// A small in-memory implementation of docs/protocol.md's push, pull and snapshot (todo mutations), with
 // knobs to fail requests, lose answers and trim the log, and a fake live channel.
 import type { Change, LiveSocket, MutationResult, WireMutation } from "../src/index.js";
 

@@ -10,7 +10,7 @@ use crate::mutation::Mutation;
 ///
 /// ```
 /// use serde::Deserialize;
-/// use sync_runtime::{Mutation, args::decode_args};
+/// use sync_runtime::{Mutation, decode_args};
 ///
 /// #[derive(Deserialize)]
 /// #[serde(deny_unknown_fields)]

@@ -39,7 +39,7 @@ pub enum ChangeOp {
     Delete,
 }
 
-/// PROTOCOL's timestamp format: RFC 3339 in UTC with `Z` and millisecond precision.
+/// The protocol's timestamp format: RFC 3339 in UTC with `Z` and millisecond precision.
 mod rfc3339_millis {
     use chrono::{Datelike, Timelike};
 

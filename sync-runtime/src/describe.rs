@@ -86,7 +86,7 @@ impl std::fmt::Debug for TypeRef {
 }
 
 /// The TypeScript declarations of user types, each once, in the order first met.
-pub struct Declarations<'a> {
+pub(crate) struct Declarations<'a> {
     config: &'a Config,
     seen: HashSet<TypeId>,
     out: Vec<String>,

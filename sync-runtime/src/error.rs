@@ -182,7 +182,7 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    /// PROTOCOL's snake_case code for this error.
+    /// The protocol's snake_case code for this error.
     pub fn code(&self) -> &'static str {
         match self {
             SyncError::InvalidRequest(_) => "invalid_request",
@@ -197,7 +197,7 @@ impl SyncError {
         }
     }
 
-    /// The HTTP status PROTOCOL gives this error.
+    /// The HTTP status the protocol gives this error.
     pub fn status(&self) -> u16 {
         match self {
             SyncError::InvalidRequest(_)

@@ -66,7 +66,7 @@ impl<M: Mutator> DynMutator for M {
     }
 }
 
-/// A mutator from a function, as the plan's `MutatorFunc`: it gets the transaction and the
+/// A mutator from a function: it gets the transaction and the
 /// mutation and returns the value for `MutationResult.value`. Its writes through the [`Tx`]
 /// record their changes themselves.
 ///

@@ -1,4 +1,4 @@
-//! The request and response bodies of the HTTP endpoints, with PROTOCOL's JSON names.
+//! The request and response bodies of the HTTP endpoints, with the protocol's JSON names.
 
 use serde::{Deserialize, Deserializer, Serialize};
 

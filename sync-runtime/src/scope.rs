@@ -9,22 +9,15 @@ pub const DEFAULT_SCOPE: &str = "_default";
 pub const MAX_SCOPE_BYTES: usize = 256;
 
 /// Resolves a requested scope: absent or empty is [`DEFAULT_SCOPE`]; the rest is checked.
-///
-/// ```
-/// # use sync_runtime::scope::resolve_scope;
-/// assert_eq!(resolve_scope(None).unwrap(), "_default");
-/// assert_eq!(resolve_scope(Some("team:42")).unwrap(), "team:42");
-/// assert!(resolve_scope(Some("bad\nscope")).is_err());
-/// ```
-pub fn resolve_scope(scope: Option<&str>) -> Result<&str, SyncError> {
+pub(crate) fn resolve_scope(scope: Option<&str>) -> Result<&str, SyncError> {
     match scope {
         None | Some("") => Ok(DEFAULT_SCOPE),
         Some(scope) => validate_scope(scope).map(|()| scope),
     }
 }
 
-/// Checks a scope against PROTOCOL's rules: at most 256 bytes, no control characters.
-pub fn validate_scope(scope: &str) -> Result<(), SyncError> {
+/// Checks a scope against the protocol's rules: at most 256 bytes, no control characters.
+pub(crate) fn validate_scope(scope: &str) -> Result<(), SyncError> {
     if scope.len() > MAX_SCOPE_BYTES {
         return Err(SyncError::InvalidScope(format!(
             "scope is {} bytes long; the limit is {MAX_SCOPE_BYTES}",
@@ -43,6 +36,14 @@ pub fn validate_scope(scope: &str) -> Result<(), SyncError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absent_and_empty_are_the_default_scope() {
+        assert_eq!(resolve_scope(None).ok(), Some("_default"));
+        assert_eq!(resolve_scope(Some("")).ok(), Some("_default"));
+        assert_eq!(resolve_scope(Some("team:42")).ok(), Some("team:42"));
+        assert!(resolve_scope(Some("bad\nscope")).is_err());
+    }
 
     #[test]
     fn limits_length_in_bytes() {

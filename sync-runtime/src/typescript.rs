@@ -36,7 +36,7 @@ pub fn write_typescript<M: Mutations>(path: impl AsRef<Path>) -> std::io::Result
 }
 
 /// Renders a description as a TypeScript module.
-pub fn render(description: &Description) -> String {
+pub(crate) fn render(description: &Description) -> String {
     let config = Config::new().with_large_int("number");
     let mut declarations = Declarations::new(&config);
     for entity in &description.entities {

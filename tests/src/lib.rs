@@ -50,7 +50,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Asserts PROTOCOL's error body with this status and code.
+    /// Asserts the protocol's error body with this status and code.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);

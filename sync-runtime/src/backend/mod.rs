@@ -39,7 +39,7 @@ use crate::protocol::ScopeData;
 pub use any::{AnyBackend, AnyTransaction};
 pub use commit::{Commit, Committed, NewChange, Write};
 pub(crate) use commit::{Key, KeyRef};
-pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore};
+pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresBackend, PostgresOptions, PostgresTransaction};
 #[cfg(feature = "sqlite")]

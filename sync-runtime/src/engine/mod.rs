@@ -16,7 +16,7 @@ use crate::broker::{FanoutBroker, LiveHub, PokeBroker};
 use crate::error::SyncError;
 use crate::mutator::{DynMutator, Mutator};
 
-/// What requests are held to; PROTOCOL's defaults. The limits of the transport (body sizes,
+/// What requests are held to; the protocol's defaults. The limits of the transport (body sizes,
 /// deadlines) are the HTTP layer's: [`HttpOptions`](crate::HttpOptions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -93,7 +93,7 @@ struct Inner {
 /// Builds an [`Engine`]: [`Engine::builder`] takes the mutator, the rest has defaults.
 ///
 /// Defaults: a [`MemoryBackend`], live connections of this node only (no broker to other nodes),
-/// no authorizer (everything allowed), PROTOCOL's [`Limits`], no retention limit.
+/// no authorizer (everything allowed), the protocol's [`Limits`], no retention limit.
 #[must_use]
 pub struct EngineBuilder {
     mutator: Arc<dyn DynMutator>,

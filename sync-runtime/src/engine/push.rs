@@ -59,7 +59,8 @@ impl Engine {
                     }
                 }
             }
-            // What finished before a store failure is committed all the same (rule 4).
+            // What finished before a store failure is committed all the same (docs/protocol.md,
+            // "Permanent and transient failures").
             let committed = tx.commit().await?;
             let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
             for change in committed.iter().flat_map(|(changes, _)| changes) {
@@ -218,7 +219,7 @@ impl Outcome {
     }
 }
 
-/// PROTOCOL: absent or null args mean `{}`; anything but an object fails with `invalid_args`.
+/// The protocol: absent or null args mean `{}`; anything but an object fails with `invalid_args`.
 fn args_object(mutation: &Mutation) -> Result<Cow<'_, Mutation>, MutationError> {
     match &mutation.args {
         Value::Object(_) => Ok(Cow::Borrowed(mutation)),

@@ -1,4 +1,4 @@
-//! Every failure as PROTOCOL's `{"error", "code"}` body: the one place where errors get their
+//! Every failure as the protocol's `{"error", "code"}` body: the one place where errors get their
 //! HTTP status and code.
 
 use std::any::Any;
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::SyncError;
 
-/// PROTOCOL's error body.
+/// The protocol's error body.
 #[derive(Debug, Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -60,7 +60,7 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// PROTOCOL's answer to the error: its status, and the body `{"error", "code"}`, whose
+/// The protocol's answer to the error: its status, and the body `{"error", "code"}`, whose
 /// sentence names the causes too (never a password, host, user or database name: backends keep
 /// those out of their errors).
 impl IntoResponse for SyncError {

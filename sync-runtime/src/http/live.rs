@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::error::Sentence;
 use crate::scope::validate_scope;
 
-/// Message types of the live protocol, numbered as in the design plan.
+/// Message types of the live protocol, numbered as docs/protocol.md numbers them.
 mod kind {
     pub(super) const JOIN: u8 = 1;
     pub(super) const LEAVE: u8 = 2;

@@ -2,7 +2,7 @@
 //! ([`HttpOptions`]: where they are mounted, body limits and deadlines, the live channel).
 //!
 //! `POST {prefix}/push`, `/pull` and `/snapshot` take JSON and answer JSON; `GET {prefix}/live`
-//! is the WebSocket of the live channel. Every failure answers PROTOCOL's `{"error", "code"}`
+//! is the WebSocket of the live channel. Every failure answers the protocol's `{"error", "code"}`
 //! body (`error`).
 
 mod error;
@@ -31,7 +31,7 @@ pub use live::LiveOptions;
 /// Responses smaller than this are not compressed.
 const COMPRESS_ABOVE_BYTES: u16 = 2048;
 
-/// How the routes serve HTTP; PROTOCOL's defaults.
+/// How the routes serve HTTP; the protocol's defaults.
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The plan's engine tests: push, pull, snapshot, scopes, and PROTOCOL's push rules.
+//! The engine's tests: push, pull, snapshot, scopes, and the protocol's push rules.
 
 use serde_json::json;
 use sync_runtime::{ChangeOp, Engine, Mutation, Poke, PullRequest, SyncError};

@@ -1,4 +1,4 @@
-//! The HTTP layer: every row of PROTOCOL's error table, limits, authorization, compression.
+//! The HTTP layer: every row of the protocol's error table, limits, authorization, compression.
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -517,4 +517,24 @@ async fn mangled_bodies_never_answer_5xx() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_408_not_a_hang() {
+    let engine = todo_engine();
+    let mut options = HttpOptions::default();
+    options.body_timeout = std::time::Duration::from_millis(200);
+    let http = Http::of(engine.router_with(options));
+    let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let send = http.send(
+        Method::POST,
+        "/_sync/push",
+        Some("application/json"),
+        axum::body::Body::from_stream(never),
+        &[],
+    );
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), send)
+        .await
+        .expect("the server answers a body that never comes");
+    answer.assert_error(408, "request_timeout");
 }
