@@ -175,7 +175,7 @@ impl PullFixture {
             for k in 0..scopes {
                 let scope = scope_name(k);
                 let first_half = runtime
-                    .block_on(backend.read(&scope, 0, per_scope / 2))
+                    .block_on(backend.read(&scope, 0, per_scope / 2, None))
                     .expect("the first half of the scope");
                 let middle = first_half.changes.last().map_or(0, |change| change.cursor);
                 fixture.starts.push((index, scope, middle));
@@ -280,7 +280,7 @@ async fn time_read(fixture: &PullFixture, pulls: u64) -> Duration {
         let at = fixture.start(turn);
         let page = at
             .backend
-            .read(at.scope, at.cursor, PAGE)
+            .read(at.scope, at.cursor, PAGE, None)
             .await
             .expect("read");
         debug_assert_eq!(page.changes.len(), PAGE);
@@ -295,11 +295,7 @@ async fn time_engine_pull(fixture: &PullFixture, pulls: u64) -> Duration {
     let start = Instant::now();
     for turn in first..first + pulls {
         let at = fixture.start(turn);
-        let request = PullRequest {
-            scope: Some(at.scope.to_owned()),
-            cursor: at.cursor,
-            limit: PAGE as i64,
-        };
+        let request = PullRequest::new(at.scope, at.cursor).with_limit(PAGE as i64);
         let page = at.engine.pull(request).await.expect("pull");
         debug_assert_eq!(page.changes.len(), PAGE);
         black_box(page);

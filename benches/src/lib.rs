@@ -206,7 +206,7 @@ mod tests {
         let backend = MemoryBackend::new();
         assert!(fill_log(&backend, 3, 4).await.is_ok());
         assert_eq!(backend.log().len(), 12);
-        let page = sync_runtime::ChangeLog::read(&backend, &scope_name(1), 0, 10)
+        let page = sync_runtime::ChangeLog::read(&backend, &scope_name(1), 0, 10, None)
             .await
             .unwrap_or_default();
         let cursors: Vec<u64> = page.changes.iter().map(|change| change.cursor).collect();

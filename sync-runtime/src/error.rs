@@ -176,6 +176,17 @@ pub enum SyncError {
         /// The log's head.
         head: u64,
     },
+    /// The request names a log other than the server's: its database was replaced, restored
+    /// or reset.
+    #[error(
+        "the log `{asked}` is not this server's (`{log_id}`): its database was replaced; take a snapshot"
+    )]
+    LogReplaced {
+        /// The log the request named.
+        asked: String,
+        /// The server's log.
+        log_id: String,
+    },
     /// The store failed; the client retries.
     #[error("the store is unavailable, retry later")]
     Unavailable(#[from] StoreError),
@@ -193,6 +204,7 @@ impl SyncError {
             SyncError::Forbidden(_) => "forbidden",
             SyncError::CursorTooOld { .. } => "cursor_too_old",
             SyncError::CursorAhead { .. } => "cursor_ahead",
+            SyncError::LogReplaced { .. } => "log_replaced",
             SyncError::Unavailable(_) => "unavailable",
         }
     }
@@ -206,7 +218,9 @@ impl SyncError {
             | SyncError::InvalidScope(_) => 400,
             SyncError::Unauthorized(_) => 401,
             SyncError::Forbidden(_) => 403,
-            SyncError::CursorTooOld { .. } | SyncError::CursorAhead { .. } => 410,
+            SyncError::CursorTooOld { .. }
+            | SyncError::CursorAhead { .. }
+            | SyncError::LogReplaced { .. } => 410,
             SyncError::Unavailable(_) => 503,
         }
     }

@@ -63,8 +63,9 @@ mod typescript;
 pub use args::decode_args;
 pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
 pub use backend::{
-    AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, Committed, LogRead, MemoryBackend,
-    MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange, Store, Transaction, Write,
+    AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
+    LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,
+    SnapshotRead, Store, Transaction, Write,
 };
 #[cfg(feature = "postgres")]
 pub use backend::{PostgresBackend, PostgresOptions, PostgresTransaction};

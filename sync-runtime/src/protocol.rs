@@ -21,15 +21,27 @@ pub struct PushRequest {
 
 /// `POST /_sync/push` response.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PushResponse {
     /// `results[i]` answers `mutations[i]`.
     pub results: Vec<MutationResult>,
     /// The log's cursor after the push's last mutation.
     pub cursor: u64,
+    /// The log's identity (absent from a version-1 server's answers).
+    #[serde(default)]
+    pub log_id: String,
 }
 
 /// `POST /_sync/pull` request.
+///
+/// ```
+/// use sync_runtime::PullRequest;
+///
+/// let request = PullRequest::new("team:42", 17).with_limit(50).with_client("c1");
+/// # let _ = request;
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PullRequest {
     /// The scope; absent or empty means `"_default"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,10 +53,47 @@ pub struct PullRequest {
     /// means the maximum.
     #[serde(default, deserialize_with = "lenient_limit")]
     pub limit: i64,
+    /// The log the client's cursor belongs to; another than the server's is answered 410
+    /// `log_replaced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
+    /// The client asking, to be told its highest processed `client_seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl PullRequest {
+    /// A pull of `scope`'s changes after `cursor`, with the default limit.
+    pub fn new(scope: impl Into<String>, cursor: u64) -> Self {
+        PullRequest {
+            scope: Some(scope.into()),
+            cursor,
+            ..PullRequest::default()
+        }
+    }
+
+    /// At most `limit` changes.
+    pub fn with_limit(mut self, limit: i64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Asks for `client_id`'s highest processed `client_seq` too.
+    pub fn with_client(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The log the cursor belongs to.
+    pub fn with_log_id(mut self, log_id: impl Into<String>) -> Self {
+        self.log_id = Some(log_id.into());
+        self
+    }
 }
 
 /// `POST /_sync/pull` response.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PullResponse {
     /// The scope's changes after the requested cursor, ascending.
     pub changes: Changes,
@@ -52,23 +101,41 @@ pub struct PullResponse {
     pub cursor: u64,
     /// Whether the scope holds further changes beyond these.
     pub has_more: bool,
+    /// The log's identity.
+    #[serde(default)]
+    pub log_id: String,
+    /// The asking client's highest processed `client_seq` (0 if none), where the request named
+    /// a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_seq: Option<u64>,
 }
 
 /// `POST /_sync/snapshot` request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SnapshotRequest {
     /// The scope; absent or empty means `"_default"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The client asking, to be told its highest processed `client_seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// `POST /_sync/snapshot` response.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SnapshotResponse {
     /// Entity type → id → data: the state after every change up to `cursor`.
     pub data: ScopeData,
     /// The log's head when the snapshot was taken; pull from here.
     pub cursor: u64,
+    /// The log's identity.
+    #[serde(default)]
+    pub log_id: String,
+    /// As in [`PullResponse::client_seq`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_seq: Option<u64>,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sync_runtime::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, Committed, Engine, EngineBuilder,
-    LogRead, Mutator, PostgresBackend, ScopeData, SqliteBackend, Store, StoreError, Transaction,
+    Failure, LogRead, Mutator, PostgresBackend, SnapshotRead, SqliteBackend, Store, StoreError,
+    Transaction,
 };
 
 /// The environment variable that holds the PostgreSQL URL of the tests.
@@ -237,10 +238,13 @@ impl Drop for PgSchema {
 
 /// A backend whose transactions' reads fail once `allowed` of them have run, as a database that
 /// goes away mid-push would. Clones share the budget.
+/// It can also hold every commit until the test lets it through, as a database slow to answer
+/// `COMMIT` would.
 #[derive(Clone)]
 pub struct FailingBackend {
     inner: AnyBackend,
     budget: Arc<std::sync::atomic::AtomicUsize>,
+    commits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FailingBackend {
@@ -249,6 +253,22 @@ impl FailingBackend {
         FailingBackend {
             inner: AnyBackend::new(inner),
             budget: Arc::new(std::sync::atomic::AtomicUsize::new(allowed)),
+            commits: None,
+        }
+    }
+
+    /// Fails no read, but holds every commit until [`let_commit`](Self::let_commit).
+    pub fn holding_commits(inner: impl Backend) -> Self {
+        FailingBackend {
+            commits: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+            ..Self::new(inner, usize::MAX)
+        }
+    }
+
+    /// Lets `n` held commits through.
+    pub fn let_commit(&self, n: usize) {
+        if let Some(commits) = &self.commits {
+            commits.add_permits(n);
         }
     }
 
@@ -269,8 +289,18 @@ impl Store for FailingBackend {
 }
 
 impl ChangeLog for FailingBackend {
-    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
-        self.inner.read(scope, after, limit).await
+    fn log_id(&self) -> &str {
+        self.inner.log_id()
+    }
+
+    async fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+        client_id: Option<&str>,
+    ) -> Result<LogRead, StoreError> {
+        self.inner.read(scope, after, limit, client_id).await
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -293,11 +323,16 @@ impl Backend for FailingBackend {
         Ok(FailingTransaction {
             inner: self.inner.begin().await?,
             budget: Arc::clone(&self.budget),
+            commits: self.commits.clone(),
         })
     }
 
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        self.inner.snapshot(scope).await
+    async fn snapshot(
+        &self,
+        scope: &str,
+        client_id: Option<&str>,
+    ) -> Result<SnapshotRead, StoreError> {
+        self.inner.snapshot(scope, client_id).await
     }
 }
 
@@ -305,6 +340,7 @@ impl Backend for FailingBackend {
 pub struct FailingTransaction {
     inner: AnyTransaction,
     budget: Arc<std::sync::atomic::AtomicUsize>,
+    commits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FailingTransaction {
@@ -348,7 +384,22 @@ impl Transaction for FailingTransaction {
         self.inner.client_seq(client_id).await
     }
 
+    async fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        self.spend()?;
+        self.inner.failure(client_id, client_seq).await
+    }
+
     async fn commit(self, commit: Commit) -> Result<Committed, StoreError> {
+        if let Some(commits) = &self.commits {
+            let permit = commits.acquire().await;
+            permit
+                .map_err(|_| StoreError::new("the test closed the commit gate"))?
+                .forget();
+        }
         self.inner.commit(commit).await
     }
 }

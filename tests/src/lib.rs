@@ -142,6 +142,11 @@ impl PokeLog {
         move |poke: &Poke| pokes.lock().push(poke.clone())
     }
 
+    /// The pokes recorded so far, left in place.
+    pub fn snapshot(&self) -> Vec<Poke> {
+        self.pokes.lock().clone()
+    }
+
     /// Takes the pokes recorded so far.
     pub fn take(&self) -> Vec<Poke> {
         std::mem::take(&mut *self.pokes.lock())
@@ -325,11 +330,7 @@ pub async fn pull_all(
     let mut changes = Vec::new();
     loop {
         let page = engine
-            .pull(sync_runtime::PullRequest {
-                scope: Some(scope.into()),
-                cursor,
-                limit: 1000,
-            })
+            .pull(sync_runtime::PullRequest::new(scope, cursor).with_limit(1000))
             .await
             .unwrap();
         changes.extend(page.changes);

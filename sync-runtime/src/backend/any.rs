@@ -8,9 +8,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Backend, ChangeLog, Commit, Committed, LogRead, Store, Transaction};
+use super::{
+    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotRead, Store, Transaction,
+};
 use crate::error::StoreError;
-use crate::protocol::ScopeData;
 
 /// [`Transaction`] with boxed futures.
 pub(crate) trait DynTransaction: Send {
@@ -35,6 +36,11 @@ pub(crate) trait DynTransaction: Send {
         &'a mut self,
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+    fn failure<'a>(
+        &'a mut self,
+        client_id: &'a str,
+        client_seq: u64,
+    ) -> BoxFuture<'a, Result<Option<Failure>, StoreError>>;
     fn commit(self: Box<Self>, commit: Commit)
     -> BoxFuture<'static, Result<Committed, StoreError>>;
 }
@@ -73,6 +79,14 @@ impl<T: Transaction> DynTransaction for T {
         Box::pin(Transaction::client_seq(self, client_id))
     }
 
+    fn failure<'a>(
+        &'a mut self,
+        client_id: &'a str,
+        client_seq: u64,
+    ) -> BoxFuture<'a, Result<Option<Failure>, StoreError>> {
+        Box::pin(Transaction::failure(self, client_id, client_seq))
+    }
+
     fn commit(
         self: Box<Self>,
         commit: Commit,
@@ -87,7 +101,9 @@ trait DynBackend: Send + Sync {
     fn snapshot<'a>(
         &'a self,
         scope: &'a str,
-    ) -> BoxFuture<'a, Result<(ScopeData, u64), StoreError>>;
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<SnapshotRead, StoreError>>;
+    fn log_id(&self) -> &str;
     fn get<'a>(
         &'a self,
         scope: &'a str,
@@ -104,6 +120,7 @@ trait DynBackend: Send + Sync {
         scope: &'a str,
         after: u64,
         limit: usize,
+        client_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<LogRead, StoreError>>;
     fn head(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     fn scope_cursor<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
@@ -121,8 +138,13 @@ impl<B: Backend> DynBackend for B {
     fn snapshot<'a>(
         &'a self,
         scope: &'a str,
-    ) -> BoxFuture<'a, Result<(ScopeData, u64), StoreError>> {
-        Box::pin(Backend::snapshot(self, scope))
+        client_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<SnapshotRead, StoreError>> {
+        Box::pin(Backend::snapshot(self, scope, client_id))
+    }
+
+    fn log_id(&self) -> &str {
+        ChangeLog::log_id(self)
     }
 
     fn get<'a>(
@@ -147,8 +169,9 @@ impl<B: Backend> DynBackend for B {
         scope: &'a str,
         after: u64,
         limit: usize,
+        client_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<LogRead, StoreError>> {
-        Box::pin(ChangeLog::read(self, scope, after, limit))
+        Box::pin(ChangeLog::read(self, scope, after, limit, client_id))
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -208,8 +231,18 @@ impl Store for AnyBackend {
 }
 
 impl ChangeLog for AnyBackend {
-    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
-        self.inner.read(scope, after, limit).await
+    fn log_id(&self) -> &str {
+        self.inner.log_id()
+    }
+
+    async fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+        client_id: Option<&str>,
+    ) -> Result<LogRead, StoreError> {
+        self.inner.read(scope, after, limit, client_id).await
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -232,8 +265,12 @@ impl Backend for AnyBackend {
         self.inner.begin().await
     }
 
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        self.inner.snapshot(scope).await
+    async fn snapshot(
+        &self,
+        scope: &str,
+        client_id: Option<&str>,
+    ) -> Result<SnapshotRead, StoreError> {
+        self.inner.snapshot(scope, client_id).await
     }
 
     fn into_any(self) -> AnyBackend {
@@ -268,6 +305,14 @@ impl Transaction for AnyTransaction {
 
     async fn client_seq(&mut self, client_id: &str) -> Result<Option<u64>, StoreError> {
         self.0.client_seq(client_id).await
+    }
+
+    async fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        self.0.failure(client_id, client_seq).await
     }
 
     async fn commit(self, commit: Commit) -> Result<Committed, StoreError> {

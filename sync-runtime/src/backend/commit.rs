@@ -20,6 +20,7 @@ pub struct Commit {
     pub(crate) writes: Vec<Write>,
     pub(crate) changes: Vec<NewChange>,
     pub(crate) client_seqs: Vec<(String, u64)>,
+    pub(crate) failures: Vec<Failure>,
 }
 
 impl Commit {
@@ -38,15 +39,54 @@ impl Commit {
         &self.client_seqs
     }
 
+    /// The mutations that failed for good, to answer their retries as they were answered.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
     /// Whether the push committed nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.changes.is_empty() && self.client_seqs.is_empty()
+        self.writes.is_empty()
+            && self.changes.is_empty()
+            && self.client_seqs.is_empty()
+            && self.failures.is_empty()
     }
 
     /// The parts, to store them without copying.
-    pub fn into_parts(self) -> (Vec<Write>, Vec<NewChange>, Vec<(String, u64)>) {
-        (self.writes, self.changes, self.client_seqs)
+    pub fn into_parts(self) -> CommitParts {
+        CommitParts {
+            writes: self.writes,
+            changes: self.changes,
+            client_seqs: self.client_seqs,
+            failures: self.failures,
+        }
     }
+}
+
+/// A [`Commit`] taken apart.
+#[derive(Debug)]
+pub struct CommitParts {
+    /// As [`Commit::writes`].
+    pub writes: Vec<Write>,
+    /// As [`Commit::changes`].
+    pub changes: Vec<NewChange>,
+    /// As [`Commit::client_seqs`].
+    pub client_seqs: Vec<(String, u64)>,
+    /// As [`Commit::failures`].
+    pub failures: Vec<Failure>,
+}
+
+/// A mutation that failed for good: what its retry is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The client that sent it.
+    pub client_id: String,
+    /// Its sequence number.
+    pub client_seq: u64,
+    /// Its result's `code`.
+    pub code: String,
+    /// Its result's `error`.
+    pub error: String,
 }
 
 /// One entity's final state in a [`Commit`].

@@ -37,13 +37,18 @@ use crate::error::StoreError;
 use crate::protocol::ScopeData;
 
 pub use any::{AnyBackend, AnyTransaction};
-pub use commit::{Commit, Committed, NewChange, Write};
+pub use commit::{Commit, CommitParts, Committed, Failure, NewChange, Write};
 pub(crate) use commit::{Key, KeyRef};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresBackend, PostgresOptions, PostgresTransaction};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteBackend, SqliteOptions, SqliteTransaction};
+
+/// A new log's identity: 32 random hexadecimal digits.
+pub(crate) fn new_log_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
 
 /// Committed entity data: scope → entity type → id → JSON data, read-only.
 ///
@@ -71,14 +76,20 @@ pub trait Store: Send + Sync + 'static {
 /// Cursors are unique and increase in commit order: once a reader has seen cursor `c`, no change
 /// at or below `c` can appear later.
 pub trait ChangeLog: Send + Sync + 'static {
+    /// The log's identity: chosen at random when the log was created and kept for its lifetime
+    /// (8 to 64 characters of `[A-Za-z0-9_-]`), the same on every node that shares it.
+    fn log_id(&self) -> &str;
+
     /// One read of a scope's log, from one consistent state: the head, the scope's trim horizon,
-    /// and the scope's changes with a cursor above `after`, ascending, at least `limit` of them
-    /// where that many remain (more are allowed; the engine keeps `limit`).
+    /// the scope's changes with a cursor above `after`, ascending, at least `limit` of them where
+    /// that many remain (more are allowed; the engine keeps `limit`), and where `client_id` is
+    /// given, that client's highest recorded `client_seq`.
     fn read(
         &self,
         scope: &str,
         after: u64,
         limit: usize,
+        client_id: Option<&str>,
     ) -> impl Future<Output = Result<LogRead, StoreError>> + Send;
 
     /// The latest cursor assigned (0 when nothing was ever logged).
@@ -89,7 +100,7 @@ pub trait ChangeLog: Send + Sync + 'static {
     fn scope_cursor(&self, scope: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Removes every change with a cursor below `before`, raising each scope's horizon to the
-    /// highest cursor it lost.
+    /// highest cursor it lost, and forgets the failures recorded at a cursor below `before`.
     fn trim(&self, before: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -102,6 +113,20 @@ pub struct LogRead {
     pub horizon: u64,
     /// The scope's changes after the cursor asked for, ascending.
     pub changes: Changes,
+    /// The highest `client_seq` recorded for the client asked about (`None`: none recorded, or
+    /// no client asked about).
+    pub client_seq: Option<u64>,
+}
+
+/// What [`Backend::snapshot`] found, from one consistent state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SnapshotRead {
+    /// The scope's data: exactly the state after every change up to `head` and none after it.
+    pub data: ScopeData,
+    /// The log's head.
+    pub head: u64,
+    /// As in [`LogRead::client_seq`].
+    pub client_seq: Option<u64>,
 }
 
 /// Durable (or not) state behind an [`Engine`](crate::Engine): a [`Store`] and a [`ChangeLog`]
@@ -113,7 +138,7 @@ pub struct LogRead {
 /// impl Backend for MyBackend {
 ///     type Transaction = MyTransaction;
 ///     async fn begin(&self) -> Result<MyTransaction, StoreError> { ... }
-///     async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> { ... }
+///     async fn snapshot(&self, scope: &str, client: Option<&str>) -> Result<SnapshotRead, StoreError> { ... }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -131,12 +156,13 @@ pub trait Backend: Store + ChangeLog {
     /// changes, and cursors become visible in commit order.
     fn begin(&self) -> impl Future<Output = Result<Self::Transaction, StoreError>> + Send;
 
-    /// A scope's data together with the log's head, taken at one instant: the data is exactly the
-    /// state after every change up to the cursor and none after it.
+    /// A scope's data together with the log's head (and, where `client_id` is given, that
+    /// client's highest recorded `client_seq`), taken at one instant.
     fn snapshot(
         &self,
         scope: &str,
-    ) -> impl Future<Output = Result<(ScopeData, u64), StoreError>> + Send;
+        client_id: Option<&str>,
+    ) -> impl Future<Output = Result<SnapshotRead, StoreError>> + Send;
 
     /// This backend behind a type-erased handle; an [`AnyBackend`] is returned as it is.
     #[doc(hidden)]
@@ -185,7 +211,16 @@ pub trait Transaction: Send + 'static {
         client_id: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
-    /// Writes the commit's entities, records its clients' sequence numbers, and appends its
-    /// changes with the cursors after every earlier commit's, together or not at all.
+    /// How the mutation `client_seq` of `client_id` failed for good, where a commit recorded its
+    /// failure and no trim has forgotten it since.
+    fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> impl Future<Output = Result<Option<Failure>, StoreError>> + Send;
+
+    /// Writes the commit's entities, records its clients' sequence numbers and failures (at the
+    /// head before the commit), and appends its changes with the cursors after every earlier
+    /// commit's, together or not at all.
     fn commit(self, commit: Commit) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 }

@@ -101,8 +101,6 @@ pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     /// Wakes the writer when something was queued or the connection closes.
     pub(crate) ready: Notify,
-    /// Wakes the reader when a reply slot frees up.
-    room: Notify,
     capacity: usize,
 }
 
@@ -119,7 +117,6 @@ impl Outbox {
         Outbox {
             state: Mutex::new(OutboxState::default()),
             ready: Notify::new(),
-            room: Notify::new(),
             capacity: capacity.max(1),
         }
     }
@@ -140,22 +137,6 @@ impl Outbox {
                     state.pokes.insert(scope.to_owned(), cursor);
                 }
             }
-        }
-        self.ready.notify_one();
-    }
-
-    /// Queues a reply, waiting for room.
-    pub(crate) async fn reply(&self, frame: String) {
-        loop {
-            let room = self.room.notified();
-            {
-                let mut state = self.state.lock();
-                if state.replies.len() < self.capacity {
-                    state.replies.push_back(frame);
-                    break;
-                }
-            }
-            room.await;
         }
         self.ready.notify_one();
     }
@@ -201,7 +182,6 @@ impl Outbox {
         let pokes = std::mem::take(&mut state.pokes);
         let replies = std::mem::take(&mut state.replies);
         drop(state);
-        self.room.notify_waiters();
         let pokes = pokes
             .into_iter()
             .map(|(scope, cursor)| Poke { scope, cursor })

@@ -80,7 +80,7 @@ struct Inner {
     backend: AnyBackend,
     mutator: Arc<dyn DynMutator>,
     /// This node's live connections, and `broker`: every commit's pokes go to both.
-    pokes: FanoutBroker,
+    pokes: Arc<FanoutBroker>,
     live: LiveHub,
     authorizer: Arc<dyn DynAuthorizer>,
     limits: Limits,
@@ -220,7 +220,7 @@ impl EngineBuilder {
                     .backend
                     .unwrap_or_else(|| AnyBackend::new(MemoryBackend::new())),
                 mutator: self.mutator,
-                pokes,
+                pokes: Arc::new(pokes),
                 live,
                 authorizer: self.authorizer.unwrap_or_else(|| Arc::new(AllowAll)),
                 limits: self.limits,

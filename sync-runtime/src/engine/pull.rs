@@ -4,10 +4,11 @@ use axum::http::HeaderMap;
 use tracing::{Instrument, info_span};
 
 use super::Engine;
+use super::push::check_client_id;
 use crate::auth::Action;
 use crate::backend::{Backend, ChangeLog};
 use crate::error::SyncError;
-use crate::protocol::{PullRequest, PullResponse, SnapshotResponse};
+use crate::protocol::{PullRequest, PullResponse, SnapshotRequest, SnapshotResponse};
 use crate::scope::resolve_scope;
 
 impl Engine {
@@ -35,11 +36,21 @@ impl Engine {
                 .unwrap_or(usize::MAX)
                 .min(limits.max_pull_limit)
         };
+        let log_id = self.inner.backend.log_id();
+        if let Some(asked) = request.log_id.as_deref()
+            && asked != log_id
+        {
+            return Err(SyncError::LogReplaced {
+                asked: asked.chars().take(64).collect(),
+                log_id: log_id.to_owned(),
+            });
+        }
+        let client_id = checked_client(request.client_id.as_deref())?;
         let cursor = request.cursor;
         let read = self
             .inner
             .backend
-            .read(scope, cursor, limit.saturating_add(1))
+            .read(scope, cursor, limit.saturating_add(1), client_id)
             .instrument(info_span!("sync.pull", scope, cursor, limit))
             .await?;
         if cursor > read.head {
@@ -64,32 +75,44 @@ impl Engine {
             changes,
             cursor: next,
             has_more,
+            log_id: log_id.to_owned(),
+            client_seq: client_id.map(|_| read.client_seq.unwrap_or(0)),
         })
     }
 
     /// A scope's whole data and the cursor it is current at.
     pub async fn snapshot(&self, scope: Option<&str>) -> Result<SnapshotResponse, SyncError> {
-        self.snapshot_from(None, scope).await
+        let request = SnapshotRequest {
+            scope: scope.map(str::to_owned),
+            ..SnapshotRequest::default()
+        };
+        self.snapshot_from(None, &request).await
     }
 
     /// A snapshot for a client, as [`pull_from`](Engine::pull_from) a pull.
     pub(crate) async fn snapshot_from(
         &self,
         headers: Option<&HeaderMap>,
-        scope: Option<&str>,
+        request: &SnapshotRequest,
     ) -> Result<SnapshotResponse, SyncError> {
-        let scope = resolve_scope(scope)?;
+        let scope = resolve_scope(request.scope.as_deref())?;
+        let client_id = checked_client(request.client_id.as_deref())?;
         if let Some(headers) = headers {
             self.authorize(headers, None, [scope], Action::Snapshot)
                 .await?;
         }
-        let (data, cursor) = self
+        let read = self
             .inner
             .backend
-            .snapshot(scope)
+            .snapshot(scope, client_id)
             .instrument(info_span!("sync.snapshot", scope))
             .await?;
-        Ok(SnapshotResponse { data, cursor })
+        Ok(SnapshotResponse {
+            data: read.data,
+            cursor: read.head,
+            log_id: self.inner.backend.log_id().to_owned(),
+            client_seq: client_id.map(|_| read.client_seq.unwrap_or(0)),
+        })
     }
 
     /// Removes every change with a cursor below `before`; pulls that would need one answer
@@ -102,4 +125,14 @@ impl Engine {
     pub async fn head(&self) -> Result<u64, SyncError> {
         Ok(self.inner.backend.head().await?)
     }
+}
+
+/// A request's `client_id`, where it names one: checked as a push's are.
+fn checked_client(client_id: Option<&str>) -> Result<Option<&str>, SyncError> {
+    let Some(client_id) = client_id else {
+        return Ok(None);
+    };
+    check_client_id(client_id)
+        .map_err(|problem| SyncError::InvalidRequest(format!("client_id {problem}")))?;
+    Ok(Some(client_id))
 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
@@ -12,13 +13,14 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::Engine;
 use crate::auth::Action;
-use crate::backend::{Backend, ChangeLog};
+use crate::backend::{Backend, ChangeLog, Failure};
 use crate::broker::{Poke, PokeBroker};
 use crate::change::Change;
-use crate::error::{MutationError, Sentence, SyncError};
+use crate::error::{MutationError, Sentence, StoreError, SyncError};
 use crate::mutation::{Mutation, MutationResult};
 use crate::protocol::PushResponse;
 use crate::scope::validate_scope;
+use crate::tx::Committed;
 use crate::tx::Tx;
 
 impl Engine {
@@ -61,22 +63,7 @@ impl Engine {
             }
             // What finished before a store failure is committed all the same (docs/protocol.md,
             // "Permanent and transient failures").
-            let committed = tx.commit().await?;
-            let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
-            for change in committed.iter().flat_map(|(changes, _)| changes) {
-                let cursor = latest.entry(&change.scope).or_default();
-                *cursor = (*cursor).max(change.cursor);
-            }
-            let pokes: Vec<Poke> = latest
-                .into_iter()
-                .map(|(scope, cursor)| Poke {
-                    scope: scope.to_owned(),
-                    cursor,
-                })
-                .collect();
-            for poke in &pokes {
-                self.inner.pokes.poke(poke);
-            }
+            let (committed, poked) = self.commit_and_poke(tx).await?;
             if let Some(error) = failure {
                 return Err(error);
             }
@@ -90,13 +77,51 @@ impl Engine {
                 .map(|result| result.cursor)
                 .max()
                 .unwrap_or_default();
-            if !pokes.is_empty() {
+            if poked {
                 self.enforce_retention(cursor).await;
             }
-            Ok(PushResponse { results, cursor })
+            let log_id = self.inner.backend.log_id().to_owned();
+            Ok(PushResponse {
+                results,
+                cursor,
+                log_id,
+            })
         }
         .instrument(span)
         .await
+    }
+
+    /// Commits the push and pokes the scopes it changed, whatever happens to the request: once
+    /// the commit is under way, a client that hangs up (which drops the push's future) must not
+    /// stop it, nor the pokes that tell everyone of it. Where the commit does not finish at once,
+    /// it goes on in a task of its own. Returns each mutation's changes and cursor, and whether
+    /// anything was poked.
+    async fn commit_and_poke(&self, tx: Tx) -> Result<(Committed, bool), SyncError> {
+        let pokes = self.inner.pokes.clone();
+        let mut finish = Box::pin(async move {
+            let committed = tx.commit().await?;
+            let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
+            for change in committed.iter().flat_map(|(changes, _)| changes) {
+                let cursor = latest.entry(&change.scope).or_default();
+                *cursor = (*cursor).max(change.cursor);
+            }
+            for (scope, cursor) in &latest {
+                pokes.poke(&Poke {
+                    scope: (*scope).to_owned(),
+                    cursor: *cursor,
+                });
+            }
+            let poked = !latest.is_empty();
+            Ok::<_, StoreError>((committed, poked))
+        });
+        // Most commits finish at the first poll (memory, SQLite alone): no task for them.
+        if let Poll::Ready(done) = futures::poll!(&mut finish) {
+            return Ok(done?);
+        }
+        let done = tokio::spawn(finish).await.map_err(|error| {
+            StoreError::with_source("the task that commits a push stopped", error)
+        })?;
+        Ok(done?)
     }
 
     /// Runs one mutation of the push. `Err` only for store failures.
@@ -108,8 +133,10 @@ impl Engine {
             && seq <= last
         {
             debug!(client_id, seq, last, "duplicate mutation");
-            tx.finish_mutation(true, None);
-            return Ok(Outcome::Duplicate);
+            // A retry of a failure is answered as the failure was, while it is remembered.
+            let failure = tx.failure(client_id, seq).await?;
+            tx.finish_mutation(None, None);
+            return Ok(Outcome::Duplicate(failure));
         }
         let outcome = match args_object(mutation) {
             Ok(mutation) => self.inner.mutator.apply(tx, &mutation).await,
@@ -124,12 +151,12 @@ impl Engine {
         });
         match outcome {
             Ok(value) => {
-                tx.finish_mutation(true, client);
+                tx.finish_mutation(None, client);
                 Ok(Outcome::Applied(value.filter(|value| !value.is_null())))
             }
             Err(MutationError::Failed { code, message }) => {
                 debug!(mutation = %mutation.name, %code, %message, "mutation failed");
-                tx.finish_mutation(false, client);
+                tx.finish_mutation(Some((&code, &message)), client);
                 Ok(Outcome::Failed {
                     code: code.into_owned(),
                     message,
@@ -181,13 +208,16 @@ fn validate_push(mutations: &[Mutation], max: usize) -> Result<(), SyncError> {
                 "mutations[{index}].name is empty; name the mutation, e.g. \"todo/create\""
             )));
         }
-        if mutation
-            .client_id
-            .as_deref()
-            .is_some_and(|id| id.contains('\0'))
+        if let Some(client_id) = &mutation.client_id {
+            check_client_id(client_id).map_err(|problem| {
+                SyncError::InvalidRequest(format!("mutations[{index}].client_id {problem}"))
+            })?;
+        }
+        if let Some(seq) = mutation.client_seq
+            && seq > MAX_CLIENT_SEQ
         {
             return Err(SyncError::InvalidRequest(format!(
-                "mutations[{index}].client_id holds a NUL character"
+                "mutations[{index}].client_seq {seq} is above 2^63-1, the highest a client may use"
             )));
         }
         if let Some(scope) = &mutation.scope {
@@ -199,11 +229,41 @@ fn validate_push(mutations: &[Mutation], max: usize) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// The highest `client_seq` a client may send: what every backend can store.
+const MAX_CLIENT_SEQ: u64 = i64::MAX as u64;
+
+/// The longest `client_id`, in UTF-8 bytes.
+const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// A client id is 1 to 256 bytes without control characters; the problem, if not.
+pub(crate) fn check_client_id(client_id: &str) -> Result<(), String> {
+    if client_id.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if client_id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(format!(
+            "is {} bytes long; the limit is {MAX_CLIENT_ID_BYTES}",
+            client_id.len()
+        ));
+    }
+    if let Some(c) = client_id.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "holds the control character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
 /// How one mutation of a push ended, before the commit gives it a cursor.
 enum Outcome {
     Applied(Option<Value>),
-    Duplicate,
-    Failed { code: String, message: String },
+    /// Already processed; how it failed, where it did and is remembered.
+    Duplicate(Option<Failure>),
+    Failed {
+        code: String,
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -213,7 +273,11 @@ impl Outcome {
     ) -> MutationResult {
         match outcome {
             Outcome::Applied(value) => MutationResult::applied(cursor, changes, value),
-            Outcome::Duplicate => MutationResult::duplicate(cursor),
+            Outcome::Duplicate(None) => MutationResult::duplicate(cursor),
+            Outcome::Duplicate(Some(failure)) => MutationResult {
+                duplicate: true,
+                ..MutationResult::failed(cursor, failure.code, failure.error)
+            },
             Outcome::Failed { code, message } => MutationResult::failed(cursor, code, message),
         }
     }

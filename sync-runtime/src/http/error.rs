@@ -78,15 +78,19 @@ pub(super) async fn not_found() -> HttpError {
 }
 
 pub(super) async fn method_not_allowed() -> Response {
-    let mut response = HttpError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint takes POST with a JSON body",
-    )
-    .into_response();
+    wrong_method("POST", "this endpoint takes POST with a JSON body")
+}
+
+pub(super) async fn live_takes_get() -> Response {
+    wrong_method("GET", "the live channel takes GET with a WebSocket upgrade")
+}
+
+fn wrong_method(allowed: &'static str, message: &'static str) -> Response {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let mut response = HttpError::new(status, "method_not_allowed", message).into_response();
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
     response
 }
 

@@ -4,24 +4,28 @@
 //! Each connection is a reader that handles the client's frames and a writer that drains the
 //! connection's [`Outbox`], which the engine's [`LiveHub`] fills with pokes.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::Routes;
+use super::error::HttpError;
 use crate::auth::Action;
 use crate::backend::ChangeLog;
 use crate::broker::{LiveHub, Outbox};
 use crate::engine::Engine;
 use crate::error::Sentence;
-use crate::scope::validate_scope;
+use crate::scope::{DEFAULT_SCOPE, validate_scope};
 
 /// Message types of the live protocol, numbered as docs/protocol.md numbers them.
 mod kind {
@@ -40,10 +44,13 @@ pub struct LiveOptions {
     /// A connection from which no frame arrives for this long is closed (default 60 s).
     pub idle_timeout: Duration,
     /// Replies (to JOIN, LEAVE, HEARTBEAT, errors) a connection may have waiting (default 32).
-    /// Heartbeat answers that find the queue full are dropped; other replies wait for room.
+    /// Heartbeat answers that find the queue full are dropped; another reply that finds it full
+    /// closes the connection (1008): the server never waits on a client that does not read.
     pub reply_queue: usize,
     /// Most scopes one connection may join (default 1000).
     pub max_scopes: usize,
+    /// Most distinct scopes one JOIN may name (default 100).
+    pub max_join_scopes: usize,
     /// Largest frame accepted from a client, in bytes (default 64 KiB).
     pub max_frame_bytes: usize,
 }
@@ -54,6 +61,7 @@ impl Default for LiveOptions {
             idle_timeout: Duration::from_secs(60),
             reply_queue: 32,
             max_scopes: 1000,
+            max_join_scopes: 100,
             max_frame_bytes: 64 << 10,
         }
     }
@@ -115,8 +123,12 @@ fn error_frame(reference: u32, code: &str, error: impl Into<String>) -> String {
 pub(super) async fn upgrade(
     State(routes): State<Routes>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> axum::response::Response {
+    let Ok(upgrade) = upgrade else {
+        let message = "the live channel is a WebSocket: send GET with `Upgrade: websocket`";
+        return HttpError::new(StatusCode::BAD_REQUEST, "invalid_request", message).into_response();
+    };
     let engine = routes.engine.clone();
     let options = routes.options.live.clone();
     // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read buffer and
@@ -168,58 +180,67 @@ async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket:
             }
         }
     };
-    let writer = tokio::spawn(writer.instrument(span.clone()));
+    let mut writer = tokio::spawn(writer.instrument(span.clone()));
 
     let mut connection = Connection {
         engine,
         max_scopes: options.max_scopes,
+        max_join_scopes: options.max_join_scopes,
         headers,
         hub,
         id,
         outbox: Arc::clone(&outbox),
-        joined: Vec::new(),
+        joined: BTreeSet::new(),
+        closing: false,
     };
-    async {
+    let writer_ended = async {
         debug!("live connection opened");
         loop {
-            let frame = match tokio::time::timeout(options.idle_timeout, stream.next()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(options.idle_timeout, stream.next()) => next,
+                // The peer is gone (a send failed) or the close went out: nothing left to read.
+                _ = &mut writer => break true,
+            };
+            let frame = match next {
                 Err(_) => {
                     debug!("closing an idle live connection");
                     connection.outbox.close(CloseFrame {
                         code: axum::extract::ws::close_code::POLICY,
                         reason: Utf8Bytes::from_static("idle timeout"),
                     });
-                    break;
+                    break false;
                 }
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break false,
                 Ok(Some(Ok(frame))) => frame,
             };
             match frame {
                 // Boxed: an idle connection then holds no room for a JOIN's state.
                 Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
                 Message::Binary(_) => {
-                    connection
-                        .outbox
-                        .reply(error_frame(0, "invalid_frame", "send JSON text frames"))
-                        .await;
+                    connection.send(error_frame(0, "invalid_frame", "send JSON text frames"));
                 }
                 // Pings and pongs keep the connection alive; axum answers pings itself.
                 _ => {}
             }
+            if connection.closing {
+                break false;
+            }
         }
-        connection.leave_all();
     }
     .instrument(span)
     .await;
+    connection.leave_all();
+    if writer_ended {
+        return;
+    }
     outbox.close_unless_closing();
     // The writer ends after the close frame, or when a send fails; a peer that does not read
     // gets a second to take the close frame.
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(1), writer)
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
         .await
         .is_err()
     {
-        abort.abort();
+        writer.abort();
     }
 }
 
@@ -227,11 +248,14 @@ async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket:
 struct Connection {
     engine: Engine,
     max_scopes: usize,
+    max_join_scopes: usize,
     headers: HeaderMap,
     hub: LiveHub,
     id: u64,
     outbox: Arc<Outbox>,
-    joined: Vec<String>,
+    joined: BTreeSet<String>,
+    /// A close is queued: read no further.
+    closing: bool,
 }
 
 impl Connection {
@@ -247,9 +271,7 @@ impl Connection {
                     .unwrap_or(0);
                 let message =
                     format!("a frame is a JSON object {{\"type\", \"ref\", \"payload\"}}: {error}");
-                self.outbox
-                    .reply(error_frame(reference, "invalid_frame", message))
-                    .await;
+                self.send(error_frame(reference, "invalid_frame", message));
                 return;
             }
         };
@@ -264,9 +286,10 @@ impl Connection {
                     for scope in &leave.scopes {
                         self.hub.leave(scope, self.id);
                     }
-                    self.joined.retain(|scope| !leave.scopes.contains(scope));
-                    let reply = envelope_reply(reference, json!({ "status": "ok" }));
-                    self.outbox.reply(reply).await;
+                    for scope in &leave.scopes {
+                        self.joined.remove(scope);
+                    }
+                    self.send(envelope_reply(reference, json!({ "status": "ok" })));
                 }
                 Err(error) => self.invalid_payload(reference, "LEAVE", &error).await,
             },
@@ -280,27 +303,40 @@ impl Connection {
                 let message = format!(
                     "unknown message type {other}; a client sends JOIN (1), LEAVE (2) or HEARTBEAT (4)"
                 );
-                self.outbox
-                    .reply(error_frame(reference, "unknown_type", message))
-                    .await;
+                self.send(error_frame(reference, "unknown_type", message));
             }
         }
     }
 
-    async fn invalid_payload(&self, reference: u32, what: &str, error: &serde_json::Error) {
+    async fn invalid_payload(&mut self, reference: u32, what: &str, error: &serde_json::Error) {
         let message = format!("invalid {what} payload: {error}");
-        self.outbox
-            .reply(error_frame(reference, "invalid_payload", message))
-            .await;
+        self.send(error_frame(reference, "invalid_payload", message));
     }
 
     async fn join(&mut self, reference: u32, join: JoinPayload) {
+        // Repeats first: what a JOIN costs is bounded by its distinct scopes.
+        let scopes: BTreeSet<String> = join
+            .scopes
+            .into_iter()
+            .map(|scope| match scope.as_str() {
+                "" => DEFAULT_SCOPE.to_owned(),
+                _ => scope,
+            })
+            .collect();
+        if scopes.len() > self.max_join_scopes {
+            let message = format!(
+                "a JOIN names at most {} distinct scopes; this one names {}: join them in several",
+                self.max_join_scopes,
+                scopes.len()
+            );
+            self.send(error_frame(reference, "too_many_scopes", message));
+            return;
+        }
         let mut cursors = serde_json::Map::new();
-        for scope in join.scopes {
+        let (mut invalid, mut refused) = (Vec::new(), Vec::new());
+        for scope in scopes {
             if let Err(error) = validate_scope(&scope) {
-                self.outbox
-                    .reply(error_frame(reference, "invalid_payload", error.to_string()))
-                    .await;
+                invalid.push(format!("{}: {error}", shown(&scope)));
                 continue;
             }
             let token = join.token.as_deref();
@@ -309,26 +345,21 @@ impl Connection {
                 .authorize(&self.headers, token, [scope.as_str()], Action::Live)
                 .await;
             if let Err(refusal) = allowed {
-                let message = format!("not allowed to join `{scope}`: {refusal}");
-                self.outbox
-                    .reply(error_frame(reference, "forbidden", message))
-                    .await;
+                refused.push(format!("{}: {refusal}", shown(&scope)));
                 continue;
             }
             if !self.joined.contains(&scope) {
                 if self.joined.len() >= self.max_scopes {
-                    let message = format!(
-                        "a connection may join at most {} scopes; LEAVE some first",
-                        self.max_scopes
-                    );
-                    self.outbox
-                        .reply(error_frame(reference, "invalid_payload", message))
-                        .await;
+                    let limit = self.max_scopes;
+                    invalid.push(format!(
+                        "{}: a connection joins at most {limit} scopes; LEAVE some first",
+                        shown(&scope)
+                    ));
                     continue;
                 }
                 // Watch first, then read the cursor: a commit in between is in one or the other.
                 self.hub.join(&scope, self.id, &self.outbox);
-                self.joined.push(scope.clone());
+                self.joined.insert(scope.clone());
             }
             let cursor = match self.engine.backend().scope_cursor(&scope).await {
                 Ok(cursor) => cursor,
@@ -339,17 +370,126 @@ impl Connection {
             };
             cursors.insert(scope, json!(cursor));
         }
-        let reply = envelope_reply(reference, json!({ "status": "ok", "cursors": cursors }));
-        self.outbox.reply(reply).await;
+        // One ERROR for everything this JOIN could not join, whatever their number.
+        if !refused.is_empty() || !invalid.is_empty() {
+            let code = if refused.is_empty() {
+                "invalid_payload"
+            } else {
+                "forbidden"
+            };
+            let message = format!("not joined: {}", [refused, invalid].concat().join("; "));
+            self.send(error_frame(reference, code, message));
+        }
+        let log_id = self.engine.backend().log_id();
+        let payload = json!({ "status": "ok", "cursors": cursors, "log_id": log_id });
+        self.send(envelope_reply(reference, payload));
+    }
+
+    /// Queues a REPLY or ERROR. The server never waits for a client that does not read: where
+    /// the queue is full, the connection is closed (1008) instead.
+    fn send(&mut self, frame: String) {
+        if !self.outbox.try_reply(frame) {
+            debug!("closing a live connection that does not read its answers");
+            self.outbox.close(CloseFrame {
+                code: axum::extract::ws::close_code::POLICY,
+                reason: Utf8Bytes::from_static("too many unread answers"),
+            });
+            self.closing = true;
+        }
     }
 
     fn leave_all(&mut self) {
-        for scope in self.joined.drain(..) {
+        for scope in std::mem::take(&mut self.joined) {
             self.hub.leave(&scope, self.id);
         }
     }
 }
 
+/// A scope as an error message shows it: quoted, and cut short where it is long.
+fn shown(scope: &str) -> String {
+    let cut: String = scope.chars().take(64).collect();
+    format!("{cut:?}")
+}
+
 fn envelope_reply(reference: u32, payload: Value) -> String {
     envelope(kind::REPLY, reference, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MutatorFunc;
+
+    fn connection(reply_queue: usize) -> Connection {
+        let engine = Engine::builder(MutatorFunc::new(|_, _| Box::pin(async { Ok(None) }))).build();
+        let hub = engine.live_hub().clone();
+        Connection {
+            engine,
+            max_scopes: 1000,
+            max_join_scopes: 100,
+            headers: HeaderMap::new(),
+            id: hub.next_id(),
+            hub,
+            outbox: Arc::new(Outbox::new(reply_queue)),
+            joined: BTreeSet::new(),
+            closing: false,
+        }
+    }
+
+    /// The reader never waits for room: an answer that finds the queue full closes the
+    /// connection (1008) instead, whatever the client does not read.
+    #[test]
+    fn an_answer_that_finds_the_queue_full_closes_with_1008() {
+        let mut connection = connection(2);
+        connection.send("1".into());
+        connection.send("2".into());
+        assert!(!connection.closing);
+        connection.send("3".into());
+        assert!(connection.closing, "the reader reads no further");
+        match connection.outbox.take() {
+            Err(close) => assert_eq!(close.code, axum::extract::ws::close_code::POLICY),
+            Ok(frames) => panic!("expected the close, got {frames:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_join_is_bounded_by_its_distinct_scopes_and_answers_one_error() {
+        let mut connection = connection(32);
+        let repeats = JoinPayload {
+            scopes: vec!["s1".to_owned(); 8000]
+                .into_iter()
+                .chain([String::new()])
+                .collect(),
+            token: None,
+        };
+        connection.join(1, repeats).await;
+        let (_, replies) = connection.outbox.take().unwrap_or_default();
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert!(replies[0].contains(r#""_default":0"#) && replies[0].contains(r#""s1":0"#));
+
+        let too_many = JoinPayload {
+            scopes: (0..101).map(|i| format!("s{i}")).collect(),
+            token: None,
+        };
+        connection.join(2, too_many).await;
+        let (_, replies) = connection.outbox.take().unwrap_or_default();
+        assert_eq!(replies.len(), 1);
+        assert!(replies[0].contains("too_many_scopes"), "{replies:?}");
+
+        let invalid = JoinPayload {
+            scopes: (0..50)
+                .map(|i| format!("bad\n{i}"))
+                .chain(["ok".into()])
+                .collect(),
+            token: None,
+        };
+        connection.join(3, invalid).await;
+        let (_, replies) = connection.outbox.take().unwrap_or_default();
+        assert_eq!(
+            replies.len(),
+            2,
+            "one ERROR for all 50, then the REPLY: {replies:?}"
+        );
+        assert!(replies[0].contains("invalid_payload") && replies[1].contains(r#""ok":0"#));
+    }
 }

@@ -21,7 +21,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
 use tracing::Instrument;
 
-use self::error::{HttpError, method_not_allowed, not_found, panic_response};
+use self::error::{HttpError, live_takes_get, method_not_allowed, not_found, panic_response};
 use self::json::{json, read_json};
 use crate::engine::Engine;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
@@ -120,7 +120,7 @@ impl Engine {
             )
             .route(
                 &format!("{prefix}/live"),
-                get(live::upgrade).fallback(method_not_allowed),
+                get(live::upgrade).fallback(live_takes_get),
             );
         let routes = if prefix.is_empty() {
             routes.fallback(not_found)
@@ -214,7 +214,7 @@ async fn snapshot(State(routes): State<Routes>, request: Request) -> Response {
         .await?;
         let answer = routes
             .engine
-            .snapshot_from(Some(&parts.headers), request.scope.as_deref())
+            .snapshot_from(Some(&parts.headers), &request)
             .await?;
         Ok(json(&answer, 4096))
     })

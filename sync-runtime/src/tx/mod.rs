@@ -9,12 +9,15 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use serde_json::Value;
 
-use crate::backend::{AnyTransaction, Commit, NewChange, Transaction};
+use crate::backend::{AnyTransaction, Commit, Failure, NewChange, Transaction};
 use crate::change::{Change, ChangeOp};
 use crate::entity::Entity;
 use crate::error::StoreError;
 
 use write_set::WriteSet;
+
+/// Per finished mutation of a push: its changes as logged, and its cursor.
+pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
 
 /// A mutation's transaction, in the mutation's scope.
 ///
@@ -37,6 +40,8 @@ pub struct Tx {
     finished: Vec<usize>,
     /// Each client's highest sequence number among the finished mutations.
     client_seqs: HashMap<String, u64>,
+    /// The finished mutations that failed for good and came with a client's sequence number.
+    failures: Vec<Failure>,
 }
 
 impl Tx {
@@ -50,6 +55,7 @@ impl Tx {
             open_from: 0,
             finished: Vec::new(),
             client_seqs: HashMap::new(),
+            failures: Vec::new(),
         }
     }
 
@@ -192,13 +198,41 @@ impl Tx {
         self.inner.client_seq(client_id).await
     }
 
-    /// Ends the open mutation: its writes and changes stay if `keep`, else they are undone;
-    /// `client`'s sequence number is recorded either way.
-    pub(crate) fn finish_mutation(&mut self, keep: bool, client: Option<(&str, u64)>) {
-        if keep {
-            self.writes.keep_mutation();
-        } else {
-            self.undo_open();
+    /// How the mutation `seq` of `client_id` failed for good, if it did and is remembered:
+    /// what its retry is answered.
+    pub(crate) async fn failure(
+        &mut self,
+        client_id: &str,
+        seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        let mut staged = self.failures.iter().rev();
+        if let Some(failure) = staged.find(|f| f.client_id == client_id && f.client_seq == seq) {
+            return Ok(Some(failure.clone()));
+        }
+        self.inner.failure(client_id, seq).await
+    }
+
+    /// Ends the open mutation: its writes and changes stay if it succeeded, else they are undone
+    /// and the failure is remembered for the retries of `client`'s sequence number, which is
+    /// recorded either way.
+    pub(crate) fn finish_mutation(
+        &mut self,
+        failed: Option<(&str, &str)>,
+        client: Option<(&str, u64)>,
+    ) {
+        match failed {
+            None => self.writes.keep_mutation(),
+            Some((code, error)) => {
+                self.undo_open();
+                if let Some((client_id, seq)) = client {
+                    self.failures.push(Failure {
+                        client_id: client_id.to_owned(),
+                        client_seq: seq,
+                        code: code.to_owned(),
+                        error: error.to_owned(),
+                    });
+                }
+            }
         }
         self.finished.push(self.changes.len());
         self.open_from = self.changes.len();
@@ -217,12 +251,13 @@ impl Tx {
     /// Commits every finished mutation; a mutation still open leaves nothing. Returns, per
     /// finished mutation, its changes as logged and its cursor: its last change's, or where it
     /// made none, the log's cursor before it.
-    pub(crate) async fn commit(mut self) -> Result<Vec<(Vec<Arc<Change>>, u64)>, StoreError> {
+    pub(crate) async fn commit(mut self) -> Result<Committed, StoreError> {
         self.undo_open();
         let commit = Commit {
             writes: self.writes.into_writes(),
             changes: self.changes,
             client_seqs: self.client_seqs.into_iter().collect(),
+            failures: self.failures,
         };
         let committed = self.inner.commit(commit).await?;
         let mut logged = committed.changes.into_iter();
@@ -241,26 +276,39 @@ impl Tx {
     }
 }
 
-/// Refuses an entity type or id with a NUL character, which PostgreSQL's text cannot hold: the
-/// same mutation fails alike on every backend, for good, with `invalid_args`.
+/// The longest entity type, in UTF-8 bytes.
+const MAX_ENTITY_BYTES: usize = 256;
+
+/// The longest entity id, in UTF-8 bytes.
+const MAX_ID_BYTES: usize = 1024;
+
+/// Refuses an entity type or id that some backend cannot hold (empty, too long for an index
+/// entry, or with a NUL character, which PostgreSQL's text cannot hold): the same mutation fails
+/// alike on every backend, for good, with `invalid_args`.
 fn check_key(entity: &str, id: &str) -> Result<(), StoreError> {
     check_entity(entity)?;
-    if id.contains('\0') {
-        return Err(StoreError::invalid_input(format!(
-            "{entity} id {id:?} holds a NUL character"
-        )));
-    }
-    Ok(())
+    check_name(&format!("{entity} id"), id, MAX_ID_BYTES)
 }
 
-/// Refuses an entity type with a NUL character, as [`check_key`] does.
+/// Refuses an entity type, as [`check_key`] does.
 fn check_entity(entity: &str) -> Result<(), StoreError> {
-    if entity.contains('\0') {
-        return Err(StoreError::invalid_input(format!(
-            "the entity type {entity:?} holds a NUL character"
-        )));
-    }
-    Ok(())
+    check_name("the entity type", entity, MAX_ENTITY_BYTES)
+}
+
+fn check_name(what: &str, name: &str, max: usize) -> Result<(), StoreError> {
+    let problem = if name.is_empty() {
+        "is empty".to_owned()
+    } else if name.len() > max {
+        format!("is {} bytes long; the limit is {max}", name.len())
+    } else if name.contains('\0') {
+        "holds a NUL character".to_owned()
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(40).collect();
+    Err(StoreError::invalid_input(format!(
+        "{what} {shown:?} {problem}"
+    )))
 }
 
 fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {

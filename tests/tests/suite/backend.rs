@@ -35,11 +35,7 @@ fn cursors(page: &sync_runtime::PullResponse) -> Vec<u64> {
 }
 
 fn pull(scope: &str, cursor: u64, limit: usize) -> PullRequest {
-    PullRequest {
-        scope: Some(scope.into()),
-        cursor,
-        limit: i64::try_from(limit).unwrap_or(i64::MAX),
-    }
+    PullRequest::new(scope, cursor).with_limit(i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
 /// An engine that runs [`Script`]s on this backend.
@@ -67,7 +63,8 @@ async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend)
         observer.seen(),
         [json!("create"), json!("update"), json!(2), json!([2])]
     );
-    let (data, head) = b.backend().snapshot("s").await.unwrap();
+    let read = b.backend().snapshot("s", None).await.unwrap();
+    let (data, head) = (read.data, read.head);
     assert!(data.is_empty() && head == 0, "{data:?} at {head}");
     // The backend is usable after an abandoned transaction.
     let read = engine
@@ -115,7 +112,8 @@ async fn a_rolled_back_mutation_keeps_the_earlier_ones(b: TestBackend) {
         matches!(failed, Err(SyncError::Unavailable(_))),
         "{failed:?}"
     );
-    let (data, head) = b.backend().snapshot("s").await.unwrap();
+    let read = b.backend().snapshot("s", None).await.unwrap();
+    let (data, head) = (read.data, read.head);
     assert_eq!(
         (serde_json::to_value(data).unwrap(), head),
         (json!({"todo": {"1": "first"}}), 1)
@@ -179,7 +177,7 @@ async fn since_reads_only_the_scope_after_the_cursor(b: TestBackend) {
     ));
     assert_eq!(engine.head().await.unwrap(), 10);
     // The backend's own read: the head, no horizon, at least the changes asked for.
-    let read = b.backend().read("a", 3, 2).await.unwrap();
+    let read = b.backend().read("a", 3, 2, None).await.unwrap();
     assert_eq!((read.head, read.horizon), (10, 0));
     assert_eq!(
         read.changes
@@ -406,13 +404,7 @@ async fn a_reopened_backend_keeps_everything(b: TestBackend) {
     assert_eq!(engine.snapshot(None).await.unwrap(), before);
     assert_eq!(pull_all(&engine, "_default", 3).await, history);
     assert!(matches!(
-        engine
-            .pull(PullRequest {
-                scope: None,
-                cursor: 0,
-                limit: 10
-            })
-            .await,
+        engine.pull(PullRequest::default().with_limit(10)).await,
         Err(SyncError::CursorTooOld { horizon: 1, .. })
     ));
     let retry = engine

@@ -77,11 +77,7 @@ async fn pull_until(engine: Engine, scope: String, expected: usize) -> Vec<u64> 
     let mut cursor = 0;
     while seen.len() < expected {
         let page = engine
-            .pull(PullRequest {
-                scope: Some(scope.clone()),
-                cursor,
-                limit: 7,
-            })
+            .pull(PullRequest::new(scope.as_str(), cursor).with_limit(7))
             .await
             .unwrap();
         for change in &page.changes {

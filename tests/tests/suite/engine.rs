@@ -1,5 +1,7 @@
 //! The engine's tests: push, pull, snapshot, scopes, and the protocol's push rules.
 
+use std::time::Duration;
+
 use serde_json::json;
 use sync_runtime::{ChangeOp, Engine, Mutation, Poke, PullRequest, SyncError};
 use sync_tests::*;
@@ -22,15 +24,12 @@ sync_tests::on_every_backend!(
     a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate,
     a_failing_mutation_leaves_nothing_behind,
     a_store_failure_stops_the_push_and_the_retry_completes_it,
+    a_push_cancelled_while_it_commits_still_commits_and_pokes,
     a_push_is_validated_whole_before_it_runs,
 );
 
 fn pull_req(scope: &str, cursor: u64, limit: i64) -> PullRequest {
-    PullRequest {
-        scope: Some(scope.into()),
-        cursor,
-        limit,
-    }
+    PullRequest::new(scope, cursor).with_limit(limit)
 }
 
 async fn push_single_mutation(b: TestBackend) {
@@ -395,7 +394,10 @@ async fn a_permanent_failure_is_recorded_so_its_retry_is_a_duplicate(b: TestBack
     let first = engine.push(vec![failing.clone()]).await.unwrap();
     assert_eq!(first.results[0].code.as_deref(), Some("rejected"));
     let retry = engine.push(vec![failing]).await.unwrap();
-    assert!(retry.results[0].ok && retry.results[0].duplicate);
+    // Protocol 1.1: the duplicate is answered as the mutation failed, not as a success.
+    let answer = &retry.results[0];
+    assert!(!answer.ok && answer.duplicate, "{answer:?}");
+    assert_eq!(answer.code.as_deref(), Some("rejected"));
 }
 
 async fn a_failing_mutation_leaves_nothing_behind(b: TestBackend) {
@@ -489,5 +491,47 @@ async fn a_push_is_validated_whole_before_it_runs(b: TestBackend) {
         engine.head().await.unwrap(),
         0,
         "nothing of a refused push was applied"
+    );
+}
+
+/// A client that hangs up while its push commits (hyper then drops the handler) must not stop the
+/// commit, nor its pokes: the push goes on without it.
+async fn a_push_cancelled_while_it_commits_still_commits_and_pokes(b: TestBackend) {
+    let backend = FailingBackend::holding_commits(b.backend());
+    let pokes = PokeLog::default();
+    let engine = Engine::builder(RulesMutator)
+        .backend(backend.clone())
+        .broker(pokes.broker())
+        .build();
+    let push = engine.push(vec![put("kept").with_client("c", 1)]);
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), push).await;
+    assert!(
+        cancelled.is_err(),
+        "the push was waiting for its commit when dropped"
+    );
+    backend.let_commit(1);
+    // The commit and the poke complete on their own; wait for them by behaviour, not by time.
+    for _ in 0..500 {
+        if !pokes.snapshot().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        pokes.take(),
+        [Poke {
+            scope: "_default".into(),
+            cursor: 1
+        }]
+    );
+    assert_eq!(engine.head().await.unwrap(), 1);
+    backend.let_commit(1);
+    let retry = engine
+        .push(vec![put("kept").with_client("c", 1)])
+        .await
+        .unwrap();
+    assert!(
+        retry.results[0].duplicate,
+        "committed: its retry is a duplicate"
     );
 }

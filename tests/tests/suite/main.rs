@@ -9,4 +9,5 @@ mod engine;
 mod http;
 mod live;
 mod nodes;
+mod protocol11;
 mod trim;

@@ -98,11 +98,7 @@ async fn pull_until(engine: Engine, expected: usize, done: Arc<AtomicBool>) -> V
     while seen.len() < expected {
         let finished = done.load(Ordering::SeqCst);
         let page = engine
-            .pull(PullRequest {
-                scope: Some("shared".into()),
-                cursor,
-                limit: 50,
-            })
+            .pull(PullRequest::new("shared", cursor).with_limit(50))
             .await
             .unwrap();
         for change in &page.changes {
@@ -189,4 +185,55 @@ fn postgres_tests_run_in_ci() {
             backends::POSTGRES_URL_VAR
         );
     }
+}
+
+/// A node that stalls mid-push while it holds the log's lock (as one that died would, until the
+/// kernel notices) holds up the other nodes only until the server ends its idle transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stalled_holding_the_lock_does_not_block_the_others() {
+    run(Kind::Postgres, |b| async move {
+        let app = format!("stalled-node-{}", std::process::id());
+        let url = format!("{}&application_name={app}", b.store_arg().unwrap());
+        let mut options = sync_runtime::PostgresOptions::default();
+        options.idle_in_transaction_timeout = Duration::from_millis(300);
+        let stalling = sync_runtime::PostgresBackend::connect_with(&url, options)
+            .await
+            .unwrap();
+        let a = Engine::builder(RulesMutator).backend(stalling).build();
+        let other = Engine::builder(RulesMutator)
+            .backend(b.open().await.unwrap())
+            .build();
+        let stalled = tokio::spawn(async move {
+            let stall = Mutation::new("put_then_stall", json!({"id": "stalled"}));
+            a.push(vec![stall]).await
+        });
+        // Until node A sits in its transaction, holding the lock.
+        let (watcher, connection) =
+            tokio_postgres::connect(&b.store_arg().unwrap(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let idle = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE application_name = $1 AND state = 'idle in transaction'";
+        let mut waited = 0;
+        while watcher
+            .query_one(idle, &[&app])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            waited += 1;
+            assert!(waited < 1000, "node A never started its push");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Far less than A's one-minute stall: B's push gets through once the server ends A's.
+        let pushed = tokio::time::timeout(Duration::from_secs(20), other.push(vec![put("b")]))
+            .await
+            .expect("another node's push is not held up by a stalled one")
+            .unwrap();
+        assert!(pushed.results[0].ok);
+        stalled.abort();
+    })
+    .await;
 }

@@ -12,11 +12,7 @@ sync_tests::on_every_backend!(
 );
 
 fn from(scope: &str, cursor: u64) -> PullRequest {
-    PullRequest {
-        scope: Some(scope.into()),
-        cursor,
-        limit: 100,
-    }
+    PullRequest::new(scope, cursor).with_limit(100)
 }
 
 async fn trim_answers_cursor_too_old_only_where_a_needed_change_is_gone(b: TestBackend) {

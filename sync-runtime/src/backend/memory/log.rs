@@ -173,6 +173,7 @@ impl MemoryChangeLog {
             head: state.head,
             horizon: log.horizon,
             changes: log.page(log.after(after), limit),
+            client_seq: None,
         }
     }
 

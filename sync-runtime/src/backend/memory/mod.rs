@@ -11,9 +11,10 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Backend, ChangeLog, Commit, Committed, LogRead, Store, Transaction};
+use super::{
+    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotRead, Store, Transaction,
+};
 use crate::error::StoreError;
-use crate::protocol::ScopeData;
 
 pub use log::MemoryChangeLog;
 pub use store::MemoryStore;
@@ -42,11 +43,15 @@ pub struct MemoryBackend {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    /// A new one at every start: a memory log lives as long as its process.
+    log_id: String,
     store: MemoryStore,
     log: MemoryChangeLog,
     client_seqs: Mutex<HashMap<String, u64>>,
+    /// Mutations that failed for good, with the head they were committed after.
+    failures: Mutex<HashMap<(String, u64), (Failure, u64)>>,
     /// Held by a transaction from `begin` until commit or rollback: pushes run one at a time,
     /// in the order they asked (tokio's mutex is fair; `futures`' lets a running pusher take it
     /// again first, which served 10 % fewer pushes over HTTP: BENCHMARKS.md).
@@ -54,6 +59,26 @@ struct Shared {
     /// Taken for writing while a commit applies, for reading while a snapshot copies: a snapshot
     /// never sees half a commit.
     commit_gate: RwLock<()>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            log_id: super::new_log_id(),
+            store: MemoryStore::default(),
+            log: MemoryChangeLog::default(),
+            client_seqs: Mutex::default(),
+            failures: Mutex::default(),
+            writer: Arc::default(),
+            commit_gate: RwLock::default(),
+        }
+    }
+}
+
+impl Shared {
+    fn client_seq(&self, client_id: Option<&str>) -> Option<u64> {
+        self.client_seqs.lock().get(client_id?).copied()
+    }
 }
 
 impl MemoryBackend {
@@ -84,8 +109,23 @@ impl Store for MemoryBackend {
 }
 
 impl ChangeLog for MemoryBackend {
-    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
-        Ok(self.shared.log.read(scope, after, limit))
+    fn log_id(&self) -> &str {
+        &self.shared.log_id
+    }
+
+    async fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+        client_id: Option<&str>,
+    ) -> Result<LogRead, StoreError> {
+        // The page and the client's sequence number from one state: no commit in between.
+        let _gate = self.shared.commit_gate.read();
+        Ok(LogRead {
+            client_seq: self.shared.client_seq(client_id),
+            ..self.shared.log.read(scope, after, limit)
+        })
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -98,6 +138,8 @@ impl ChangeLog for MemoryBackend {
 
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         self.shared.log.trim(before);
+        let mut failures = self.shared.failures.lock();
+        failures.retain(|_, (_, at)| *at >= before);
         Ok(())
     }
 }
@@ -113,9 +155,17 @@ impl Backend for MemoryBackend {
         })
     }
 
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
+    async fn snapshot(
+        &self,
+        scope: &str,
+        client_id: Option<&str>,
+    ) -> Result<SnapshotRead, StoreError> {
         let _gate = self.shared.commit_gate.read();
-        Ok((self.shared.store.scope(scope), self.shared.log.head()))
+        Ok(SnapshotRead {
+            data: self.shared.store.scope(scope),
+            head: self.shared.log.head(),
+            client_seq: self.shared.client_seq(client_id),
+        })
     }
 }
 
@@ -149,17 +199,27 @@ impl Transaction for MemoryTransaction {
     }
 
     async fn client_seq(&mut self, client_id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.shared.client_seqs.lock().get(client_id).copied())
+        Ok(self.shared.client_seq(Some(client_id)))
+    }
+
+    async fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        let failures = self.shared.failures.lock();
+        let key = (client_id.to_owned(), client_seq);
+        Ok(failures.get(&key).map(|(failure, _)| failure.clone()))
     }
 
     async fn commit(self, commit: Commit) -> Result<Committed, StoreError> {
-        let (writes, changes, client_seqs) = commit.into_parts();
+        let parts = commit.into_parts();
         let shared = &self.shared;
         let _gate = shared.commit_gate.write();
         // Logging copies each change's data once (its entity's write still shares it); the
         // store then takes the write's own without another copy.
-        let committed = shared.log.append(changes);
-        for write in writes {
+        let committed = shared.log.append(parts.changes);
+        for write in parts.writes {
             match write.data {
                 Some(data) => {
                     let data = Arc::unwrap_or_clone(data);
@@ -173,9 +233,14 @@ impl Transaction for MemoryTransaction {
             }
         }
         let mut seqs = shared.client_seqs.lock();
-        for (client_id, seq) in client_seqs {
+        for (client_id, seq) in parts.client_seqs {
             let last = seqs.entry(client_id).or_default();
             *last = (*last).max(seq);
+        }
+        let mut failures = shared.failures.lock();
+        for failure in parts.failures {
+            let key = (failure.client_id.clone(), failure.client_seq);
+            failures.insert(key, (failure, committed.before));
         }
         Ok(committed)
     }

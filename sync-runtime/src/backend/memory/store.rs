@@ -82,6 +82,9 @@ impl MemoryStore {
         ids.remove(id);
         if ids.is_empty() {
             entities.remove(entity);
+            if entities.is_empty() {
+                scopes.remove(scope);
+            }
         }
     }
 }

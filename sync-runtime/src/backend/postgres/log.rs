@@ -5,15 +5,16 @@ use std::sync::Arc;
 use deadpool_postgres::ClientWrapper as Client;
 
 use super::super::sql::{Context, parse_json, parse_op, timestamp, to_u64};
-use crate::backend::LogRead;
+use crate::backend::{LogRead, SnapshotRead};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::protocol::ScopeData;
 
-/// A page of a scope's changes, its head and its horizon read by one statement, so from one
-/// snapshot.
+/// A page of a scope's changes, its head, its horizon and a client's sequence number read by one
+/// statement, so from one snapshot.
 const READ: &str = "
 SELECT h.cursor, (SELECT horizon FROM sync_horizons WHERE scope = $1),
+       (SELECT seq FROM sync_clients WHERE client_id = $4),
        c.cursor, c.entity, c.id, c.op, c.data, c.ts
 FROM sync_head h
 LEFT JOIN LATERAL (
@@ -32,6 +33,7 @@ pub(super) async fn read(
     scope: &str,
     after: u64,
     limit: usize,
+    client_id: Option<&str>,
 ) -> Result<LogRead, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     // A cursor beyond i64 is beyond the head too, which the engine answers.
@@ -41,7 +43,7 @@ pub(super) async fn read(
         .await
         .context(|| "cannot prepare the pull query".to_owned())?;
     let rows = client
-        .query(&stmt, &[&scope, &after, &limit])
+        .query(&stmt, &[&scope, &after, &limit, &client_id])
         .await
         .context(|| format!("cannot read the changes of scope `{scope}`"))?;
     let Some(first) = rows.first() else {
@@ -53,30 +55,35 @@ pub(super) async fn read(
         .map(|h| to_u64(h, "horizon"))
         .transpose()?
         .unwrap_or(0);
+    let client_seq: Option<i64> = first.try_get(2).map_err(row_error)?;
+    let client_seq = client_seq
+        .map(|seq| to_u64(seq, "client_seq"))
+        .transpose()?;
     let mut changes = Vec::with_capacity(rows.len());
     for row in &rows {
-        let Some(cursor) = row.try_get::<_, Option<i64>>(2).map_err(row_error)? else {
+        let Some(cursor) = row.try_get::<_, Option<i64>>(3).map_err(row_error)? else {
             continue; // the scope has no change after the cursor
         };
         let cursor = to_u64(cursor, "cursor")?;
-        let op: String = row.try_get(5).map_err(row_error)?;
-        let data: Option<String> = row.try_get(6).map_err(row_error)?;
+        let op: String = row.try_get(6).map_err(row_error)?;
+        let data: Option<String> = row.try_get(7).map_err(row_error)?;
         changes.push(Arc::new(Change {
             cursor,
             scope: scope.to_owned(),
-            entity: row.try_get(3).map_err(row_error)?,
-            id: row.try_get(4).map_err(row_error)?,
+            entity: row.try_get(4).map_err(row_error)?,
+            id: row.try_get(5).map_err(row_error)?,
             op: parse_op(&op)?,
             data: data
                 .map(|text| parse_json(&text, format_args!("data of change {cursor}")))
                 .transpose()?,
-            timestamp: timestamp(row.try_get(7).map_err(row_error)?)?,
+            timestamp: timestamp(row.try_get(8).map_err(row_error)?)?,
         }));
     }
     Ok(LogRead {
         head,
         horizon,
         changes: changes.into(),
+        client_seq,
     })
 }
 
@@ -117,34 +124,51 @@ pub(super) async fn trim(client: &Client, before: u64) -> Result<(), StoreError>
         )
         .await
         .context(|| format!("cannot trim the change log before cursor {before}"))?;
+    client
+        .execute("DELETE FROM sync_failures WHERE cursor < $1", &[&before])
+        .await
+        .context(|| format!("cannot forget the failures before cursor {before}"))?;
     Ok(())
 }
 
 /// One statement, one snapshot: the data is exactly the state at the head it returns.
-pub(super) async fn snapshot(client: &Client, scope: &str) -> Result<(ScopeData, u64), StoreError> {
+pub(super) async fn snapshot(
+    client: &Client,
+    scope: &str,
+    client_id: Option<&str>,
+) -> Result<SnapshotRead, StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT h.cursor, e.entity, e.id, e.data FROM sync_head h
+            "SELECT h.cursor, (SELECT seq FROM sync_clients WHERE client_id = $2),
+                    e.entity, e.id, e.data FROM sync_head h
              LEFT JOIN sync_entities e ON e.scope = $1 WHERE h.id = 1",
         )
         .await
         .context(|| "cannot prepare the snapshot query".to_owned())?;
     let rows = client
-        .query(&stmt, &[&scope])
+        .query(&stmt, &[&scope, &client_id])
         .await
         .context(|| format!("cannot read the data of scope `{scope}`"))?;
     let mut head = None;
+    let mut client_seq = None;
     let mut data = ScopeData::new();
     for row in &rows {
         head = Some(row.try_get::<_, i64>(0).map_err(row_error)?);
-        let Some(entity) = row.try_get::<_, Option<String>>(1).map_err(row_error)? else {
+        client_seq = row.try_get::<_, Option<i64>>(1).map_err(row_error)?;
+        let Some(entity) = row.try_get::<_, Option<String>>(2).map_err(row_error)? else {
             continue;
         };
-        let id: String = row.try_get(2).map_err(row_error)?;
-        let text: String = row.try_get(3).map_err(row_error)?;
+        let id: String = row.try_get(3).map_err(row_error)?;
+        let text: String = row.try_get(4).map_err(row_error)?;
         let value = parse_json(&text, format_args!("{entity} `{id}`"))?;
         data.entry(entity).or_default().insert(id, value);
     }
     let head = head.ok_or_else(|| StoreError::new("PostgreSQL: the sync_head row is missing"))?;
-    Ok((data, to_u64(head, "head cursor")?))
+    Ok(SnapshotRead {
+        data,
+        head: to_u64(head, "head cursor")?,
+        client_seq: client_seq
+            .map(|seq| to_u64(seq, "client_seq"))
+            .transpose()?,
+    })
 }

@@ -29,9 +29,8 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 use super::sql::DbError;
-use super::{Backend, ChangeLog, LogRead, Store};
+use super::{Backend, ChangeLog, LogRead, SnapshotRead, Store};
 use crate::error::StoreError;
-use crate::protocol::ScopeData;
 
 pub use self::tx::PostgresTransaction;
 
@@ -44,6 +43,19 @@ pub struct PostgresOptions {
     /// How long a request waits for a free connection, or for a new one to open, before it
     /// fails with 503 (default 30 s).
     pub timeout: Duration,
+    /// How long a push waits for the log's lock that another push holds (default 30 s;
+    /// `lock_timeout`).
+    pub lock_timeout: Duration,
+    /// How long one statement may run (default 30 s; `statement_timeout`).
+    pub statement_timeout: Duration,
+    /// How long a push's transaction may sit idle, e.g. in a mutator that waits on something
+    /// else, before the server ends it and frees its lock (default 60 s;
+    /// `idle_in_transaction_session_timeout`): a node that dies mid-push holds up the others
+    /// this long at most.
+    pub idle_in_transaction_timeout: Duration,
+    /// TCP keepalives from this idle time on (default 30 s), so that a connection to a server
+    /// that vanished is noticed in about a minute rather than in the kernel's two hours.
+    pub keepalive_idle: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -51,7 +63,31 @@ impl Default for PostgresOptions {
         PostgresOptions {
             pool_size: 16,
             timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+            keepalive_idle: Duration::from_secs(30),
         }
+    }
+}
+
+impl PostgresOptions {
+    /// The session settings these options ask for, as `options` sends them at connect time,
+    /// after any the URL gives.
+    fn session(&self, from_url: Option<&str>) -> String {
+        let millis = |duration: Duration| duration.as_millis().max(1);
+        let mut settings = from_url.map(str::to_owned).unwrap_or_default();
+        for (name, value) in [
+            ("lock_timeout", self.lock_timeout),
+            ("statement_timeout", self.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+        ] {
+            settings.push_str(&format!(" -c {name}={}", millis(value)));
+        }
+        settings.trim().to_owned()
     }
 }
 
@@ -75,6 +111,7 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresBackend {
     inner: Arc<Inner>,
+    log_id: Arc<str>,
 }
 
 struct Inner {
@@ -93,15 +130,15 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
-/// A PostgreSQL error as a [`StoreError`]: text PostgreSQL cannot hold (a NUL character) is
-/// invalid input, which no retry stores; the rest is a failure of the store.
+/// A PostgreSQL error as a [`StoreError`]: what PostgreSQL can never store (classes 22 and 54)
+/// is invalid input, which no retry stores; the rest is a failure of the store.
 impl DbError for tokio_postgres::Error {
     fn into_store_error(self, what: String) -> StoreError {
-        use tokio_postgres::error::SqlState;
-        let unstorable = self.code().is_some_and(|code| {
-            *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
-                || *code == SqlState::UNTRANSLATABLE_CHARACTER
-        });
+        // Class 22 (data exception: a value the column cannot hold) and class 54 (program limit
+        // exceeded: e.g. a key too large for its index) fail the same way on every retry.
+        let unstorable = self
+            .code()
+            .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("54"));
         if unstorable {
             let cause = self
                 .as_db_error()
@@ -128,6 +165,11 @@ impl PostgresBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
+        let session = options.session(config.get_options());
+        config
+            .options(&session)
+            .keepalives(true)
+            .keepalives_idle(options.keepalive_idle);
         let target = describe(&config);
         let manager = Manager::from_config(
             config,
@@ -154,9 +196,12 @@ impl PostgresBackend {
             target,
         });
         let mut client = inner.connection().await?;
-        schema::migrate(&mut client, &inner.target).await?;
+        let log_id = schema::migrate(&mut client, &inner.target).await?;
         drop(client);
-        Ok(PostgresBackend { inner })
+        Ok(PostgresBackend {
+            inner,
+            log_id: log_id.into(),
+        })
     }
 }
 
@@ -179,12 +224,12 @@ fn describe(config: &tokio_postgres::Config) -> String {
 }
 
 impl Inner {
+    /// A pooled connection. The error names no host, user or database: it may reach a
+    /// client's 503; the log line has them.
     async fn connection(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|error| {
-            StoreError::with_source(
-                format!("PostgreSQL: cannot connect to {}", self.target),
-                error,
-            )
+            tracing::warn!(database = %self.target, %error, "cannot get a PostgreSQL connection");
+            StoreError::with_source("PostgreSQL: cannot get a connection to the database", error)
         })
     }
 }
@@ -200,8 +245,19 @@ impl Store for PostgresBackend {
 }
 
 impl ChangeLog for PostgresBackend {
-    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
-        log::read(&*self.inner.connection().await?, scope, after, limit).await
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    async fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+        client_id: Option<&str>,
+    ) -> Result<LogRead, StoreError> {
+        let client = self.inner.connection().await?;
+        log::read(&client, scope, after, limit, client_id).await
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -224,7 +280,11 @@ impl Backend for PostgresBackend {
         PostgresTransaction::begin(&self.inner).await
     }
 
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        log::snapshot(&*self.inner.connection().await?, scope).await
+    async fn snapshot(
+        &self,
+        scope: &str,
+        client_id: Option<&str>,
+    ) -> Result<SnapshotRead, StoreError> {
+        log::snapshot(&*self.inner.connection().await?, scope, client_id).await
     }
 }

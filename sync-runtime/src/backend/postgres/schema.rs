@@ -3,12 +3,13 @@
 
 use tokio_postgres::Client;
 
+use super::super::new_log_id;
 use super::super::sql::Context;
-use super::super::sql::schema::{Dialect, tables_v1};
+use super::super::sql::schema::{Dialect, tables_v1, tables_v2};
 use crate::error::StoreError;
 
 /// The schema version this crate writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// Taken (`pg_advisory_xact_lock`) while the schema is created or checked, so that nodes that
 /// start at once do not race.
@@ -22,9 +23,10 @@ const DIALECT: Dialect = Dialect {
     keyed_table: "",
 };
 
-/// Creates the schema in a new database, or checks the version of an existing one. Later
-/// versions add their steps here, from the recorded version up.
-pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
+/// Creates the schema in a new database, or migrates an existing one from the version it
+/// records up to this crate's; returns the log's identity, which every node reads from the
+/// database.
+pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<String, StoreError> {
     let tx = client
         .transaction()
         .await
@@ -37,7 +39,7 @@ pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<(), Sto
         .await
         .and_then(|row| row.try_get(0))
         .context(|| format!("cannot look for the sync tables in {target}"))?;
-    if exists {
+    let version = if exists {
         let version: i32 = tx
             .query_one("SELECT max(version) FROM sync_schema", &[])
             .await
@@ -56,18 +58,36 @@ pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<(), Sto
                  it is not a sync database"
             )));
         }
+        version
     } else {
         let schema = format!(
             "CREATE TABLE sync_schema (version INTEGER NOT NULL);
-             INSERT INTO sync_schema (version) VALUES ({SCHEMA_VERSION});
+             INSERT INTO sync_schema (version) VALUES (1);
              {}",
             tables_v1(&DIALECT)
         );
         tx.batch_execute(&schema)
             .await
             .context(|| format!("cannot create the sync tables in {target}"))?;
+        1
+    };
+    if version < 2 {
+        // A log that had no identity gets one: its clients had none to compare.
+        let steps = format!(
+            "{} UPDATE sync_schema SET version = 2;",
+            tables_v2(&DIALECT, &new_log_id())
+        );
+        tx.batch_execute(&steps)
+            .await
+            .context(|| format!("cannot add version 2 of the schema to {target}"))?;
     }
+    let log_id: String = tx
+        .query_one("SELECT value FROM sync_meta WHERE name = 'log_id'", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .context(|| format!("cannot read the log's identity in {target}"))?;
     tx.commit()
         .await
-        .context(|| format!("cannot commit the schema of {target}"))
+        .context(|| format!("cannot commit the schema of {target}"))?;
+    Ok(log_id)
 }

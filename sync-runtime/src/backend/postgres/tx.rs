@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::super::sql::{Context, Encoded, op_name, parse_json, to_i64, to_u64};
 use super::Inner;
 use super::log::row_error;
-use crate::backend::{Commit, Committed, Transaction};
+use crate::backend::{Commit, CommitParts, Committed, Failure, Transaction};
 use crate::error::StoreError;
 
 /// One push's transaction. It locks the head row when it begins, which serializes writing
@@ -124,6 +124,32 @@ impl Transaction for PostgresTransaction {
         seq.map(|seq| to_u64(seq, "client_seq")).transpose()
     }
 
+    async fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        let client = self.client()?;
+        let seq = to_i64(client_seq, "client_seq")?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT code, error FROM sync_failures WHERE client_id = $1 AND seq = $2",
+            )
+            .await
+            .context(|| "cannot prepare the failure lookup".to_owned())?;
+        let row = client
+            .query_opt(&stmt, &[&client_id, &seq])
+            .await
+            .context(|| format!("cannot read how client_seq {seq} of `{client_id}` failed"))?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Failure {
+            client_id: client_id.to_owned(),
+            client_seq,
+            code: row.try_get(0).map_err(row_error)?,
+            error: row.try_get(1).map_err(row_error)?,
+        }))
+    }
+
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
         let result = commit_on(self.client()?, commit).await;
         let Some(client) = self.client.take() else {
@@ -143,7 +169,12 @@ impl Transaction for PostgresTransaction {
 /// one pipelined statement each, then commits.
 async fn commit_on(client: &Client, commit: Commit) -> Result<Committed, StoreError> {
     let encoded = Encoded::new(&commit)?;
-    let (writes, changes, client_seqs) = commit.into_parts();
+    let CommitParts {
+        writes,
+        changes,
+        client_seqs,
+        failures,
+    } = commit.into_parts();
 
     let (mut put, mut gone) = (Columns::default(), Columns::default());
     for (index, write) in writes.iter().enumerate() {
@@ -244,11 +275,14 @@ async fn commit_on(client: &Client, commit: Commit) -> Result<Committed, StoreEr
     };
     let ((), (), (), head) = futures::try_join!(upsert, delete, record, append)
         .context(|| "cannot write a push".to_owned())?;
+    let before = to_u64(head, "head cursor")?.saturating_sub(changes.len() as u64);
+    if !failures.is_empty() {
+        record_failures(client, &failures, before).await?;
+    }
     client
         .batch_execute("COMMIT")
         .await
         .context(|| "cannot commit a push".to_owned())?;
-    let before = to_u64(head, "head cursor")?.saturating_sub(changes.len() as u64);
     // The changes now hold their data alone: logging moves it.
     drop(writes);
     Ok(Committed::numbered(before, changes, now))
@@ -317,4 +351,32 @@ pub(super) async fn list(
         ids.insert(id, value);
     }
     Ok(ids)
+}
+
+/// Records failures for their retries, at the cursor `at`; the caller commits.
+async fn record_failures(client: &Client, failures: &[Failure], at: u64) -> Result<(), StoreError> {
+    let at = to_i64(at, "cursor")?;
+    let mut ids = Vec::with_capacity(failures.len());
+    let mut seqs = Vec::with_capacity(failures.len());
+    let mut codes = Vec::with_capacity(failures.len());
+    let mut errors = Vec::with_capacity(failures.len());
+    for failure in failures {
+        ids.push(failure.client_id.as_str());
+        seqs.push(to_i64(failure.client_seq, "client_seq")?);
+        codes.push(failure.code.as_str());
+        errors.push(failure.error.as_str());
+    }
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO sync_failures (client_id, seq, code, error, cursor)
+             SELECT *, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
+             ON CONFLICT (client_id, seq) DO NOTHING",
+        )
+        .await
+        .context(|| "cannot prepare the failure record".to_owned())?;
+    client
+        .execute(&stmt, &[&ids, &seqs, &codes, &errors, &at])
+        .await
+        .context(|| "cannot record the push's failures".to_owned())?;
+    Ok(())
 }

@@ -156,6 +156,7 @@ mod tests {
             writes: Vec::new(),
             changes: vec![change(&shared), change(&other), change(&shared)],
             client_seqs: Vec::new(),
+            failures: Vec::new(),
         };
         let encoded = Encoded::new(&commit).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(

@@ -54,3 +54,30 @@ INSERT INTO sync_head (id, cursor) VALUES (1, 0);
 "
     )
 }
+
+/// What version 2 adds: the log's identity, and the failures that retries are answered with.
+pub(in crate::backend) fn tables_v2(dialect: &Dialect, log_id: &str) -> String {
+    let Dialect {
+        integer,
+        key,
+        keyed_table,
+    } = dialect;
+    format!(
+        "
+CREATE TABLE sync_meta (
+    name  {key} PRIMARY KEY,
+    value TEXT NOT NULL
+){keyed_table};
+INSERT INTO sync_meta (name, value) VALUES ('log_id', '{log_id}');
+CREATE TABLE sync_failures (
+    client_id {key} NOT NULL,
+    seq       {integer} NOT NULL,
+    code      TEXT NOT NULL,
+    error     TEXT NOT NULL,
+    cursor    {integer} NOT NULL,
+    PRIMARY KEY (client_id, seq)
+){keyed_table};
+CREATE INDEX sync_failures_cursor ON sync_failures (cursor);
+"
+    )
+}

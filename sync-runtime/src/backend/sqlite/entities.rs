@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::super::sql::{Context, Encoded, parse_json, to_i64, to_u64};
-use crate::backend::Write;
+use crate::backend::{Failure, Write};
 use crate::error::StoreError;
 use crate::protocol::ScopeData;
 
@@ -134,6 +134,55 @@ pub(super) fn record_client_seqs(
         upsert
             .execute(params![client_id, seq])
             .context(|| format!("cannot record client_seq {seq} of `{client_id}`"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn failure(
+    conn: &Connection,
+    client_id: &str,
+    seq: u64,
+) -> Result<Option<Failure>, StoreError> {
+    let at = to_i64(seq, "client_seq")?;
+    conn.prepare_cached("SELECT code, error FROM sync_failures WHERE client_id = ?1 AND seq = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![client_id, at], |row| {
+                Ok(Failure {
+                    client_id: client_id.to_owned(),
+                    client_seq: seq,
+                    code: row.get(0)?,
+                    error: row.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .context(|| format!("cannot read how client_seq {seq} of `{client_id}` failed"))
+}
+
+/// Records failures for their retries, at the cursor `at`; the caller commits.
+pub(super) fn record_failures(
+    conn: &Connection,
+    failures: &[Failure],
+    at: u64,
+) -> Result<(), StoreError> {
+    let at = to_i64(at, "cursor")?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO sync_failures (client_id, seq, code, error, cursor) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (client_id, seq) DO NOTHING",
+        )
+        .context(|| "cannot prepare the failure record".to_owned())?;
+    for failure in failures {
+        let seq = to_i64(failure.client_seq, "client_seq")?;
+        insert
+            .execute(params![
+                failure.client_id,
+                seq,
+                failure.code,
+                failure.error,
+                at
+            ])
+            .context(|| format!("cannot record the failure of `{}`", failure.client_id))?;
     }
     Ok(())
 }

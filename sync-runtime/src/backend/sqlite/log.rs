@@ -60,6 +60,7 @@ pub(super) fn read(
         head,
         horizon,
         changes: changes.into(),
+        client_seq: None,
     })
 }
 
@@ -142,5 +143,8 @@ pub(super) fn trim(conn: &Connection, before: u64) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM sync_changes WHERE cursor < ?1")
         .and_then(|mut stmt| stmt.execute([before]))
         .context(|| format!("cannot trim the change log before cursor {before}"))?;
+    conn.prepare_cached("DELETE FROM sync_failures WHERE cursor < ?1")
+        .and_then(|mut stmt| stmt.execute([before]))
+        .context(|| format!("cannot forget the failures before cursor {before}"))?;
     Ok(())
 }

@@ -37,9 +37,8 @@ use serde_json::Value;
 use self::conn::Connections;
 use self::group_commit::GroupCommit;
 use super::sql::Context;
-use super::{Backend, ChangeLog, LogRead, Store};
+use super::{Backend, ChangeLog, LogRead, SnapshotRead, Store};
 use crate::error::StoreError;
-use crate::protocol::ScopeData;
 
 pub use self::tx::SqliteTransaction;
 
@@ -97,6 +96,7 @@ impl Default for SqliteOptions {
 pub struct SqliteBackend {
     conns: Arc<Connections>,
     group: Arc<GroupCommit>,
+    log_id: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -119,11 +119,12 @@ impl SqliteBackend {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut writer = conn::open(&path, true, &options)?;
-        schema::migrate(&mut writer, &path)?;
+        let log_id = schema::migrate(&mut writer, &path)?;
         let reader = conn::open(&path, false, &options)?;
         Ok(SqliteBackend {
             conns: Arc::new(Connections::new(path, options, writer, reader)),
             group: Arc::new(GroupCommit::new(MAX_GROUP)),
+            log_id: log_id.into(),
         })
     }
 
@@ -150,10 +151,29 @@ impl Store for SqliteBackend {
 }
 
 impl ChangeLog for SqliteBackend {
-    async fn read(&self, scope: &str, after: u64, limit: usize) -> Result<LogRead, StoreError> {
-        let scope = scope.to_owned();
+    fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    async fn read(
+        &self,
+        scope: &str,
+        after: u64,
+        limit: usize,
+        client_id: Option<&str>,
+    ) -> Result<LogRead, StoreError> {
+        let (scope, client_id) = (scope.to_owned(), client_id.map(str::to_owned));
         self.conns
-            .read(move |conn| log::read(conn, &scope, after, limit))
+            .read(move |conn| {
+                let client_seq = match &client_id {
+                    Some(client_id) => entities::client_seq(conn, client_id)?,
+                    None => None,
+                };
+                Ok(LogRead {
+                    client_seq,
+                    ..log::read(conn, &scope, after, limit)?
+                })
+            })
             .await
     }
 
@@ -193,10 +213,24 @@ impl Backend for SqliteBackend {
         SqliteTransaction::begin(&self.conns, &self.group).await
     }
 
-    async fn snapshot(&self, scope: &str) -> Result<(ScopeData, u64), StoreError> {
-        let scope = scope.to_owned();
+    async fn snapshot(
+        &self,
+        scope: &str,
+        client_id: Option<&str>,
+    ) -> Result<SnapshotRead, StoreError> {
+        let (scope, client_id) = (scope.to_owned(), client_id.map(str::to_owned));
         self.conns
-            .read(move |conn| Ok((entities::scope(conn, &scope)?, log::head(conn)?)))
+            .read(move |conn| {
+                let client_seq = match &client_id {
+                    Some(client_id) => entities::client_seq(conn, client_id)?,
+                    None => None,
+                };
+                Ok(SnapshotRead {
+                    data: entities::scope(conn, &scope)?,
+                    head: log::head(conn)?,
+                    client_seq,
+                })
+            })
             .await
     }
 }
@@ -256,9 +290,13 @@ mod tests {
                  UPDATE sync_entities SET data = 'not json';",
             )
             .unwrap();
-        let error = backend.read("s", 0, 10).await.unwrap_err().to_string();
+        let error = backend
+            .read("s", 0, 10, None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not valid JSON"), "{error}");
-        let error = backend.snapshot("s").await.unwrap_err().to_string();
+        let error = backend.snapshot("s", None).await.unwrap_err().to_string();
         assert!(error.contains("not valid JSON"), "{error}");
     }
 

@@ -12,7 +12,7 @@ use super::super::sql::{Context, Encoded};
 use super::conn::Connections;
 use super::group_commit::{GroupCommit, Writer};
 use super::{entities, log};
-use crate::backend::{Commit, Committed, Transaction};
+use crate::backend::{Commit, Committed, Failure, Transaction};
 use crate::error::Sentence;
 use crate::error::StoreError;
 
@@ -138,19 +138,30 @@ impl Transaction for SqliteTransaction {
             .await
     }
 
+    async fn failure(
+        &mut self,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<Failure>, StoreError> {
+        let client_id = client_id.to_owned();
+        self.read(move |conn| entities::failure(conn, &client_id, client_seq))
+            .await
+    }
+
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
         let encoded = Encoded::new(&commit)?;
         let group = Arc::clone(&self.group);
         let written = self
             .conns
             .with_writer(move |conn| {
-                let (writes, changes, client_seqs) = commit.into_parts();
+                let parts = commit.into_parts();
                 let result = (|| {
-                    entities::write(conn, &writes, &encoded)?;
-                    entities::record_client_seqs(conn, &client_seqs)?;
+                    entities::write(conn, &parts.writes, &encoded)?;
+                    entities::record_client_seqs(conn, &parts.client_seqs)?;
                     // The changes now hold their data alone: logging moves it.
-                    drop(writes);
-                    let committed = log::append(conn, changes, &encoded, Utc::now())?;
+                    drop(parts.writes);
+                    let committed = log::append(conn, parts.changes, &encoded, Utc::now())?;
+                    entities::record_failures(conn, &parts.failures, committed.before)?;
                     // Other pushes wait for the writer: hand them the transaction, and share
                     // their commit.
                     Ok((committed, group.hand_on_or_commit(conn)?))
