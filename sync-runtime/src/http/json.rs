@@ -9,30 +9,89 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
+use crate::protocol::PullResponse;
 
 /// A JSON answer, written into a buffer of about its size: axum's `Json` starts from 128 bytes
 /// and grows it.
 pub(super) fn json<T: Serialize>(answer: &T, capacity: usize) -> Response {
     let mut body = Vec::with_capacity(capacity);
     match serde_json::to_writer(&mut body, answer) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "could not encode an answer");
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the server could not encode its answer",
-            )
-            .into_response()
-        }
+        Ok(()) => json_response(body),
+        Err(error) => encode_failed(&error),
     }
+}
+
+/// A pull's answer within the page byte budget: beyond its first change, a change goes in only
+/// while the page's encoded changes stay within `budget`. A page cut short says `has_more`, and
+/// its cursor is its last change's. Each change is encoded once, straight into the answer.
+pub(super) fn pull_answer(answer: &PullResponse, budget: usize) -> Response {
+    match encode_pull(answer, budget) {
+        Ok(body) => json_response(body),
+        Err(error) => encode_failed(&error),
+    }
+}
+
+fn encode_pull(answer: &PullResponse, budget: usize) -> Result<Vec<u8>, serde_json::Error> {
+    /// What follows the changes, with the names and order of `PullResponse`'s own encoding.
+    #[derive(Serialize)]
+    struct Rest<'a> {
+        cursor: u64,
+        has_more: bool,
+        log_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_seq: Option<u64>,
+    }
+    const OPEN: &[u8] = br#"{"changes":["#;
+    let mut body = Vec::with_capacity((64 + 192 * answer.changes.len()).min(budget + 4096));
+    body.extend_from_slice(OPEN);
+    let (mut cursor, mut has_more) = (answer.cursor, answer.has_more);
+    let mut last = None;
+    for change in answer.changes.iter() {
+        let start = body.len();
+        if last.is_some() {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &**change)?;
+        if let Some(previous) = last
+            && body.len() - OPEN.len() > budget
+        {
+            body.truncate(start);
+            (cursor, has_more) = (previous, true);
+            break;
+        }
+        last = Some(change.cursor);
+    }
+    body.extend_from_slice(b"],");
+    let rest = serde_json::to_vec(&Rest {
+        cursor,
+        has_more,
+        log_id: &answer.log_id,
+        client_seq: answer.client_seq,
+    })?;
+    // `rest` is an object: its fields follow the changes inside this one.
+    body.extend_from_slice(rest.get(1..).unwrap_or_default());
+    Ok(body)
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn encode_failed(error: &serde_json::Error) -> Response {
+    tracing::error!(%error, "could not encode an answer");
+    HttpError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server could not encode its answer",
+    )
+    .into_response()
 }
 
 /// Checks the content type, reads at most `limit` bytes and decodes them, naming the path of the

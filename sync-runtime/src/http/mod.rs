@@ -22,7 +22,7 @@ use tower_http::compression::predicate::SizeAbove;
 use tracing::Instrument;
 
 use self::error::{HttpError, live_takes_get, method_not_allowed, not_found, panic_response};
-use self::json::{json, read_json};
+use self::json::{json, pull_answer, read_json};
 use crate::engine::Engine;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
 
@@ -58,6 +58,10 @@ pub struct HttpOptions {
     /// `request_timeout` and holds nothing after that. How long its headers may take is the
     /// server's setting (hyper's `header_read_timeout`).
     pub body_timeout: Duration,
+    /// The byte budget of a pull page (default 4 MiB): beyond its first change, a page holds
+    /// changes only while their encoded JSON stays within it, and one cut short by it says
+    /// `has_more`.
+    pub page_budget_bytes: usize,
     /// The live channel.
     pub live: LiveOptions,
 }
@@ -69,6 +73,7 @@ impl Default for HttpOptions {
             push_body_bytes: 1 << 20,
             request_body_bytes: 64 << 10,
             body_timeout: Duration::from_secs(30),
+            page_budget_bytes: 4 << 20,
             live: LiveOptions::default(),
         }
     }
@@ -196,7 +201,7 @@ async fn pull(State(routes): State<Routes>, request: Request) -> Response {
             .engine
             .pull_from(Some(&parts.headers), request)
             .await?;
-        Ok(json(&answer, 64 + 192 * answer.changes.len()))
+        Ok(pull_answer(&answer, options.page_budget_bytes))
     })
     .await
 }

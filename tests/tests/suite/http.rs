@@ -543,3 +543,51 @@ async fn a_body_that_never_arrives_is_408_not_a_hang() {
         .expect("the server answers a body that never comes");
     answer.assert_error(408, "request_timeout");
 }
+
+/// Beyond its first change, a pull page stops at the byte budget, says `has_more`, and its
+/// cursor is where the next page starts; a change larger than the budget still comes, alone.
+#[tokio::test]
+async fn a_pull_page_stays_within_the_byte_budget() {
+    let engine = Engine::builder(RulesMutator).build();
+    let text = "x".repeat(1000);
+    let mutations = (0..5)
+        .map(|i| {
+            sync_runtime::Mutation::new("put", json!({"id": i.to_string(), "data": {"text": text}}))
+        })
+        .collect();
+    engine.push(mutations).await.unwrap();
+    let mut options = HttpOptions::default();
+    options.page_budget_bytes = 2500;
+    let http = Http::of(engine.router_with(options));
+    let mut cursor = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = http.post("/_sync/pull", json!({"cursor": cursor})).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let changes = page.body["changes"].as_array().cloned().unwrap_or_default();
+        assert!(!changes.is_empty(), "{}", page.body);
+        let encoded: usize = changes.iter().map(|c| c.to_string().len() + 1).sum();
+        assert!(changes.len() == 1 || encoded <= 2500, "{encoded} bytes");
+        cursor = page.body["cursor"].as_u64().unwrap();
+        assert_eq!(
+            Some(cursor),
+            changes.last().and_then(|c| c["cursor"].as_u64())
+        );
+        pages.push(changes.len());
+        if page.body["has_more"] != json!(true) {
+            break;
+        }
+    }
+    assert_eq!(
+        pages,
+        [2, 2, 1],
+        "every change once, in pages within the budget"
+    );
+
+    let mut tiny = HttpOptions::default();
+    tiny.page_budget_bytes = 10;
+    let http = Http::of(engine.router_with(tiny));
+    let page = http.post("/_sync/pull", json!({})).await;
+    assert_eq!(page.body["changes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page.body["has_more"], true);
+}
