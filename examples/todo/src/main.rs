@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use sync_runtime::{Engine, MemoryBackend, PostgresBackend, SqliteBackend};
@@ -24,6 +26,12 @@ struct Cli {
     /// Keep about this many of the most recent changes; clients further behind take a snapshot.
     #[arg(long, value_name = "N")]
     retain: Option<u64>,
+    /// Most connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may take to send a request's headers before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    header_timeout: u64,
     /// Write the TypeScript types of the todo mutations to PATH (default: the web client's
     /// `web/src/sync.gen.ts`) and exit.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
@@ -131,10 +139,77 @@ async fn main() -> std::io::Result<()> {
         cli.store,
         sync_runtime::HttpOptions::default().prefix
     );
-    axum::serve(listener, todo::app(&engine))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
+    let limits = ServerLimits {
+        max_connections: cli.max_connections.max(1),
+        header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
+    };
+    serve(listener, todo::app(&engine), limits).await
+}
+
+/// What the server holds a client to, so that slow or many connections cannot exhaust it: the
+/// router's deadline covers a request's body, these its headers and the number of connections.
+struct ServerLimits {
+    max_connections: usize,
+    header_timeout: Duration,
+}
+
+/// Serves `app` until Ctrl-C, then lets the open connections finish their requests (for at most
+/// 10 s).
+///
+/// `axum::serve` sets no deadline for a request's headers: a client that sends them a byte at a
+/// time would hold its connection for ever. hyper's own server does, and this is it.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit,
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down");
+    // Requests in flight finish; a live connection that stays open is cut after a while.
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::info!("closing the connections still open");
+    }
+    Ok(())
 }

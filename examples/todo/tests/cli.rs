@@ -84,3 +84,54 @@ fn a_bad_flag_is_explained() {
         "lists the valid stores: {stderr}"
     );
 }
+
+/// A connection that never finishes its headers (slow-loris) is closed at the header deadline,
+/// and connections over the limit wait to be served rather than be served at once.
+#[test]
+fn slow_and_surplus_connections_do_not_hold_the_server() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    let (_dir, server) = start(&["--store", "memory", "--header-timeout", "1"]);
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    // Far longer than the deadline: only a server that never closes it makes this fail.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"POST /_sync/pull HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = slow.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the server closed the connection: {read:?}");
+
+    // Two connections that hold their slots (well within their header deadline); a third is
+    // served only once one of them goes.
+    let (_dir, server) = start(&["--store", "memory", "--max-connections", "2"]);
+    let held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let third = std::thread::spawn({
+        let addr = server.addr;
+        move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            let body = "{}";
+            write!(
+                stream,
+                "POST /_sync/pull HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !third.is_finished(),
+        "a third connection waits while two are held"
+    );
+    drop(held);
+    let answer = third.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
