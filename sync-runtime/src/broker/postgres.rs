@@ -21,6 +21,10 @@ use crate::error::{Sentence, StoreError};
 /// The channel the nodes notify on.
 const CHANNEL: &str = "sync_pokes";
 
+/// How often an idle relay asks the server whether its connection still works, and how long it
+/// waits for any answer.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
 /// Relays pokes between engine nodes that share a PostgreSQL database.
 ///
 /// As a [`PokeBroker`] it publishes this node's pokes with `NOTIFY`; it `LISTEN`s for the other
@@ -83,6 +87,9 @@ impl PostgresBroker {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
         let shared = Arc::new(Shared {
             pending: Mutex::new(BTreeMap::new()),
             ready: Notify::new(),
@@ -189,6 +196,16 @@ impl Relay {
                 tokio::select! {
                     () = ready => continue,
                     _ = &mut session.reader => return,
+                    // A connection can go half-open without an error: ask the server now and
+                    // then, and reconnect where it does not answer.
+                    () = tokio::time::sleep(HEARTBEAT) => {
+                        let alive = tokio::time::timeout(HEARTBEAT, session.client.simple_query(""));
+                        if !matches!(alive.await, Ok(Ok(_))) {
+                            warn!("the poke broker's connection stopped answering; reconnecting");
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
             let mut unsent = pending.into_iter();
@@ -199,10 +216,12 @@ impl Relay {
                     cursor,
                 };
                 let payload = serde_json::to_string(&note).unwrap_or_default();
-                let sent = session
-                    .client
-                    .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-                    .await;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&CHANNEL, &payload];
+                let sent = session.client.execute("SELECT pg_notify($1, $2)", &params);
+                let sent = match tokio::time::timeout(HEARTBEAT, sent).await {
+                    Ok(sent) => sent.map(drop).map_err(|error| error.to_string()),
+                    Err(_) => Err("no answer".to_owned()),
+                };
                 if let Err(error) = sent {
                     warn!(%error, "the poke broker cannot NOTIFY; reconnecting");
                     // What was not sent goes out after the reconnection.
