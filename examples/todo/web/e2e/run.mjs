@@ -64,7 +64,16 @@ async function add(page, title) {
 const row = (page, title) => page.locator("#todos li", { has: page.locator(".title", { hasText: new RegExp(`^${title}$`) }) });
 
 async function toggle(page, title) {
+  const before = await row(page, title).evaluate((li) => li.classList.contains("done"));
   await row(page, title).locator("input.toggle").click();
+  // Until the page shows it: a convergence check before the click took effect would pass early.
+  await page.waitForFunction(
+    ([title, before]) =>
+      [...document.querySelectorAll("#todos li")].some(
+        (li) => li.querySelector(".title")?.textContent === title && li.classList.contains("done") !== before,
+      ),
+    [title, before],
+  );
 }
 
 async function rename(page, title, to) {
@@ -76,6 +85,8 @@ async function rename(page, title, to) {
 
 async function remove(page, title) {
   await row(page, title).locator("button.delete").click();
+  // Until the row is gone, for the same reason as in `toggle`.
+  await row(page, title).waitFor({ state: "detached" });
 }
 
 /** Waits until every page shows the server's state and has nothing left to push. */
