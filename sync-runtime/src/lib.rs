@@ -65,7 +65,7 @@ pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
 pub use backend::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
     LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,
-    SnapshotRead, Store, Transaction, Write,
+    SnapshotPage, SnapshotRead, Store, Transaction, Write,
 };
 #[cfg(feature = "postgres")]
 pub use backend::{PostgresBackend, PostgresOptions, PostgresTransaction};

@@ -120,6 +120,13 @@ pub struct SnapshotRequest {
     /// The client asking, to be told its highest processed `client_seq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The page starts after this `[entity, id]`: a previous page's `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<(String, String)>,
+    /// At most this many entities in the page; absent, 0 or less: no count limit (the byte
+    /// budget still holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
 }
 
 /// `POST /_sync/snapshot` response.
@@ -136,6 +143,12 @@ pub struct SnapshotResponse {
     /// As in [`PullResponse::client_seq`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_seq: Option<u64>,
+    /// Whether entities remain after this page.
+    #[serde(default)]
+    pub has_more: bool,
+    /// Where the next page starts, the `after` to send, when `has_more`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<(String, String)>,
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sync_runtime::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, Committed, Engine, EngineBuilder,
-    Failure, LogRead, Mutator, PostgresBackend, SnapshotRead, SqliteBackend, Store, StoreError,
-    Transaction,
+    Failure, LogRead, Mutator, PostgresBackend, SnapshotPage, SnapshotRead, SqliteBackend, Store,
+    StoreError, Transaction,
 };
 
 /// The environment variable that holds the PostgreSQL URL of the tests.
@@ -330,9 +330,9 @@ impl Backend for FailingBackend {
     async fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
-        self.inner.snapshot(scope, client_id).await
+        self.inner.snapshot(scope, page).await
     }
 }
 

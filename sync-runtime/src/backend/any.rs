@@ -9,7 +9,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::{
-    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotRead, Store, Transaction,
+    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotPage, SnapshotRead, Store,
+    Transaction,
 };
 use crate::error::StoreError;
 
@@ -101,7 +102,7 @@ trait DynBackend: Send + Sync {
     fn snapshot<'a>(
         &'a self,
         scope: &'a str,
-        client_id: Option<&'a str>,
+        page: SnapshotPage<'a>,
     ) -> BoxFuture<'a, Result<SnapshotRead, StoreError>>;
     fn log_id(&self) -> &str;
     fn get<'a>(
@@ -138,9 +139,9 @@ impl<B: Backend> DynBackend for B {
     fn snapshot<'a>(
         &'a self,
         scope: &'a str,
-        client_id: Option<&'a str>,
+        page: SnapshotPage<'a>,
     ) -> BoxFuture<'a, Result<SnapshotRead, StoreError>> {
-        Box::pin(Backend::snapshot(self, scope, client_id))
+        Box::pin(Backend::snapshot(self, scope, page))
     }
 
     fn log_id(&self) -> &str {
@@ -268,9 +269,9 @@ impl Backend for AnyBackend {
     async fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
-        self.inner.snapshot(scope, client_id).await
+        self.inner.snapshot(scope, page).await
     }
 
     fn into_any(self) -> AnyBackend {

@@ -118,6 +118,54 @@ pub struct LogRead {
     pub client_seq: Option<u64>,
 }
 
+/// Which page of a scope's data [`Backend::snapshot`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPage<'a> {
+    /// The client asking, to be told its highest recorded `client_seq`.
+    pub client_id: Option<&'a str>,
+    /// The `(entity, id)` the page starts after; `None`: from the first.
+    pub after: Option<(&'a str, &'a str)>,
+    /// Most entities in the page.
+    pub limit: usize,
+}
+
+impl Default for SnapshotPage<'_> {
+    /// The whole scope.
+    fn default() -> Self {
+        SnapshotPage {
+            client_id: None,
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+}
+
+impl SnapshotPage<'_> {
+    /// The page of `data` (a scope's whole data) that this asks for.
+    pub(crate) fn of(&self, data: ScopeData) -> ScopeData {
+        let mut page = ScopeData::new();
+        let mut left = self.limit;
+        for (entity, ids) in data {
+            if left == 0 {
+                break;
+            }
+            let kept: std::collections::BTreeMap<String, Value> = ids
+                .into_iter()
+                .filter(|(id, _)| {
+                    self.after
+                        .is_none_or(|(e, i)| (entity.as_str(), id.as_str()) > (e, i))
+                })
+                .take(left)
+                .collect();
+            left -= kept.len();
+            if !kept.is_empty() {
+                page.insert(entity, kept);
+            }
+        }
+        page
+    }
+}
+
 /// What [`Backend::snapshot`] found, from one consistent state.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SnapshotRead {
@@ -138,7 +186,7 @@ pub struct SnapshotRead {
 /// impl Backend for MyBackend {
 ///     type Transaction = MyTransaction;
 ///     async fn begin(&self) -> Result<MyTransaction, StoreError> { ... }
-///     async fn snapshot(&self, scope: &str, client: Option<&str>) -> Result<SnapshotRead, StoreError> { ... }
+///     async fn snapshot(&self, scope: &str, page: SnapshotPage<'_>) -> Result<SnapshotRead, StoreError> { ... }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -156,12 +204,14 @@ pub trait Backend: Store + ChangeLog {
     /// changes, and cursors become visible in commit order.
     fn begin(&self) -> impl Future<Output = Result<Self::Transaction, StoreError>> + Send;
 
-    /// A scope's data together with the log's head (and, where `client_id` is given, that
-    /// client's highest recorded `client_seq`), taken at one instant.
+    /// One page of a scope's data (its entities ordered by `(entity, id)` in byte order, after
+    /// `page.after`, at most `page.limit` of them) together with the log's head and, where
+    /// `page.client_id` is given, that client's highest recorded `client_seq`, taken at one
+    /// instant.
     fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> impl Future<Output = Result<SnapshotRead, StoreError>> + Send;
 
     /// This backend behind a type-erased handle; an [`AnyBackend`] is returned as it is.

@@ -6,9 +6,9 @@ use tracing::{Instrument, info_span};
 use super::Engine;
 use super::push::check_client_id;
 use crate::auth::Action;
-use crate::backend::{Backend, ChangeLog};
+use crate::backend::{Backend, ChangeLog, SnapshotPage};
 use crate::error::SyncError;
-use crate::protocol::{PullRequest, PullResponse, SnapshotRequest, SnapshotResponse};
+use crate::protocol::{PullRequest, PullResponse, ScopeData, SnapshotRequest, SnapshotResponse};
 use crate::scope::resolve_scope;
 
 impl Engine {
@@ -101,17 +101,41 @@ impl Engine {
             self.authorize(headers, None, [scope], Action::Snapshot)
                 .await?;
         }
+        let limit = request
+            .limit
+            .filter(|limit| *limit > 0)
+            .map_or(usize::MAX, |limit| {
+                usize::try_from(limit).unwrap_or(usize::MAX)
+            });
+        let page = SnapshotPage {
+            client_id,
+            after: request
+                .after
+                .as_ref()
+                .map(|(e, i)| (e.as_str(), i.as_str())),
+            // One more than asked tells whether there is more.
+            limit: limit.saturating_add(1),
+        };
         let read = self
             .inner
             .backend
-            .snapshot(scope, client_id)
+            .snapshot(scope, page)
             .instrument(info_span!("sync.snapshot", scope))
             .await?;
+        let mut data = read.data;
+        let count: usize = data.values().map(|ids| ids.len()).sum();
+        let has_more = count > limit;
+        if has_more {
+            drop_last(&mut data);
+        }
+        let next = has_more.then(|| last_key(&data)).flatten();
         Ok(SnapshotResponse {
-            data: read.data,
+            data,
             cursor: read.head,
             log_id: self.inner.backend.log_id().to_owned(),
             client_seq: client_id.map(|_| read.client_seq.unwrap_or(0)),
+            has_more,
+            next,
         })
     }
 
@@ -135,4 +159,21 @@ fn checked_client(client_id: Option<&str>) -> Result<Option<&str>, SyncError> {
     check_client_id(client_id)
         .map_err(|problem| SyncError::InvalidRequest(format!("client_id {problem}")))?;
     Ok(Some(client_id))
+}
+
+/// Removes a page's last entity, by `(entity, id)`.
+fn drop_last(data: &mut ScopeData) {
+    if let Some(mut last) = data.last_entry() {
+        last.get_mut().pop_last();
+        if last.get().is_empty() {
+            last.remove();
+        }
+    }
+}
+
+/// A page's last `(entity, id)`.
+fn last_key(data: &ScopeData) -> Option<(String, String)> {
+    let (entity, ids) = data.last_key_value()?;
+    let (id, _) = ids.last_key_value()?;
+    Some((entity.clone(), id.clone()))
 }

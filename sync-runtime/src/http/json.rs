@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
-use crate::protocol::PullResponse;
+use crate::protocol::{PullResponse, SnapshotResponse};
 
 /// A JSON answer, written into a buffer of about its size: axum's `Json` starts from 128 bytes
 /// and grows it.
@@ -69,6 +69,78 @@ fn encode_pull(answer: &PullResponse, budget: usize) -> Result<Vec<u8>, serde_js
         client_seq: answer.client_seq,
     })?;
     // `rest` is an object: its fields follow the changes inside this one.
+    body.extend_from_slice(rest.get(1..).unwrap_or_default());
+    Ok(body)
+}
+
+/// A snapshot's answer within the page byte budget, as [`pull_answer`] a pull's: beyond its first
+/// entity, an entity goes in only while the page's encoded data stays within `budget`. A page
+/// cut short says `has_more`, and its `next` is its last entity.
+pub(super) fn snapshot_answer(answer: &SnapshotResponse, budget: usize) -> Response {
+    match encode_snapshot(answer, budget) {
+        Ok(body) => json_response(body),
+        Err(error) => encode_failed(&error),
+    }
+}
+
+fn encode_snapshot(answer: &SnapshotResponse, budget: usize) -> Result<Vec<u8>, serde_json::Error> {
+    /// What follows the data, with the names and order of `SnapshotResponse`'s own encoding.
+    #[derive(Serialize)]
+    struct Rest<'a> {
+        cursor: u64,
+        log_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_seq: Option<u64>,
+        has_more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<(&'a str, &'a str)>,
+    }
+    const OPEN: &[u8] = br#"{"data":{"#;
+    let mut body = Vec::with_capacity(4096);
+    body.extend_from_slice(OPEN);
+    let mut next = answer.next.as_ref().map(|(e, i)| (e.as_str(), i.as_str()));
+    let mut has_more = answer.has_more;
+    let mut last: Option<(&str, &str)> = None;
+    'entities: for (entity, ids) in &answer.data {
+        let type_start = body.len();
+        if last.is_some() {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, entity)?;
+        body.extend_from_slice(b":{");
+        let mut first_of_type = true;
+        for (id, data) in ids {
+            let start = body.len();
+            if !first_of_type {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, id)?;
+            body.push(b':');
+            serde_json::to_writer(&mut body, data)?;
+            if let Some(previous) = last
+                && body.len() - OPEN.len() > budget
+            {
+                // Cut here: without this entity, and without its type if it was the first.
+                body.truncate(if first_of_type { type_start } else { start });
+                if !first_of_type {
+                    body.push(b'}');
+                }
+                (next, has_more) = (Some(previous), true);
+                break 'entities;
+            }
+            first_of_type = false;
+            last = Some((entity, id));
+        }
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"},");
+    let rest = serde_json::to_vec(&Rest {
+        cursor: answer.cursor,
+        log_id: &answer.log_id,
+        client_seq: answer.client_seq,
+        has_more,
+        next,
+    })?;
     body.extend_from_slice(rest.get(1..).unwrap_or_default());
     Ok(body)
 }

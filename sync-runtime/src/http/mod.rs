@@ -22,7 +22,7 @@ use tower_http::compression::predicate::SizeAbove;
 use tracing::Instrument;
 
 use self::error::{HttpError, live_takes_get, method_not_allowed, not_found, panic_response};
-use self::json::{json, pull_answer, read_json};
+use self::json::{json, pull_answer, read_json, snapshot_answer};
 use crate::engine::Engine;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
 
@@ -58,9 +58,9 @@ pub struct HttpOptions {
     /// `request_timeout` and holds nothing after that. How long its headers may take is the
     /// server's setting (hyper's `header_read_timeout`).
     pub body_timeout: Duration,
-    /// The byte budget of a pull page (default 4 MiB): beyond its first change, a page holds
-    /// changes only while their encoded JSON stays within it, and one cut short by it says
-    /// `has_more`.
+    /// The byte budget of a pull or snapshot page (default 4 MiB): beyond its first change (or
+    /// entity), a page holds changes only while their encoded JSON stays within it, and one cut
+    /// short by it says `has_more`.
     pub page_budget_bytes: usize,
     /// The live channel.
     pub live: LiveOptions,
@@ -221,7 +221,7 @@ async fn snapshot(State(routes): State<Routes>, request: Request) -> Response {
             .engine
             .snapshot_from(Some(&parts.headers), &request)
             .await?;
-        Ok(json(&answer, 4096))
+        Ok(snapshot_answer(&answer, options.page_budget_bytes))
     })
     .await
 }

@@ -63,7 +63,11 @@ async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend)
         observer.seen(),
         [json!("create"), json!("update"), json!(2), json!([2])]
     );
-    let read = b.backend().snapshot("s", None).await.unwrap();
+    let read = b
+        .backend()
+        .snapshot("s", sync_runtime::SnapshotPage::default())
+        .await
+        .unwrap();
     let (data, head) = (read.data, read.head);
     assert!(data.is_empty() && head == 0, "{data:?} at {head}");
     // The backend is usable after an abandoned transaction.
@@ -112,7 +116,11 @@ async fn a_rolled_back_mutation_keeps_the_earlier_ones(b: TestBackend) {
         matches!(failed, Err(SyncError::Unavailable(_))),
         "{failed:?}"
     );
-    let read = b.backend().snapshot("s", None).await.unwrap();
+    let read = b
+        .backend()
+        .snapshot("s", sync_runtime::SnapshotPage::default())
+        .await
+        .unwrap();
     let (data, head) = (read.data, read.head);
     assert_eq!(
         (serde_json::to_value(data).unwrap(), head),

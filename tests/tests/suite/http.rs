@@ -52,7 +52,7 @@ async fn push_pull_snapshot_over_http() {
         .map(|body| body.remove("log_id"));
     assert_eq!(
         snapshot.body,
-        json!({"data": {"todo": {"a": {"id": "a", "title": "x", "completed": false}}}, "cursor": 1})
+        json!({"data": {"todo": {"a": {"id": "a", "title": "x", "completed": false}}}, "cursor": 1, "has_more": false})
     );
 
     let retry = http

@@ -14,6 +14,7 @@ sync_tests::on_every_backend!(
     a_durable_log_keeps_its_identity,
     a_retried_failure_is_answered_as_it_failed_until_trimmed,
     pulls_and_snapshots_tell_a_client_its_processed_seq,
+    snapshots_come_in_pages_that_add_up_to_the_whole,
 );
 
 /// Ids and entity types some backend cannot hold (PostgreSQL's btree rows, its text) fail their
@@ -233,4 +234,70 @@ async fn pulls_and_snapshots_tell_a_client_its_processed_seq(b: TestBackend) {
     http.post("/_sync/pull", json!({"client_id": ""}))
         .await
         .assert_error(400, "invalid_request");
+}
+
+/// Pages by `limit` and by the byte budget, in `(entity, id)` order: together exactly the whole
+/// snapshot, each answer saying whether more remain and where they start.
+async fn snapshots_come_in_pages_that_add_up_to_the_whole(b: TestBackend) {
+    let engine = b.rules_engine();
+    let mutations = ["b", "a", "c"]
+        .iter()
+        .map(|id| Mutation::new("put", json!({"id": id, "data": {"text": "x".repeat(300)}})))
+        .chain(["2", "1"].iter().map(|id| {
+            Mutation::new(
+                "put",
+                json!({"id": id, "entity": "note", "data": {"n": id}}),
+            )
+        }))
+        .collect();
+    engine.push(mutations).await.unwrap();
+    let whole = engine.snapshot(None).await.unwrap();
+    assert!(!whole.has_more && whole.next.is_none());
+    for (options, request) in [
+        (sync_runtime::HttpOptions::default(), json!({"limit": 2})),
+        (
+            {
+                let mut tiny = sync_runtime::HttpOptions::default();
+                tiny.page_budget_bytes = 400;
+                tiny
+            },
+            json!({}),
+        ),
+    ] {
+        let http = Http::of(engine.router_with(options));
+        let mut request = request;
+        let mut seen = serde_json::Map::new();
+        let mut order = Vec::new();
+        loop {
+            let page = http.post("/_sync/snapshot", request.clone()).await;
+            assert_eq!(page.status.as_u16(), 200, "{}", page.body);
+            assert_eq!(page.body["cursor"], whole.cursor);
+            for (entity, ids) in page.body["data"].as_object().unwrap() {
+                let into = seen
+                    .entry(entity.clone())
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
+                for (id, data) in ids.as_object().unwrap() {
+                    order.push((entity.clone(), id.clone()));
+                    assert!(
+                        into.insert(id.clone(), data.clone()).is_none(),
+                        "{entity} {id} twice"
+                    );
+                }
+            }
+            if page.body["has_more"] != json!(true) {
+                assert!(page.body.get("next").is_none());
+                break;
+            }
+            request["after"] = page.body["next"].clone();
+        }
+        assert_eq!(
+            serde_json::Value::Object(seen),
+            serde_json::to_value(&whole.data).unwrap()
+        );
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "pages in (entity, id) order");
+    }
 }

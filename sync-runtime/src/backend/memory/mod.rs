@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
 use super::{
-    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotRead, Store, Transaction,
+    Backend, ChangeLog, Commit, Committed, Failure, LogRead, SnapshotPage, SnapshotRead, Store,
+    Transaction,
 };
 use crate::error::StoreError;
 
@@ -158,13 +159,13 @@ impl Backend for MemoryBackend {
     async fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
         let _gate = self.shared.commit_gate.read();
         Ok(SnapshotRead {
-            data: self.shared.store.scope(scope),
+            data: page.of(self.shared.store.scope(scope)),
             head: self.shared.log.head(),
-            client_seq: self.shared.client_seq(client_id),
+            client_seq: self.shared.client_seq(page.client_id),
         })
     }
 }

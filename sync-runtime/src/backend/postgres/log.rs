@@ -5,7 +5,7 @@ use std::sync::Arc;
 use deadpool_postgres::ClientWrapper as Client;
 
 use super::super::sql::{Context, parse_json, parse_op, timestamp, to_u64};
-use crate::backend::{LogRead, SnapshotRead};
+use crate::backend::{LogRead, SnapshotPage, SnapshotRead};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::protocol::ScopeData;
@@ -135,18 +135,41 @@ pub(super) async fn trim(client: &Client, before: u64) -> Result<(), StoreError>
 pub(super) async fn snapshot(
     client: &Client,
     scope: &str,
-    client_id: Option<&str>,
+    page: SnapshotPage<'_>,
 ) -> Result<SnapshotRead, StoreError> {
-    let stmt = client
-        .prepare_cached(
+    // Two statements, from the first entity or after one: a row comparison that an OR would
+    // hide from the index.
+    let sql = match page.after {
+        None => {
             "SELECT h.cursor, (SELECT seq FROM sync_clients WHERE client_id = $2),
                     e.entity, e.id, e.data FROM sync_head h
-             LEFT JOIN sync_entities e ON e.scope = $1 WHERE h.id = 1",
-        )
+             LEFT JOIN LATERAL (
+                 SELECT entity, id, data FROM sync_entities
+                 WHERE scope = $1 AND $3::text IS NULL AND $4::text IS NULL
+                 ORDER BY entity, id LIMIT $5
+             ) e ON true WHERE h.id = 1 ORDER BY e.entity, e.id"
+        }
+        Some(_) => {
+            "SELECT h.cursor, (SELECT seq FROM sync_clients WHERE client_id = $2),
+                    e.entity, e.id, e.data FROM sync_head h
+             LEFT JOIN LATERAL (
+                 SELECT entity, id, data FROM sync_entities
+                 WHERE scope = $1 AND (entity, id) > ($3, $4)
+                 ORDER BY entity, id LIMIT $5
+             ) e ON true WHERE h.id = 1 ORDER BY e.entity, e.id"
+        }
+    };
+    let stmt = client
+        .prepare_cached(sql)
         .await
         .context(|| "cannot prepare the snapshot query".to_owned())?;
+    let (after_entity, after_id) = page.after.unzip();
+    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
     let rows = client
-        .query(&stmt, &[&scope, &client_id])
+        .query(
+            &stmt,
+            &[&scope, &page.client_id, &after_entity, &after_id, &limit],
+        )
         .await
         .context(|| format!("cannot read the data of scope `{scope}`"))?;
     let mut head = None;

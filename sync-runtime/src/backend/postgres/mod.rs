@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 use super::sql::DbError;
-use super::{Backend, ChangeLog, LogRead, SnapshotRead, Store};
+use super::{Backend, ChangeLog, LogRead, SnapshotPage, SnapshotRead, Store};
 use crate::error::StoreError;
 
 pub use self::tx::PostgresTransaction;
@@ -283,8 +283,8 @@ impl Backend for PostgresBackend {
     async fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
-        log::snapshot(&*self.inner.connection().await?, scope, client_id).await
+        log::snapshot(&*self.inner.connection().await?, scope, page).await
     }
 }

@@ -62,12 +62,31 @@ pub(super) fn list(
     Ok(ids)
 }
 
-pub(super) fn scope(conn: &Connection, scope: &str) -> Result<ScopeData, StoreError> {
+/// Up to `limit` of a scope's entities after `after`, by `(entity, id)`.
+pub(super) fn scope(
+    conn: &Connection,
+    scope: &str,
+    after: Option<(&str, &str)>,
+    limit: usize,
+) -> Result<ScopeData, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, after) = match after {
+        None => (
+            "SELECT entity, id, data FROM sync_entities WHERE scope = ?1 \
+             AND ?2 IS NULL AND ?3 IS NULL ORDER BY entity, id LIMIT ?4",
+            (None, None),
+        ),
+        Some((entity, id)) => (
+            "SELECT entity, id, data FROM sync_entities WHERE scope = ?1 \
+             AND (entity, id) > (?2, ?3) ORDER BY entity, id LIMIT ?4",
+            (Some(entity), Some(id)),
+        ),
+    };
     let mut stmt = conn
-        .prepare_cached("SELECT entity, id, data FROM sync_entities WHERE scope = ?1")
+        .prepare_cached(sql)
         .context(|| "cannot prepare the snapshot query".to_owned())?;
     let mut rows = stmt
-        .query([scope])
+        .query(params![scope, after.0, after.1, limit])
         .context(|| format!("cannot read the data of scope `{scope}`"))?;
     let mut data = ScopeData::new();
     let get = |e: rusqlite::Error| StoreError::with_source("SQLite: cannot read an entity", e);

@@ -37,7 +37,7 @@ use serde_json::Value;
 use self::conn::Connections;
 use self::group_commit::GroupCommit;
 use super::sql::Context;
-use super::{Backend, ChangeLog, LogRead, SnapshotRead, Store};
+use super::{Backend, ChangeLog, LogRead, SnapshotPage, SnapshotRead, Store};
 use crate::error::StoreError;
 
 pub use self::tx::SqliteTransaction;
@@ -216,17 +216,25 @@ impl Backend for SqliteBackend {
     async fn snapshot(
         &self,
         scope: &str,
-        client_id: Option<&str>,
+        page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
-        let (scope, client_id) = (scope.to_owned(), client_id.map(str::to_owned));
+        let scope = scope.to_owned();
+        let client_id = page.client_id.map(str::to_owned);
+        let after = page
+            .after
+            .map(|(entity, id)| (entity.to_owned(), id.to_owned()));
+        let limit = page.limit;
         self.conns
             .read(move |conn| {
                 let client_seq = match &client_id {
                     Some(client_id) => entities::client_seq(conn, client_id)?,
                     None => None,
                 };
+                let after = after
+                    .as_ref()
+                    .map(|(entity, id)| (entity.as_str(), id.as_str()));
                 Ok(SnapshotRead {
-                    data: entities::scope(conn, &scope)?,
+                    data: entities::scope(conn, &scope, after, limit)?,
                     head: log::head(conn)?,
                     client_seq,
                 })
@@ -296,7 +304,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("not valid JSON"), "{error}");
-        let error = backend.snapshot("s", None).await.unwrap_err().to_string();
+        let page = crate::backend::SnapshotPage::default();
+        let error = backend.snapshot("s", page).await.unwrap_err().to_string();
         assert!(error.contains("not valid JSON"), "{error}");
     }
 
