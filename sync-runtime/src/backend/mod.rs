@@ -140,32 +140,6 @@ impl Default for SnapshotPage<'_> {
     }
 }
 
-impl SnapshotPage<'_> {
-    /// The page of `data` (a scope's whole data) that this asks for.
-    pub(crate) fn of(&self, data: ScopeData) -> ScopeData {
-        let mut page = ScopeData::new();
-        let mut left = self.limit;
-        for (entity, ids) in data {
-            if left == 0 {
-                break;
-            }
-            let kept: std::collections::BTreeMap<String, Value> = ids
-                .into_iter()
-                .filter(|(id, _)| {
-                    self.after
-                        .is_none_or(|(e, i)| (entity.as_str(), id.as_str()) > (e, i))
-                })
-                .take(left)
-                .collect();
-            left -= kept.len();
-            if !kept.is_empty() {
-                page.insert(entity, kept);
-            }
-        }
-        page
-    }
-}
-
 /// What [`Backend::snapshot`] found, from one consistent state.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SnapshotRead {

@@ -163,7 +163,7 @@ impl Backend for MemoryBackend {
     ) -> Result<SnapshotRead, StoreError> {
         let _gate = self.shared.commit_gate.read();
         Ok(SnapshotRead {
-            data: page.of(self.shared.store.scope(scope)),
+            data: self.shared.store.page(scope, page.after, page.limit),
             head: self.shared.log.head(),
             client_seq: self.shared.client_seq(page.client_id),
         })

@@ -60,6 +60,49 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
+    /// One page of a scope's data: up to `limit` entities after `after`, by `(entity, id)`.
+    /// Sorts references and copies only the page's data.
+    pub(super) fn page(&self, scope: &str, after: Option<(&str, &str)>, limit: usize) -> ScopeData {
+        let scopes = self.scopes.read();
+        let mut page = ScopeData::new();
+        let Some(entities) = scopes.get(scope) else {
+            return page;
+        };
+        let mut names: Vec<&String> = entities.keys().collect();
+        names.sort_unstable();
+        let mut left = limit;
+        for name in names {
+            if left == 0 {
+                break;
+            }
+            if after.is_some_and(|(entity, _)| name.as_str() < entity) {
+                continue;
+            }
+            let Some(ids) = entities.get(name) else {
+                continue;
+            };
+            let mut keys: Vec<(&String, &Value)> = ids
+                .iter()
+                .filter(|(id, _)| {
+                    after.is_none_or(|(entity, after_id)| {
+                        (name.as_str(), id.as_str()) > (entity, after_id)
+                    })
+                })
+                .collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let kept: BTreeMap<String, Value> = keys
+                .into_iter()
+                .take(left)
+                .map(|(id, data)| (id.clone(), data.clone()))
+                .collect();
+            left -= kept.len();
+            if !kept.is_empty() {
+                page.insert(name.clone(), kept);
+            }
+        }
+        page
+    }
+
     pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) {
         let mut scopes = self.scopes.write();
         // `entry_ref` allocates the names only when they are new.
