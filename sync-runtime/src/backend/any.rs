@@ -125,6 +125,10 @@ trait DynBackend: Send + Sync {
     ) -> BoxFuture<'a, Result<LogRead, StoreError>>;
     fn head(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
     fn scope_cursor<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+    fn scope_cursors<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
     fn trim(&self, before: u64) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
@@ -181,6 +185,13 @@ impl<B: Backend> DynBackend for B {
 
     fn scope_cursor<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(ChangeLog::scope_cursor(self, scope))
+    }
+
+    fn scope_cursors<'a>(
+        &'a self,
+        scopes: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+        Box::pin(ChangeLog::scope_cursors(self, scopes))
     }
 
     fn trim(&self, before: u64) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -252,6 +263,10 @@ impl ChangeLog for AnyBackend {
 
     async fn scope_cursor(&self, scope: &str) -> Result<u64, StoreError> {
         self.inner.scope_cursor(scope).await
+    }
+
+    async fn scope_cursors(&self, scopes: &[&str]) -> Result<Vec<u64>, StoreError> {
+        self.inner.scope_cursors(scopes).await
     }
 
     async fn trim(&self, before: u64) -> Result<(), StoreError> {

@@ -99,6 +99,21 @@ pub trait ChangeLog: Send + Sync + 'static {
     /// 0 where it has none.
     fn scope_cursor(&self, scope: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// [`scope_cursor`](ChangeLog::scope_cursor) of each scope, in order: what a live JOIN
+    /// answers. Backends that can read them in one query override it.
+    fn scope_cursors(
+        &self,
+        scopes: &[&str],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send {
+        async move {
+            let mut cursors = Vec::with_capacity(scopes.len());
+            for scope in scopes {
+                cursors.push(self.scope_cursor(scope).await?);
+            }
+            Ok(cursors)
+        }
+    }
+
     /// Removes every change with a cursor below `before`, raising each scope's horizon to the
     /// highest cursor it lost, and forgets the failures recorded at a cursor below `before`.
     fn trim(&self, before: u64) -> impl Future<Output = Result<(), StoreError>> + Send;

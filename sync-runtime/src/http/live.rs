@@ -333,7 +333,7 @@ impl Connection {
             return;
         }
         let mut cursors = serde_json::Map::new();
-        let (mut invalid, mut refused) = (Vec::new(), Vec::new());
+        let (mut invalid, mut refused, mut joined) = (Vec::new(), Vec::new(), Vec::new());
         for scope in scopes {
             if let Err(error) = validate_scope(&scope) {
                 invalid.push(format!("{}: {error}", shown(&scope)));
@@ -361,14 +361,17 @@ impl Connection {
                 self.hub.join(&scope, self.id, &self.outbox);
                 self.joined.insert(scope.clone());
             }
-            let cursor = match self.engine.backend().scope_cursor(&scope).await {
-                Ok(cursor) => cursor,
-                Err(error) => {
-                    warn!(error = %Sentence(&error), scope, "cannot read a scope's cursor for a JOIN");
-                    0
-                }
-            };
-            cursors.insert(scope, json!(cursor));
+            joined.push(scope);
+        }
+        // The cursors of every scope joined, in one read.
+        let names: Vec<&str> = joined.iter().map(String::as_str).collect();
+        let cursors_read = self.engine.backend().scope_cursors(&names).await;
+        let cursors_read = cursors_read.unwrap_or_else(|error| {
+            warn!(error = %Sentence(&error), "cannot read the scopes' cursors for a JOIN");
+            vec![0; names.len()]
+        });
+        for (scope, cursor) in joined.iter().zip(cursors_read) {
+            cursors.insert(scope.clone(), json!(cursor));
         }
         // One ERROR for everything this JOIN could not join, whatever their number.
         if !refused.is_empty() || !invalid.is_empty() {

@@ -250,6 +250,11 @@ async fn scope_cursor_is_the_scopes_latest_change(b: TestBackend) {
     assert_eq!(log.scope_cursor("a").await.unwrap(), 3);
     assert_eq!(log.scope_cursor("b").await.unwrap(), 4);
     assert_eq!(log.scope_cursor("c").await.unwrap(), 0);
+    assert_eq!(
+        log.scope_cursors(&["b", "c", "a"]).await.unwrap(),
+        [4, 0, 3],
+        "all at once, in the order asked"
+    );
     log.trim(4).await.unwrap(); // all of a's changes go
     assert_eq!(
         log.scope_cursor("a").await.unwrap(),

@@ -110,6 +110,28 @@ pub(super) async fn scope_cursor(client: &Client, scope: &str) -> Result<u64, St
     to_u64(cursor, "cursor")
 }
 
+/// Every scope's latest cursor in one statement, in the order asked.
+pub(super) async fn scope_cursors(
+    client: &Client,
+    scopes: &[&str],
+) -> Result<Vec<u64>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT coalesce((SELECT max(cursor) FROM sync_changes c WHERE c.scope = s.scope),
+                             (SELECT horizon FROM sync_horizons h WHERE h.scope = s.scope), 0)
+             FROM unnest($1::text[]) WITH ORDINALITY AS s(scope, ord) ORDER BY s.ord",
+        )
+        .await
+        .context(|| "cannot prepare the scopes' cursors query".to_owned())?;
+    let rows = client
+        .query(&stmt, &[&scopes])
+        .await
+        .context(|| "cannot read the scopes' latest cursors".to_owned())?;
+    rows.iter()
+        .map(|row| to_u64(row.try_get(0).map_err(row_error)?, "cursor"))
+        .collect()
+}
+
 /// One statement: the horizons move with the deletion, atomically.
 pub(super) async fn trim(client: &Client, before: u64) -> Result<(), StoreError> {
     let before = i64::try_from(before).unwrap_or(i64::MAX);

@@ -268,6 +268,10 @@ impl ChangeLog for PostgresBackend {
         log::scope_cursor(&*self.inner.connection().await?, scope).await
     }
 
+    async fn scope_cursors(&self, scopes: &[&str]) -> Result<Vec<u64>, StoreError> {
+        log::scope_cursors(&*self.inner.connection().await?, scopes).await
+    }
+
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         log::trim(&*self.inner.connection().await?, before).await
     }

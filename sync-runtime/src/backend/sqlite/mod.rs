@@ -188,6 +188,18 @@ impl ChangeLog for SqliteBackend {
             .await
     }
 
+    async fn scope_cursors(&self, scopes: &[&str]) -> Result<Vec<u64>, StoreError> {
+        let scopes: Vec<String> = scopes.iter().map(|scope| (*scope).to_owned()).collect();
+        self.conns
+            .read(move |conn| {
+                scopes
+                    .iter()
+                    .map(|scope| log::scope_cursor(conn, scope))
+                    .collect()
+            })
+            .await
+    }
+
     /// Trims in a write transaction of its own, between pushes.
     async fn trim(&self, before: u64) -> Result<(), StoreError> {
         let _gate = self.group.enter().await;
