@@ -71,9 +71,9 @@ pub use backend::{
 pub use backend::{PostgresBackend, PostgresOptions, PostgresTransaction};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteBackend, SqliteOptions, SqliteTransaction};
-#[cfg(feature = "postgres")]
-pub use broker::PostgresBroker;
 pub use broker::{BroadcastBroker, FanoutBroker, LiveHub, NoopBroker, Poke, PokeBroker};
+#[cfg(feature = "postgres")]
+pub use broker::{PostgresBroker, PostgresBrokerOptions};
 pub use change::{Change, ChangeOp};
 pub use changes::Changes;
 pub use engine::{Engine, EngineBuilder, Limits};

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 pub use hub::LiveHub;
 pub(crate) use hub::Outbox;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresBroker;
+pub use postgres::{PostgresBroker, PostgresBrokerOptions};
 
 /// A scope changed; its latest change cursor is `cursor`. Pokes carry no data: a client that
 /// gets one pulls.

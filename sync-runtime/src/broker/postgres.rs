@@ -21,9 +21,23 @@ use crate::error::{Sentence, StoreError};
 /// The channel the nodes notify on.
 const CHANNEL: &str = "sync_pokes";
 
-/// How often an idle relay asks the server whether its connection still works, and how long it
-/// waits for any answer.
-const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How a [`PostgresBroker`] watches its connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PostgresBrokerOptions {
+    /// How often an idle relay asks the server whether its connection still works, and how long
+    /// it waits for any answer before it reconnects (default 15 s): a connection can go
+    /// half-open, without an error, and the relay would hear no other node's commit again.
+    pub heartbeat: Duration,
+}
+
+impl Default for PostgresBrokerOptions {
+    fn default() -> Self {
+        PostgresBrokerOptions {
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
 
 /// Relays pokes between engine nodes that share a PostgreSQL database.
 ///
@@ -80,6 +94,16 @@ impl PostgresBroker {
         hub: LiveHub,
         backend: impl Backend,
     ) -> Result<PostgresBroker, StoreError> {
+        Self::start_with(url, hub, backend, PostgresBrokerOptions::default()).await
+    }
+
+    /// [`start`](PostgresBroker::start) with `options`.
+    pub async fn start_with(
+        url: &str,
+        hub: LiveHub,
+        backend: impl Backend,
+        options: PostgresBrokerOptions,
+    ) -> Result<PostgresBroker, StoreError> {
         let mut config: Config = url.parse().map_err(|error| {
             StoreError::with_source("PostgreSQL: the connection URL is invalid", error)
         })?;
@@ -99,6 +123,7 @@ impl PostgresBroker {
         let session = listen(&config, &hub, &shared.node).await?;
         let relay = Relay {
             config,
+            heartbeat: options.heartbeat.max(Duration::from_millis(1)),
             hub,
             backend: backend.into_any(),
             shared: Arc::clone(&shared),
@@ -171,6 +196,7 @@ async fn listen(config: &Config, hub: &LiveHub, node: &str) -> Result<Session, S
 
 struct Relay {
     config: Config,
+    heartbeat: Duration,
     hub: LiveHub,
     backend: AnyBackend,
     shared: Arc<Shared>,
@@ -198,8 +224,9 @@ impl Relay {
                     _ = &mut session.reader => return,
                     // A connection can go half-open without an error: ask the server now and
                     // then, and reconnect where it does not answer.
-                    () = tokio::time::sleep(HEARTBEAT) => {
-                        let alive = tokio::time::timeout(HEARTBEAT, session.client.simple_query(""));
+                    () = tokio::time::sleep(self.heartbeat) => {
+                        let alive = session.client.simple_query("");
+                        let alive = tokio::time::timeout(self.heartbeat, alive);
                         if !matches!(alive.await, Ok(Ok(_))) {
                             warn!("the poke broker's connection stopped answering; reconnecting");
                             return;
@@ -218,7 +245,7 @@ impl Relay {
                 let payload = serde_json::to_string(&note).unwrap_or_default();
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&CHANNEL, &payload];
                 let sent = session.client.execute("SELECT pg_notify($1, $2)", &params);
-                let sent = match tokio::time::timeout(HEARTBEAT, sent).await {
+                let sent = match tokio::time::timeout(self.heartbeat, sent).await {
                     Ok(sent) => sent.map(drop).map_err(|error| error.to_string()),
                     Err(_) => Err("no answer".to_owned()),
                 };

@@ -474,3 +474,105 @@ async fn after_losing_its_connection_the_broker_pokes_every_joined_scope() {
     })
     .await;
 }
+
+/// A TCP proxy to PostgreSQL whose connections can be frozen: open, but passing nothing either
+/// way, as a connection whose peer vanished without a reset (half-open).
+struct FreezingProxy {
+    addr: SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(AtomicBool::new(false));
+        tokio::spawn({
+            let frozen = std::sync::Arc::clone(&frozen);
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    // A connection accepted while frozen is not: only those open at the cut are.
+                    let cut = std::sync::Arc::new(AtomicBool::new(false));
+                    let was_frozen = frozen.load(Ordering::SeqCst);
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (frozen, cut) =
+                        (std::sync::Arc::clone(&frozen), std::sync::Arc::clone(&cut));
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let (mut client_read, mut client_write) = client.into_split();
+                        let (mut server_read, mut server_write) = server.into_split();
+                        let stuck =
+                            |frozen: &AtomicBool| !was_frozen && frozen.load(Ordering::SeqCst);
+                        let mut up = [0u8; 8192];
+                        let mut down = [0u8; 8192];
+                        loop {
+                            if stuck(&frozen) {
+                                cut.store(true, Ordering::SeqCst);
+                                // Hold both sockets open and pass nothing, for ever.
+                                std::future::pending::<()>().await;
+                            }
+                            tokio::select! {
+                                n = client_read.read(&mut up) => match n {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) if !stuck(&frozen) => { if server_write.write_all(&up[..n]).await.is_err() { return } }
+                                    Ok(_) => {}
+                                },
+                                n = server_read.read(&mut down) => match n {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) if !stuck(&frozen) => { if client_write.write_all(&down[..n]).await.is_err() { return } }
+                                    Ok(_) => {}
+                                },
+                                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { addr, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A relay whose connection went half-open (open, but silent) notices by its heartbeat,
+/// reconnects, and pokes its clients with what they missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_connection_goes_silent_reconnects() {
+    sync_tests::backends::run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let proxy = FreezingProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+        let through_proxy = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+        assert_ne!(through_proxy, url, "the test database is on 127.0.0.1:5432");
+        let hub = sync_runtime::LiveHub::new();
+        let mut options = sync_runtime::PostgresBrokerOptions::default();
+        options.heartbeat = Duration::from_millis(200);
+        let _broker = sync_runtime::PostgresBroker::start_with(
+            &through_proxy,
+            hub.clone(),
+            b.backend(),
+            options,
+        )
+        .await
+        .unwrap();
+        let a = Engine::builder(todo::TodoMutator)
+            .backend(b.backend())
+            .live_hub(hub)
+            .build();
+        let (c, _broker_c) = pg_node(&url, b.open().await.unwrap()).await;
+        let scope = format!("half-open-{}", std::process::id());
+        let mut on_a = Live::connect(serve(&a).await).await;
+        on_a.join(1, &[&scope]).await;
+
+        proxy.freeze();
+        // A commit on node C, announced on a connection node A no longer hears.
+        let pushed = c.push(push_to(&scope, "1")).await.unwrap();
+        poked(&mut on_a, &scope, pushed.cursor).await;
+    })
+    .await;
+}
