@@ -90,8 +90,10 @@ async function main(): Promise<void> {
       row.rename.focus();
     };
     input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") finish(true);
-      if (event.key === "Escape") finish(false);
+      if (event.key !== "Enter" && event.key !== "Escape") return;
+      // Else the key's default action lands on the rename button, which gets the focus back.
+      event.preventDefault();
+      finish(event.key === "Enter");
     });
     input.addEventListener("blur", () => finish(true));
     row.edit = input;
