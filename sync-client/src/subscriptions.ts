@@ -26,7 +26,7 @@ interface Subscription {
 /**
  * The subscriptions of a client. A query is re-run only when something it read changed, and its
  * callback runs only when the result differs (by identity, or element by element for arrays and
- * key by key for plain objects: the view hands out unchanged values unchanged).
+ * key by key for plain objects: the view hands out unchanged entities as the same objects).
  */
 export class Subscriptions {
   readonly #all = new Set<Subscription>();
@@ -79,7 +79,11 @@ function tracking(view: View, reads: Reads): View {
 
 function same(a: unknown, b: unknown): boolean {
   if (Object.is(a, b)) return true;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+    return true;
+  }
   if (!plain(a) || !plain(b)) return false;
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && Object.is(a[k], b[k]));

@@ -7,8 +7,8 @@ export type Frozen<T> = T extends object ? Readonly<T> : T;
 /** The local data as the app sees it: the server's state with the pending mutations on top. */
 export interface View<E = Record<string, unknown>> {
   get<K extends keyof E & string>(entity: K, id: string): Frozen<E[K]> | undefined;
-  /** Every entity of a type, in id order. */
-  list<K extends keyof E & string>(entity: K): readonly Frozen<E[K]>[];
+  /** Every entity of a type, in id order: a new array, yours to sort. */
+  list<K extends keyof E & string>(entity: K): Frozen<E[K]>[];
 }
 
 /** What an optimistic mutator may do to the local view. Values it reads are frozen: copy to edit. */
@@ -26,12 +26,12 @@ export const ALL = "all";
 const DELETED = Symbol("deleted");
 type Overlay = Map<string, Map<string, unknown>>;
 
-/** One entity type of the base: rows by id, and the frozen list in id order, patched rather than re-sorted. */
+/** One entity type of the base: rows by id, and the list in id order, patched rather than re-sorted. */
 class Table {
   readonly rows = new Map<string, unknown>();
   /** The ids of `#list`, in order. */
   #ids: string[] = [];
-  #list: readonly unknown[] | undefined;
+  #list: unknown[] | undefined;
   /** Ids set or deleted since `#list` was made. */
   readonly #dirty = new Set<string>();
 
@@ -54,11 +54,12 @@ class Table {
     if (this.#list && this.#dirty.size === 0) return this.#list;
     if (!this.#list || this.#dirty.size > 64) {
       this.#ids = [...this.rows.keys()].sort();
-      this.#list = Object.freeze(this.#ids.map((id) => this.rows.get(id)));
+      this.#list = this.#ids.map((id) => this.rows.get(id));
     } else {
-      const list = [...this.#list];
+      // A copy: merged lists built on the previous one may still be cached.
+      const list = this.#list.slice();
       for (const id of this.#dirty) patch(this.#ids, list, id, this.rows.has(id) ? this.rows.get(id) : DELETED);
-      this.#list = Object.freeze(list);
+      this.#list = list;
     }
     this.#dirty.clear();
     return this.#list;
@@ -159,14 +160,18 @@ export class ScopeView implements View<Record<string, unknown>> {
     return this.#base.get(entity)?.rows.get(id);
   }
 
-  list(entity: string): readonly unknown[] {
+  /**
+   * A new array on every call, which the caller may sort or change; its values are frozen. (A frozen
+   * array would do too, but V8 runs slice, filter and every on one up to ten times slower.)
+   */
+  list(entity: string): unknown[] {
     this.#replay();
     let list = this.#merged.get(entity);
     if (!list) {
       list = merge(this.#base.get(entity), this.#overlay.get(entity));
       this.#merged.set(entity, list);
     }
-    return list;
+    return list.slice();
   }
 
   #setState(state: ScopeState): void {
@@ -225,7 +230,7 @@ export class ScopeView implements View<Record<string, unknown>> {
     };
     const tx: LocalTx<Record<string, unknown>> = {
       get,
-      list: (entity) => merge(this.#base.get(entity), overlay.get(entity)),
+      list: (entity) => merge(this.#base.get(entity), overlay.get(entity)).slice(),
       put: (entity, id, data) => write(entity, id, deepFreeze(structuredClone(data))),
       delete: (entity, id) => write(entity, id, DELETED),
     };
@@ -254,14 +259,14 @@ export class ScopeView implements View<Record<string, unknown>> {
   }
 }
 
-/** The base's list of a type with the overlay's entries of that type on top. */
+/** The base's list of a type with the overlay's entries of that type on top; callers copy it. */
 function merge(table: Table | undefined, local: Map<string, unknown> | undefined): readonly unknown[] {
-  const base = table?.list() ?? Object.freeze([]);
+  const base = table?.list() ?? [];
   if (!local || local.size === 0) return base;
   const ids = [...(table?.ids() ?? [])];
-  const list = [...base];
+  const list = base.slice();
   for (const [id, value] of local) patch(ids, list, id, value);
-  return Object.freeze(list);
+  return list;
 }
 
 /** Freezes a JSON value and everything in it, so that no reader can change the local state. */

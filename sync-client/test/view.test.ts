@@ -41,7 +41,7 @@ describe("subscriptions", () => {
     expect(counts.at(-1)).toBe(1);
   });
 
-  it("hand out frozen values: a mutator or subscriber that edits in place cannot corrupt the base state", async () => {
+  it("hand out frozen values and fresh lists: a mutator or subscriber that edits in place cannot corrupt the base state", async () => {
     const server = new FakeServer();
     server.other("todo/create", { id: "a", title: "server" });
     server.other("todo/create", { id: "b", title: "other" });
@@ -60,7 +60,8 @@ describe("subscriptions", () => {
     expect(() => {
       list[0]!.title = "changed by a subscriber";
     }).toThrow(TypeError);
-    expect(() => list.sort()).toThrow(TypeError);
+    list.reverse(); // the caller's own array
+    expect(c.view().list("todo").map((t) => t.id)).toEqual(["a", "b"]);
 
     // The server refuses the rename (the todo is gone there); no pull arrives meanwhile.
     server.entities.get("_default")!.delete("a");
