@@ -10,7 +10,15 @@ describe("lifecycle", () => {
     const server = new FakeServer();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const store = new MemoryStore();
+    // IndexedDB, so that a write after close would fail (the database is closed).
+    const name = `close-${Math.random()}`;
+    const store = await IndexedDbStore.open(name);
+    const queue = async () => {
+      const reader = await IndexedDbStore.open(name);
+      const pending = await reader.pending();
+      reader.close();
+      return pending;
+    };
     const c = client(server, {
       store,
       fetch: async (input, init) => {
@@ -26,7 +34,7 @@ describe("lifecycle", () => {
     release();
     await closing;
     expect(await inFlight.confirmed).toMatchObject({ ok: true });
-    expect(await store.pending()).toEqual([]);
+    expect(await queue()).toEqual([]);
 
     // Offline: the mutation cannot be confirmed before close; it stays queued.
     server.offline = true;
@@ -34,7 +42,7 @@ describe("lifecycle", () => {
     const queued = await c.mutate("todo/create", { id: "c", title: "queued" });
     await c.close();
     await expect(queued.confirmed).rejects.toThrow(SyncClosedError);
-    expect((await store.pending()).map((m) => m.seq)).toEqual([queued.seq]);
+    expect((await queue()).map((m) => m.seq)).toEqual([queued.seq]);
 
     // Started again, it goes on.
     server.offline = false;
