@@ -1,7 +1,8 @@
-//! Bundles the web app (web/src/main.ts with sync-client, and the service worker web/src/sw.ts)
-//! into OUT_DIR with esbuild, for the
-//! server to embed. The bundle is build output, so it is not committed: where Node.js or the web
-//! folder's npm packages are missing, the server embeds a page that says how to build the app.
+//! Bundles the web app (web/src/main.ts with the sync client, and the service worker web/src/sw.ts)
+//! into OUT_DIR with esbuild, for the server to embed. The bundle is build output, so it is not
+//! committed. Where the web folder's npm packages are missing, it installs them (`npm ci`), so that
+//! `cargo run -p todo` on a fresh clone serves the app; where Node.js or npm is missing, or the
+//! install fails, the server embeds a page that says how to build the app.
 
 #![allow(clippy::expect_used)] // a build script reports what it cannot do by panicking
 
@@ -64,7 +65,7 @@ fn main() {
 fn build(web: &Path, out: &Path) -> Result<(), String> {
     let esbuild = web.join("node_modules/.bin/esbuild");
     if !esbuild.exists() {
-        return Err("run `npm ci` in examples/todo/web (esbuild is not installed)".to_owned());
+        install(web)?;
     }
     let output = Command::new(&esbuild)
         .current_dir(web)
@@ -88,6 +89,33 @@ fn build(web: &Path, out: &Path) -> Result<(), String> {
     if !output.status.success() {
         return Err(format!(
             "esbuild failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// `npm ci` in the web folder; npm may be on PATH or only beside Node.js.
+fn install(web: &Path) -> Result<(), String> {
+    println!(
+        "cargo::warning=installing the todo web app's npm packages (`npm ci` in {})",
+        web.display()
+    );
+    let args = ["ci", "--no-audit", "--no-fund", "--loglevel=error"];
+    let output = match Command::new("npm").current_dir(web).args(args).output() {
+        Ok(output) => output,
+        Err(_) => Command::new("node")
+            .current_dir(web)
+            .arg("/usr/lib/node_modules/npm/bin/npm-cli.js")
+            .args(args)
+            .output()
+            .map_err(|error| {
+                format!("cannot run npm: {error} (install Node.js, then run `npm ci` in examples/todo/web)")
+            })?,
+    };
+    if !output.status.success() {
+        return Err(format!(
+            "`npm ci` in examples/todo/web failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }

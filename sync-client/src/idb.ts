@@ -1,43 +1,38 @@
 import type { Change, SnapshotData } from "./protocol.js";
-import type { ClientMeta, LocalStore, PendingMutation, StoredEntity } from "./store.js";
+import { EMPTY_SCOPE, type ClientMeta, type LoadedScope, type LocalStore, type PendingMutation, type ScopeState, type StoredEntity } from "./store.js";
 
 const VERSION = 1;
 const META = "meta";
 const QUEUE = "queue";
 const ENTITIES = "entities";
 const CLIENT_KEY = "client";
-const cursorKey = (scope: string): string => `cursor:${scope}`;
+const stateKey = (scope: string): string => `scope:${scope}`;
+/** Where version 0.1 of this client kept a scope's cursor (a bare number). */
+const legacyCursorKey = (scope: string): string => `cursor:${scope}`;
 /** Every key of a scope in `entities`: arrays sort after strings, so `[scope, []]` ends the range. */
 const scopeRange = (scope: string): IDBKeyRange => IDBKeyRange.bound([scope], [scope, []]);
 
 /**
- * The browser's store: one IndexedDB database per client name, with the object stores `meta`
- * (client id, next `client_seq`, cursors), `queue` (pending mutations by `seq`) and `entities`
- * (keyed `[scope, entity, id]`). Each write is one IndexedDB transaction.
+ * The browser's store: one IndexedDB database per name, with the object stores `meta` (client id,
+ * next `client_seq`, scope states), `queue` (pending mutations by `seq`) and `entities` (keyed
+ * `[scope, entity, id]`). Each write is one IndexedDB transaction, so tabs can share the database.
  */
 export class IndexedDbStore implements LocalStore {
-  readonly #db: IDBDatabase;
+  readonly name: string;
+  onclose: ((reason: string) => void) | undefined;
+  readonly #factory: IDBFactory;
+  #db: IDBDatabase | undefined;
 
-  private constructor(db: IDBDatabase) {
-    this.#db = db;
+  private constructor(name: string, factory: IDBFactory, db: IDBDatabase) {
+    this.name = name;
+    this.#factory = factory;
+    this.#watch(db);
   }
 
   /** Opens (creating if needed) the database `name`. */
   static async open(name = "sync-client", factory: IDBFactory = globalThis.indexedDB): Promise<IndexedDbStore> {
     if (!factory) throw new Error("IndexedDB is not available here; use MemoryStore");
-    const request = factory.open(name, VERSION);
-    request.onupgradeneeded = () => {
-      const db = request.result;
-      if (!db.objectStoreNames.contains(META)) db.createObjectStore(META);
-      if (!db.objectStoreNames.contains(QUEUE)) db.createObjectStore(QUEUE, { keyPath: "seq" });
-      if (!db.objectStoreNames.contains(ENTITIES)) {
-        db.createObjectStore(ENTITIES, { keyPath: ["scope", "entity", "id"] });
-      }
-    };
-    const db = await requested(request);
-    // Another tab upgrading the schema: let it, this connection is closed.
-    db.onversionchange = () => db.close();
-    return new IndexedDbStore(db);
+    return new IndexedDbStore(name, factory, await openDatabase(name, factory));
   }
 
   /** Deletes the database `name`. */
@@ -45,8 +40,30 @@ export class IndexedDbStore implements LocalStore {
     await requested(factory.deleteDatabase(name));
   }
 
+  async open(): Promise<void> {
+    if (!this.#db) this.#watch(await openDatabase(this.name, this.#factory));
+  }
+
+  #watch(db: IDBDatabase): void {
+    this.#db = db;
+    const lost = (reason: string): void => {
+      db.close();
+      if (this.#db !== db) return;
+      this.#db = undefined;
+      this.onclose?.(reason);
+    };
+    // Another tab upgrades or deletes the database: let it, and tell the client.
+    db.onversionchange = () => lost("versionchange");
+    db.onclose = () => lost("the browser closed the database");
+  }
+
+  #transaction(stores: string | string[], mode: IDBTransactionMode): IDBTransaction {
+    if (!this.#db) throw new Error(`the IndexedDB database ${this.name} is closed`);
+    return this.#db.transaction(stores, mode);
+  }
+
   async meta(newId: () => string): Promise<ClientMeta> {
-    const tx = this.#db.transaction(META, "readwrite");
+    const tx = this.#transaction(META, "readwrite");
     const store = tx.objectStore(META);
     let meta: ClientMeta | undefined;
     store.get(CLIENT_KEY).onsuccess = (event) => {
@@ -62,7 +79,7 @@ export class IndexedDbStore implements LocalStore {
   }
 
   async enqueue(mutation: Omit<PendingMutation, "seq">): Promise<PendingMutation> {
-    const tx = this.#db.transaction([META, QUEUE], "readwrite");
+    const tx = this.#transaction([META, QUEUE], "readwrite");
     const meta = tx.objectStore(META);
     let pending: PendingMutation | undefined;
     meta.get(CLIENT_KEY).onsuccess = (event) => {
@@ -80,43 +97,51 @@ export class IndexedDbStore implements LocalStore {
     return pending;
   }
 
-  async pending(): Promise<PendingMutation[]> {
-    const tx = this.#db.transaction(QUEUE, "readonly");
-    return requested(tx.objectStore(QUEUE).getAll() as IDBRequest<PendingMutation[]>);
+  async pending(limit?: number): Promise<PendingMutation[]> {
+    const tx = this.#transaction(QUEUE, "readonly");
+    return requested(tx.objectStore(QUEUE).getAll(null, limit) as IDBRequest<PendingMutation[]>);
   }
 
   async remove(seqs: readonly number[]): Promise<void> {
     if (seqs.length === 0) return;
-    const tx = this.#db.transaction(QUEUE, "readwrite");
+    const tx = this.#transaction(QUEUE, "readwrite");
     const queue = tx.objectStore(QUEUE);
     for (const seq of seqs) queue.delete(seq);
     await completed(tx);
   }
 
-  async cursor(scope: string): Promise<number> {
-    const tx = this.#db.transaction(META, "readonly");
-    const cursor = await requested(tx.objectStore(META).get(cursorKey(scope)) as IDBRequest<number | undefined>);
-    return cursor ?? 0;
+  async load(scope: string): Promise<LoadedScope> {
+    const tx = this.#transaction([META, ENTITIES], "readonly");
+    let state = EMPTY_SCOPE;
+    readState(tx.objectStore(META), scope, (found) => (state = found));
+    const [rows] = await Promise.all([
+      requested(tx.objectStore(ENTITIES).getAll(scopeRange(scope)) as IDBRequest<StoredEntity[]>),
+      completed(tx),
+    ]);
+    return { state, rows };
   }
 
-  async load(scope: string): Promise<StoredEntity[]> {
-    const tx = this.#db.transaction(ENTITIES, "readonly");
-    return requested(tx.objectStore(ENTITIES).getAll(scopeRange(scope)) as IDBRequest<StoredEntity[]>);
-  }
-
-  async applyChanges(scope: string, changes: readonly Change[], cursor: number): Promise<void> {
-    const tx = this.#db.transaction([META, ENTITIES], "readwrite");
-    const entities = tx.objectStore(ENTITIES);
-    for (const change of changes) {
-      if (change.op === "delete") entities.delete([scope, change.entity, change.id]);
-      else entities.put({ scope, entity: change.entity, id: change.id, data: change.data });
-    }
-    tx.objectStore(META).put(cursor, cursorKey(scope));
+  async applyChanges(scope: string, from: number, changes: readonly Change[], state: ScopeState): Promise<boolean> {
+    const tx = this.#transaction([META, ENTITIES], "readwrite");
+    const meta = tx.objectStore(META);
+    let applied = false;
+    readState(meta, scope, (current) => {
+      // Another tab pulled this scope meanwhile: its page wins, ours is dropped.
+      if (current.cursor !== from) return;
+      const entities = tx.objectStore(ENTITIES);
+      for (const change of changes) {
+        if (change.op === "delete") entities.delete([scope, change.entity, change.id]);
+        else entities.put({ scope, entity: change.entity, id: change.id, data: change.data });
+      }
+      meta.put(state, stateKey(scope));
+      applied = true;
+    });
     await completed(tx);
+    return applied;
   }
 
-  async replaceScope(scope: string, data: SnapshotData, cursor: number): Promise<void> {
-    const tx = this.#db.transaction([META, ENTITIES], "readwrite");
+  async replaceScope(scope: string, data: SnapshotData, state: ScopeState): Promise<void> {
+    const tx = this.#transaction([META, ENTITIES], "readwrite");
     const entities = tx.objectStore(ENTITIES);
     entities.delete(scopeRange(scope));
     for (const [entity, rows] of Object.entries(data)) {
@@ -124,13 +149,46 @@ export class IndexedDbStore implements LocalStore {
         entities.put({ scope, entity, id, data: value });
       }
     }
-    tx.objectStore(META).put(cursor, cursorKey(scope));
+    tx.objectStore(META).put(state, stateKey(scope));
+    await completed(tx);
+  }
+
+  async clear(): Promise<void> {
+    const tx = this.#transaction([META, QUEUE, ENTITIES], "readwrite");
+    for (const name of [META, QUEUE, ENTITIES]) tx.objectStore(name).clear();
     await completed(tx);
   }
 
   close(): void {
-    this.#db.close();
+    const db = this.#db;
+    this.#db = undefined;
+    db?.close();
   }
+}
+
+/** Reads a scope's state inside `tx`, falling back to the cursor version 0.1 stored. */
+function readState(meta: IDBObjectStore, scope: string, found: (state: ScopeState) => void): void {
+  meta.get(stateKey(scope)).onsuccess = (event) => {
+    const state = (event.target as IDBRequest<ScopeState | undefined>).result;
+    if (state) return found(state);
+    meta.get(legacyCursorKey(scope)).onsuccess = (legacy) => {
+      const cursor = (legacy.target as IDBRequest<number | undefined>).result;
+      found(cursor === undefined ? EMPTY_SCOPE : { cursor, clientSeq: 0 });
+    };
+  };
+}
+
+async function openDatabase(name: string, factory: IDBFactory): Promise<IDBDatabase> {
+  const request = factory.open(name, VERSION);
+  request.onupgradeneeded = () => {
+    const db = request.result;
+    if (!db.objectStoreNames.contains(META)) db.createObjectStore(META);
+    if (!db.objectStoreNames.contains(QUEUE)) db.createObjectStore(QUEUE, { keyPath: "seq" });
+    if (!db.objectStoreNames.contains(ENTITIES)) {
+      db.createObjectStore(ENTITIES, { keyPath: ["scope", "entity", "id"] });
+    }
+  };
+  return requested(request);
 }
 
 function requested<T>(request: IDBRequest<T>): Promise<T> {

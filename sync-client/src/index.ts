@@ -1,19 +1,22 @@
 export { SyncClient } from "./client.js";
+export { SyncClosedError } from "./types.js";
 export type {
   EntityMap,
+  Events,
   FailedMutation,
   LocalMutators,
-  LocalTx,
   MutationMap,
   MutationOutcome,
   Queued,
   SyncClientOptions,
   SyncStats,
-  SyncStatus,
-  View,
-} from "./client.js";
+} from "./types.js";
+export type { SyncStatus } from "./status.js";
+export type { Frozen, LocalTx, View } from "./view.js";
+export type { RetryEvent, BackoffOptions } from "./retry.js";
+export type { ChannelLike, LockManagerLike, TabsOptions } from "./tabs.js";
 export { IndexedDbStore } from "./idb.js";
 export { MemoryStore } from "./store.js";
-export type { ClientMeta, LocalStore, PendingMutation, StoredEntity } from "./store.js";
+export type { ClientMeta, LoadedScope, LocalStore, PendingMutation, ScopeState, StoredEntity } from "./store.js";
 export type { LiveSocket, LiveSocketFactory } from "./live.js";
 export * from "./protocol.js";

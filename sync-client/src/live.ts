@@ -21,8 +21,8 @@ export interface LiveOptions {
   heartbeatMs: number;
   /** The delay before reconnect attempt `attempt` (0-based). */
   backoff: (attempt: number) => number;
-  /** A scope's latest cursor, from a JOIN's REPLY or a POKE. */
-  onCursor: (scope: string, cursor: number) => void;
+  /** A scope's latest cursor, from a JOIN's REPLY (with the log's id, 1.1) or a POKE. */
+  onCursor: (scope: string, cursor: number, logId?: string) => void;
   /** The channel is open and joined (again). */
   onOpen: (reconnect: boolean) => void;
   onClose: () => void;
@@ -142,9 +142,10 @@ export class LiveChannel {
         this.#opened = true;
         this.#attempt = 0;
         const cursors = payload["cursors"];
+        const logId = typeof payload["log_id"] === "string" ? payload["log_id"] : undefined;
         if (cursors && typeof cursors === "object") {
           for (const [scope, cursor] of Object.entries(cursors as Record<string, unknown>)) {
-            if (typeof cursor === "number") this.#options.onCursor(scope, cursor);
+            if (typeof cursor === "number") this.#options.onCursor(scope, cursor, logId);
           }
         }
         this.#options.onOpen(reconnect);

@@ -1,53 +1,8 @@
 import "fake-indexeddb/auto";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { IndexedDbStore, MemoryStore, SyncClient, type FailedMutation, type LocalMutators, type LocalStore, type SyncStatus } from "../src/index.js";
+import { describe, expect, it, vi } from "vitest";
+import { IndexedDbStore, MemoryStore, type FailedMutation, type LocalStore, type SyncStatus } from "../src/index.js";
 import { FakeServer, until } from "./fake-server.js";
-
-type Todo = { id: string; title: string; completed: boolean };
-interface Mutations {
-  "todo/create": { args: { title: string; id?: string | null }; result: Todo };
-  "todo/toggle": { args: { id: string }; result: Todo };
-  "todo/rename": { args: { id: string; title: string }; result: Todo };
-  "todo/delete": { args: { id: string }; result: void };
-}
-interface Entities {
-  todo: Todo;
-}
-
-const mutators: LocalMutators<Mutations, Entities> = {
-  "todo/create": (tx, { id, title }) => {
-    if (id) tx.put("todo", id, { id, title, completed: false });
-  },
-  "todo/toggle": (tx, { id }) => {
-    const todo = tx.get("todo", id);
-    if (todo) tx.put("todo", id, { ...todo, completed: !todo.completed });
-  },
-  "todo/rename": (tx, { id, title }) => {
-    const todo = tx.get("todo", id);
-    if (todo) tx.put("todo", id, { ...todo, title });
-  },
-  "todo/delete": (tx, { id }) => tx.delete("todo", id),
-};
-
-const clients: SyncClient<Mutations, Entities>[] = [];
-afterEach(() => {
-  for (const client of clients.splice(0)) client.stop();
-});
-
-function client(server: FakeServer, options: Partial<ConstructorParameters<typeof SyncClient<Mutations, Entities>>[0]> = {}) {
-  const c = new SyncClient<Mutations, Entities>({
-    url: "http://server.test",
-    fetch: server.fetch,
-    webSocket: null,
-    mutators,
-    backoff: { initialMs: 1, maxMs: 4 },
-    ...options,
-  });
-  clients.push(c);
-  return c;
-}
-
-const titles = (c: SyncClient<Mutations, Entities>) => c.view().list("todo").map((t) => t.title);
+import { client, titles } from "./helpers.js";
 
 describe("the queue", () => {
   it("holds a mutation durably before mutate returns, and a reload pushes it once", async () => {
@@ -59,7 +14,7 @@ describe("the queue", () => {
     await first.mutate("todo/create", { id: "a", title: "milk" });
     expect(await store.pending()).toMatchObject([{ seq: 1, name: "todo/create", args: { id: "a", title: "milk" } }]);
     expect(titles(first)).toEqual(["milk"]); // optimistic
-    first.stop();
+    await first.close();
 
     server.offline = false;
     const reloaded = client(server, { store });
@@ -203,10 +158,10 @@ describe("pull", () => {
     apply.mockClear();
     await c.pull();
     // 5 changes in pages of 2: three pages, each applied to the store in one call.
-    expect(apply.mock.calls.map((call) => call[1].length)).toEqual([2, 2, 1]);
+    expect(apply.mock.calls.map((call) => call[2].length)).toEqual([2, 2, 1]);
     expect(titles(c)).toHaveLength(8);
     expect(c.cursor()).toBe(8);
-    expect(await store.cursor("_default")).toBe(8);
+    expect((await store.load("_default")).state.cursor).toBe(8);
   });
 
   it("answers a 410 with a snapshot that replaces the scope, and pulls on from its cursor", async () => {
@@ -347,33 +302,44 @@ describe("subscriptions and status", () => {
 });
 
 describe("IndexedDbStore", () => {
-  it("keeps meta, queue, cursors and entities across reopen; a snapshot replaces only its scope", async () => {
+  it("keeps meta, queue, scope states and entities across reopen; a snapshot replaces only its scope", async () => {
     const name = `test-${Math.random()}`;
     let store: LocalStore = await IndexedDbStore.open(name);
     const meta = await store.meta(() => "client-1");
     expect(meta).toEqual({ clientId: "client-1", nextSeq: 1 });
     expect((await store.enqueue({ name: "todo/create", args: { title: "a" }, scope: "s" })).seq).toBe(1);
     expect((await store.enqueue({ name: "todo/toggle", args: { id: "x" }, scope: "s" })).seq).toBe(2);
-    await store.applyChanges("s", [
-      { cursor: 1, scope: "s", entity: "todo", id: "x", op: "create", data: { v: 1 }, ts: "" },
-      { cursor: 2, scope: "s", entity: "todo", id: "y", op: "create", data: { v: 2 }, ts: "" },
-      { cursor: 3, scope: "s", entity: "todo", id: "x", op: "delete", ts: "" },
-    ], 3);
-    await store.applyChanges("t", [{ cursor: 4, scope: "t", entity: "todo", id: "x", op: "create", data: { v: 4 }, ts: "" }], 4);
+    const s3 = { cursor: 3, logId: "L", clientSeq: 1 };
+    expect(
+      await store.applyChanges("s", 0, [
+        { cursor: 1, scope: "s", entity: "todo", id: "x", op: "create", data: { v: 1 }, ts: "" },
+        { cursor: 2, scope: "s", entity: "todo", id: "y", op: "create", data: { v: 2 }, ts: "" },
+        { cursor: 3, scope: "s", entity: "todo", id: "x", op: "delete", ts: "" },
+      ], s3),
+    ).toBe(true);
+    // A page pulled from a cursor the scope has left (another tab pulled it) is not stored.
+    expect(await store.applyChanges("s", 0, [{ cursor: 1, scope: "s", entity: "todo", id: "x", op: "create", data: { v: 1 }, ts: "" }], { cursor: 1, clientSeq: 0 })).toBe(false);
+    await store.applyChanges("t", 0, [{ cursor: 4, scope: "t", entity: "todo", id: "x", op: "create", data: { v: 4 }, ts: "" }], { cursor: 4, clientSeq: 0 });
     store.close();
 
     store = await IndexedDbStore.open(name);
     expect(await store.meta(() => "client-2")).toEqual({ clientId: "client-1", nextSeq: 3 });
     expect((await store.pending()).map((m) => m.seq)).toEqual([1, 2]);
-    expect(await store.cursor("s")).toBe(3);
-    expect(await store.cursor("never")).toBe(0);
-    expect((await store.load("s")).map((e) => [e.id, e.data])).toEqual([["y", { v: 2 }]]);
+    expect((await store.pending(1)).map((m) => m.seq)).toEqual([1]);
+    const loaded = await store.load("s");
+    expect(loaded.state).toEqual(s3);
+    expect(loaded.rows.map((e) => [e.id, e.data])).toEqual([["y", { v: 2 }]]);
+    expect((await store.load("never")).state).toEqual({ cursor: 0, clientSeq: 0 });
     await store.remove([1]);
     expect((await store.pending()).map((m) => m.seq)).toEqual([2]);
-    await store.replaceScope("s", { todo: { z: { v: 9 } } }, 10);
-    expect((await store.load("s")).map((e) => e.id)).toEqual(["z"]);
-    expect((await store.load("t")).map((e) => e.id)).toEqual(["x"]);
-    expect(await store.cursor("s")).toBe(10);
+    await store.replaceScope("s", { todo: { z: { v: 9 } } }, { cursor: 10, logId: "M", clientSeq: 2 });
+    expect((await store.load("s")).rows.map((e) => e.id)).toEqual(["z"]);
+    expect((await store.load("t")).rows.map((e) => e.id)).toEqual(["x"]);
+    expect((await store.load("s")).state).toEqual({ cursor: 10, logId: "M", clientSeq: 2 });
+    await store.clear();
+    expect(await store.pending()).toEqual([]);
+    expect((await store.load("t")).rows).toEqual([]);
+    expect(await store.meta(() => "client-3")).toEqual({ clientId: "client-3", nextSeq: 1 });
     store.close();
     await IndexedDbStore.destroy(name);
   });
@@ -385,7 +351,7 @@ describe("IndexedDbStore", () => {
     const first = client(server, { store: await IndexedDbStore.open(name) });
     await first.start();
     for (let i = 0; i < 5; i++) await first.mutate("todo/create", { id: `t${i}`, title: `t${i}` });
-    first.stop();
+    await first.close();
     server.offline = false;
     const second = client(server, { store: await IndexedDbStore.open(name) });
     await second.start();

@@ -1,20 +1,31 @@
-// A small in-memory implementation of docs/protocol.md's push, pull and snapshot (todo mutations), with
-// knobs to fail requests, lose answers and trim the log, and a fake live channel.
+// A small in-memory implementation of PROTOCOL.md's push, pull and snapshot (todo mutations), as
+// version 1.1 or, with `version = 1`, as version 1 (no log_id, no client_seq, no remembered
+// failures, no snapshot pages), with knobs to fail requests, lose answers, trim or replace the log,
+// and a fake live channel.
 import type { Change, LiveSocket, MutationResult, WireMutation } from "../src/index.js";
 
 type Todo = { id: string; title: string; completed: boolean };
 
+/** A scripted answer: a status (with a protocol error body), "lose" (apply, then drop the answer), or a whole answer. */
+export type Scripted = number | "lose" | { status: number; body?: string; headers?: Record<string, string> };
+
 export class FakeServer {
+  version: 1 | 1.1 = 1.1;
+  logId = newLogId();
   log: Change[] = [];
   head = 0;
   /** Changes at or below this cursor were trimmed. */
   trimmedUpTo = 0;
   entities = new Map<string, Map<string, Todo>>();
   seqs = new Map<string, number>();
+  /** Failures for good, by client and seq, as 1.1 remembers them. */
+  failures = new Map<string, { code: string; error: string }>();
+  /** Entities per snapshot page (1.1); default: one page. */
+  snapshotPageSize = Infinity;
   requests: { path: string; body: any; status?: number }[] = [];
   offline = false;
-  /** Answers to give instead of the real one, in order: a status (with an error body), or "lose" (apply, then drop the answer). */
-  script: (number | "lose")[] = [];
+  /** Answers to give instead of the real one, in order. */
+  script: Scripted[] = [];
   /** The endpoint the script applies to. */
   scriptPath = "push";
   sockets: FakeSocket[] = [];
@@ -29,7 +40,12 @@ export class FakeServer {
     const next = path === this.scriptPath ? this.script.shift() : undefined;
     if (typeof next === "number") {
       request.status = next;
-      return json(next, { error: `scripted ${next}`, code: next === 503 ? "unavailable" : next === 401 ? "unauthorized" : "invalid_request" });
+      const code = next === 503 ? "unavailable" : next === 401 ? "unauthorized" : next === 429 ? "too_many_requests" : "invalid_request";
+      return json(next, { error: `scripted ${next}`, code });
+    }
+    if (typeof next === "object") {
+      request.status = next.status;
+      return new Response(next.body ?? "", { status: next.status, headers: next.headers ?? {} });
     }
     const [status, answer] = this.handle(path, body);
     request.status = status;
@@ -37,14 +53,18 @@ export class FakeServer {
     return json(status, answer);
   };
 
+  get v11(): boolean {
+    return this.version === 1.1;
+  }
+
   handle(path: string, body: any): [number, unknown] {
     switch (path) {
       case "push":
         return this.push(body.mutations as WireMutation[]);
       case "pull":
-        return this.pull(body.scope ?? "_default", body.cursor ?? 0, body.limit ?? 100);
+        return this.pull(body);
       case "snapshot":
-        return this.snapshot(body.scope ?? "_default");
+        return this.snapshot(body);
       default:
         return [404, { error: "no", code: "not_found" }];
     }
@@ -56,16 +76,23 @@ export class FakeServer {
     }
     const results: MutationResult[] = mutations.map((m) => this.apply(m));
     this.poke(new Set(mutations.map((m) => m.scope)));
-    return [200, { results, cursor: this.head }];
+    return [200, { results, cursor: this.head, ...(this.v11 ? { log_id: this.logId } : {}) }];
   }
 
   apply(m: WireMutation): MutationResult {
     const last = this.seqs.get(m.client_id) ?? 0;
-    if (m.client_seq <= last) return { ok: true, cursor: this.head, duplicate: true };
+    if (m.client_seq <= last) {
+      const failed = this.failures.get(`${m.client_id}/${m.client_seq}`);
+      if (failed && this.v11) return { ok: false, cursor: this.head, duplicate: true, ...failed };
+      return { ok: true, cursor: this.head, duplicate: true };
+    }
     this.seqs.set(m.client_id, m.client_seq);
     const todos = this.scope(m.scope);
     const args = m.args as any;
-    const fail = (code: string): MutationResult => ({ ok: false, cursor: this.head, code, error: code });
+    const fail = (code: string): MutationResult => {
+      this.failures.set(`${m.client_id}/${m.client_seq}`, { code, error: code });
+      return { ok: false, cursor: this.head, code, error: code };
+    };
     let todo: Todo | undefined;
     let op: Change["op"] = "update";
     switch (m.name) {
@@ -101,25 +128,52 @@ export class FakeServer {
     return { ok: true, cursor: this.head, changes: [change], value: todo };
   }
 
-  pull(scope: string, cursor: number, limit: number): [number, unknown] {
+  /** What 1.1 adds to pull and snapshot answers. */
+  #identity(clientId: unknown): Record<string, unknown> {
+    if (!this.v11) return {};
+    return { log_id: this.logId, ...(typeof clientId === "string" ? { client_seq: this.seqs.get(clientId) ?? 0 } : {}) };
+  }
+
+  pull(body: any): [number, unknown] {
+    const scope = body.scope ?? "_default";
+    const cursor = body.cursor ?? 0;
+    const limit = body.limit ?? 100;
+    if (this.v11 && body.log_id !== undefined && body.log_id !== this.logId) return [410, { error: "other log", code: "log_replaced" }];
     if (cursor > this.head) return [410, { error: "ahead", code: "cursor_ahead" }];
     if (cursor < this.trimmedUpTo) return [410, { error: "old", code: "cursor_too_old" }];
     const after = this.log.filter((c) => c.scope === scope && c.cursor > cursor);
     const changes = after.slice(0, limit);
     const last = changes[changes.length - 1];
-    return [200, { changes, cursor: last ? last.cursor : this.head, has_more: after.length > changes.length }];
+    return [200, { changes, cursor: last ? last.cursor : this.head, has_more: after.length > changes.length, ...this.#identity(body.client_id) }];
   }
 
-  snapshot(scope: string): [number, unknown] {
-    const todos = this.entities.get(scope);
-    const data = todos && todos.size > 0 ? { todo: Object.fromEntries(todos) } : {};
-    return [200, { data: structuredClone(data), cursor: this.head }];
+  snapshot(body: any): [number, unknown] {
+    const scope = body.scope ?? "_default";
+    const todos = [...this.scope(scope).values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const start = this.v11 && Array.isArray(body.after) ? todos.filter((t) => t.id > body.after[1]) : todos;
+    const size = this.v11 ? this.snapshotPageSize : Infinity;
+    const page = start.slice(0, size);
+    const has_more = start.length > page.length;
+    const data = page.length > 0 ? { todo: Object.fromEntries(page.map((t) => [t.id, t])) } : {};
+    const paging = this.v11 ? { has_more, ...(has_more ? { next: ["todo", page[page.length - 1]!.id] } : {}) } : {};
+    return [200, { data: structuredClone(data), cursor: this.head, ...this.#identity(body.client_id), ...paging }];
   }
 
   /** Drops every change at or below `cursor` from the log. */
   trim(cursor: number): void {
     this.log = this.log.filter((c) => c.cursor > cursor);
     this.trimmedUpTo = cursor;
+  }
+
+  /** The database is restored from `other`: its log, entities, client records and log id. */
+  replaceWith(other: FakeServer): void {
+    this.log = other.log;
+    this.head = other.head;
+    this.trimmedUpTo = other.trimmedUpTo;
+    this.entities = other.entities;
+    this.seqs = other.seqs;
+    this.failures = other.failures;
+    this.logId = other.logId;
   }
 
   scope(scope: string): Map<string, Todo> {
@@ -147,6 +201,12 @@ export class FakeServer {
 
   scopeCursor(scope: string): number {
     return this.log.filter((c) => c.scope === scope).reduce((max, c) => Math.max(max, c.cursor), 0);
+  }
+
+  /** An operation by another client, straight into the server. */
+  other(name: string, args: Record<string, unknown>, scope = "_default"): MutationResult {
+    const seq = (this.seqs.get("other") ?? 0) + 1;
+    return this.apply({ name, args, client_id: "other", client_seq: seq, scope });
   }
 }
 
@@ -184,7 +244,8 @@ export class FakeSocket implements LiveSocket {
         this.joined.add(scope);
         cursors[scope] = this.server.scopeCursor(scope);
       }
-      this.deliver({ type: 5, ref: message.ref, payload: { status: "ok", cursors } });
+      const logId = this.server.v11 ? { log_id: this.server.logId } : {};
+      this.deliver({ type: 5, ref: message.ref, payload: { status: "ok", cursors, ...logId } });
     }
   }
 
@@ -208,11 +269,46 @@ function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
 
+function newLogId(): string {
+  return `log-${Math.random().toString(36).slice(2, 12)}`;
+}
+
 /** Waits until `check` holds, polling; fails after `ms`. */
 export async function until(check: () => boolean | Promise<boolean>, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms: ${check.toString()}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** A Web Locks stand-in shared by the clients of one test: exclusive locks, granted in request order. */
+export class FakeLocks {
+  readonly #tails = new Map<string, Promise<void>>();
+  readonly #held = new Set<string>();
+
+  request(name: string, options: { signal?: AbortSignal; ifAvailable?: boolean }, callback: (lock: unknown) => Promise<void>): Promise<unknown> {
+    if (options.ifAvailable && (this.#held.has(name) || this.#tails.has(name))) return callback(null);
+    let aborted = false;
+    const previous = this.#tails.get(name) ?? Promise.resolve();
+    const mine = previous.then(async () => {
+      if (aborted) return;
+      this.#held.add(name);
+      try {
+        await callback({ name });
+      } finally {
+        this.#held.delete(name);
+      }
+    });
+    const tail = mine.catch(() => {});
+    this.#tails.set(name, tail);
+    void tail.then(() => this.#tails.get(name) === tail && this.#tails.delete(name));
+    return new Promise((resolve, reject) => {
+      options.signal?.addEventListener("abort", () => {
+        aborted = true;
+        reject(new DOMException("aborted", "AbortError"));
+      });
+      mine.then(resolve, reject);
+    });
   }
 }

@@ -1,6 +1,6 @@
 // The benchmark's page code, bundled by initial-sync.mjs: an initial sync with sync-client into a
 // fresh IndexedDB database, and the baseline, a bare IndexedDB bulk put of the same rows.
-import { IndexedDbStore, SyncClient } from "sync-client";
+import { IndexedDbStore, SyncClient } from "@syncengine/client";
 
 interface Row {
   scope: string;
@@ -17,9 +17,9 @@ async function initialSync(name: string): Promise<{ ms: number; rows: number }> 
   await client.start();
   await client.pull();
   const ms = performance.now() - start;
-  client.stop();
+  await client.close();
   const check = await IndexedDbStore.open(name);
-  const rows = (await check.load("_default")).length;
+  const rows = (await check.load("_default")).rows.length;
   check.close();
   return { ms, rows };
 }

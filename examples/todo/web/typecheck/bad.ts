@@ -1,8 +1,8 @@
-// Mistakes the generated types must catch: `tsc --strict` must refuse each marked line.
-import { typed } from "../src/sync.gen";
+// Mistakes the generated types must catch with the real client: `tsc --strict` must refuse each marked line.
+import { SyncClient } from "../../../../sync-client/src/index.js";
+import type { Entities, Mutations } from "../src/sync.gen";
 
-declare const client: { mutate(name: string, args: unknown): Promise<unknown> };
-const sync = typed(client);
+const sync = new SyncClient<Mutations, Entities>();
 export async function mistakes(): Promise<void> {
   await sync.mutate("todo/create", { titel: "x" }); // line 7: a misspelt argument
 
@@ -12,6 +12,6 @@ export async function mistakes(): Promise<void> {
 
   await sync.mutate("todo/toggle", { id: 42 }); // line 13: an argument of the wrong type
 
-  const title: number = (await sync.mutate("todo/create", { title: "x" })).title; // line 15
+  const title: number | undefined = ((o) => (o.ok ? o.value.title : undefined))(await (await sync.mutate("todo/create", { title: "x" })).confirmed); // line 15
   void title;
 }

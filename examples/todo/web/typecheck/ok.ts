@@ -1,20 +1,37 @@
-// Typed use of the generated module: this file must type-check under `tsc --strict`.
-import { mutationNames, typed, type MutationArgs, type Todo } from "../src/sync.gen";
+// Typed use of the generated module with the real client: this file must type-check under `tsc --strict`.
+import { SyncClient, type MutationOutcome, type Queued } from "../../../../sync-client/src/index.js";
+import { mutationNames, type Entities, type MutationArgs, type Mutations, type Todo } from "../src/sync.gen";
 
-declare const client: { mutate(name: string, args: unknown): Promise<unknown>; pull(): Promise<void> };
-const sync = typed(client);
+const sync = new SyncClient<Mutations, Entities>();
 
 export async function use(): Promise<void> {
-  const todo: Todo = await sync.mutate("todo/create", { title: "x" });
-  await sync.mutate("todo/create", { title: "y", id: "client-chosen" });
-  await sync.mutate("todo/toggle", { id: todo.id });
-  const renamed = await sync.mutate("todo/rename", { id: todo.id, title: "z" });
-  const done: boolean = renamed.completed;
-  await sync.mutate("todo/delete", { id: todo.id });
+  const queued: Queued<Todo> = await sync.mutate("todo/create", { title: "x" });
+  const seq: number = queued.seq;
+  const outcome: MutationOutcome<Todo> = await queued.confirmed;
+  if (outcome.ok) {
+    const todo: Todo = outcome.value;
+    await sync.mutate("todo/toggle", { id: todo.id });
+    const renamed = await (await sync.mutate("todo/rename", { id: todo.id, title: "z" })).confirmed;
+    const done: boolean = renamed.ok && renamed.value.completed;
+    void done;
+  } else {
+    const why: string = `${outcome.code}: ${outcome.error}`;
+    void why;
+  }
+  await sync.mutate("todo/create", { title: "y", id: "client-chosen" }, { scope: "team" });
+  const deleted = await (await sync.mutate("todo/delete", { id: "a" })).confirmed;
+  const nothing: void | undefined = deleted.ok ? deleted.value : undefined;
+  const first: Readonly<Todo> | undefined = sync.view().list("todo")[0];
+  sync.subscribe(
+    (view) => view.get("todo", "a")?.title,
+    (title: string | undefined) => void title,
+  );
   await sync.pull();
   const args: MutationArgs<"todo/create"> = { title: "t", id: null };
   const names: readonly string[] = mutationNames;
-  void done;
+  void seq;
+  void nothing;
+  void first;
   void args;
   void names;
 }

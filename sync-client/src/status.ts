@@ -1,0 +1,1 @@
+export type SyncStatus = "online" | "offline" | "syncing" | "error";

@@ -1,0 +1,80 @@
+// The package as published: `npm pack` from the files a clean clone has, installed from the tarball
+// into a fresh project, imported under `moduleResolution` nodenext and bundler, and run by Node.
+// Plain JavaScript: it is Node code, outside the package's DOM-only type check.
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, expect, it } from "vitest";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, "..");
+const work = mkdtempSync(path.join(tmpdir(), "sync-client-pack-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const npm = (cwd, args) =>
+  execFileSync(process.execPath, [npmCli(), ...args], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+
+/** npm's own script, so that npm need not be on PATH. */
+function npmCli() {
+  const beside = path.join(path.dirname(process.execPath), "../lib/node_modules/npm/bin/npm-cli.js");
+  return process.env.npm_execpath?.endsWith(".js") ? process.env.npm_execpath : beside;
+}
+
+it("packs from a clean clone, installs from the tarball, and imports under nodenext and bundler", { timeout: 120_000 }, () => {
+  // What a clone has: the tracked files and those not ignored; node_modules lent for the build.
+  const clone = path.join(work, "clone");
+  const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard", "."], { cwd: root, encoding: "utf8" }).split("\n").filter(Boolean);
+  for (const file of files) {
+    mkdirSync(path.dirname(path.join(clone, file)), { recursive: true });
+    cpSync(path.join(root, file), path.join(clone, file));
+  }
+  symlinkSync(path.join(root, "node_modules"), path.join(clone, "node_modules"));
+  npm(clone, ["pack", "--pack-destination", work, "--loglevel=error"]);
+  const [tarball] = readdirSync(work).filter((f) => f.endsWith(".tgz"));
+  expect(tarball).toBeDefined();
+  const listing = execFileSync("tar", ["-tzf", path.join(work, tarball)], { encoding: "utf8" });
+  for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/README.md", "package/LICENSE-MIT", "package/LICENSE-APACHE"]) {
+    expect(listing).toContain(file);
+  }
+  expect(listing).not.toContain("package/src/");
+  expect(listing).not.toContain("package/test/");
+
+  const app = path.join(work, "app");
+  mkdirSync(app);
+  writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+  npm(app, ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", path.join(work, tarball)]);
+  writeFileSync(
+    path.join(app, "main.ts"),
+    `import { MemoryStore, SyncClient, type MutationOutcome } from "@syncengine/client";
+import pkg from "@syncengine/client/package.json" with { type: "json" };
+interface Mutations { "note/add": { args: { text: string }; result: { id: string } } }
+const client = new SyncClient<Mutations, { note: { id: string; text: string } }>({ store: new MemoryStore(), webSocket: null, fetch: async () => { throw new Error("offline"); } });
+export async function run(): Promise<string> {
+  await client.start();
+  const queued = await client.mutate("note/add", { text: "hi" });
+  const outcome: Promise<MutationOutcome<{ id: string }>> = queued.confirmed;
+  void outcome;
+  const pending = client.pendingCount;
+  await client.close();
+  return \`\${pkg.name} \${pending}\`;
+}
+`,
+  );
+  const tsc = path.join(root, "node_modules/typescript/bin/tsc");
+  for (const [module, resolution] of [["nodenext", "nodenext"], ["esnext", "bundler"]]) {
+    execFileSync(process.execPath, [tsc, "--strict", "--noEmit", "--target", "es2022", "--module", module, "--moduleResolution", resolution, "--resolveJsonModule", "--lib", "es2022,dom", "main.ts"], { cwd: app, encoding: "utf8" });
+  }
+  writeFileSync(
+    path.join(app, "run.mjs"),
+    `import { MemoryStore, SyncClient } from "@syncengine/client";
+const client = new SyncClient({ store: new MemoryStore(), webSocket: null, fetch: async () => { throw new Error("offline"); } });
+await client.start();
+await client.mutate("note/add", { text: "hi" });
+console.log(client.pendingCount);
+await client.close();
+`,
+  );
+  expect(execFileSync(process.execPath, ["run.mjs"], { cwd: app, encoding: "utf8" }).trim()).toBe("1");
+});
