@@ -34,8 +34,13 @@ fn todos_survive_a_restart(dir: &Path, args: &[&str]) {
     let server = start(dir, args);
     let snapshot = post(&server, "/_sync/snapshot", &json!({}));
     assert_eq!(
-        snapshot,
-        json!({"data": {"todo": {"milk": {"id": "milk", "title": "Buy milk", "completed": true}}}, "cursor": 2})
+        (&snapshot["data"], &snapshot["cursor"], &snapshot["log_id"]),
+        (
+            &json!({"todo": {"milk": {"id": "milk", "title": "Buy milk", "completed": true}}}),
+            &json!(2),
+            &pushed["log_id"]
+        ),
+        "the same data, at the same cursor, of the same log: {snapshot}"
     );
     let retry = post(
         &server,

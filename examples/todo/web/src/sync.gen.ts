@@ -76,14 +76,29 @@ export type MutationArgs<N extends MutationName> = Mutations[N]["args"];
 /** The value mutation `N` returns. */
 export type MutationValue<N extends MutationName> = Mutations[N]["result"];
 
+/** The server's verdict on mutation `N`: what the client's `confirmed` promise resolves to. */
+export type MutationOutcome<N extends MutationName> =
+  | { ok: true; value: MutationValue<N>; duplicate: boolean }
+  | { ok: false; code: string; error: string; duplicate: boolean };
+
 /** A client whose `mutate` knows every mutation's name, arguments and result. */
 export interface TypedMutate {
-  mutate<N extends MutationName>(name: N, args: MutationArgs<N>): Promise<MutationValue<N>>;
+  /** Resolves once the mutation is queued durably; `confirmed` settles with the server's verdict. */
+  mutate<N extends MutationName>(
+    name: N,
+    args: MutationArgs<N>,
+    options?: { scope?: string },
+  ): Promise<{ seq: number; confirmed: Promise<MutationOutcome<N>> }>;
 }
 
-/** Types an untyped client's `mutate` with this module's mutations. */
-export function typed<C extends { mutate(name: string, args: never): Promise<unknown> }>(
-  client: C,
-): Omit<C, "mutate"> & TypedMutate {
+/**
+ * Types the `mutate` of a client built without type parameters. `new SyncClient<Mutations, Entities>()`
+ * does the same, and types its views too.
+ */
+export function typed<
+  C extends {
+    mutate(name: string, args: never, options?: { scope?: string }): Promise<{ seq: number; confirmed: Promise<unknown> }>;
+  },
+>(client: C): Omit<C, "mutate"> & TypedMutate {
   return client as unknown as Omit<C, "mutate"> & TypedMutate;
 }
