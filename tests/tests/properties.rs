@@ -560,19 +560,17 @@ fn push_requests_round_trip() {
 }
 
 /// The same with floats in `args`. serde_json parses floats with "best-effort precision" unless
-/// its `float_roundtrip` feature is on, and the workspace does not turn it on: some floats come
-/// back one ulp off. A client's `1.7040713390852896e-193` is stored, echoed and pulled as
+/// its `float_roundtrip` feature is on: without it (as the workspace had it) some floats came back
+/// one ulp off, a client's `1.7040713390852896e-193` stored, echoed and pulled as
 /// `1.7040713390852894e-193` (see [`a_float_in_args_comes_back_as_sent`]).
 #[test]
-#[ignore = "reproduces BUG: floats in mutation args do not round trip (serde_json without float_roundtrip)"]
 fn floats_in_args_round_trip() {
     check(512, mutation_with(true), |m| round_trips(&m));
 }
 
-/// The smallest case the property above found, end to end: the server answers with another
+/// The smallest case the property above found, end to end: the server answered with another
 /// number than the client sent.
 #[test]
-#[ignore = "reproduces BUG: floats in mutation args do not round trip (serde_json without float_roundtrip)"]
 fn a_float_in_args_comes_back_as_sent() {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
