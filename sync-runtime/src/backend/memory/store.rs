@@ -46,20 +46,6 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
-    /// All data of a scope.
-    pub fn scope(&self, scope: &str) -> ScopeData {
-        let scopes = self.scopes.read();
-        scopes
-            .get(scope)
-            .map(|entities| {
-                entities
-                    .iter()
-                    .map(|(entity, ids)| (entity.clone(), sorted(ids)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// One page of a scope's data: up to `limit` entities after `after`, by `(entity, id)`.
     /// Sorts references and copies only the page's data.
     pub(super) fn page(&self, scope: &str, after: Option<(&str, &str)>, limit: usize) -> ScopeData {
