@@ -26,6 +26,9 @@ struct LogState {
     all: VecDeque<Arc<Change>>,
     /// Each scope's retained changes, ascending, and how far it was trimmed.
     scopes: HashMap<String, ScopeLog>,
+    /// The horizons of scopes trimmed to nothing, which keep only this number (as the SQL
+    /// backends' `sync_horizons` table does): a client behind it must still take a snapshot.
+    horizons: HashMap<String, u64>,
 }
 
 /// Changes per block of a scope's history.
@@ -144,12 +147,20 @@ impl MemoryChangeLog {
     pub(super) fn append(&self, changes: Vec<NewChange>) -> Committed {
         let mut state = self.state.write();
         let committed = Committed::numbered(state.head, changes, Utc::now());
+        let LogState {
+            all,
+            scopes,
+            horizons,
+            ..
+        } = &mut *state;
         for change in &committed.changes {
-            state.all.push_back(Arc::clone(change));
-            state
-                .scopes
+            all.push_back(Arc::clone(change));
+            scopes
                 .entry_ref(change.scope.as_str())
-                .or_default()
+                .or_insert_with(|| ScopeLog {
+                    horizon: horizons.remove(change.scope.as_str()).unwrap_or(0),
+                    ..ScopeLog::default()
+                })
                 .push(Arc::clone(change));
         }
         state.head += committed.changes.len() as u64;
@@ -166,6 +177,7 @@ impl MemoryChangeLog {
         let Some(log) = state.scopes.get(scope) else {
             return LogRead {
                 head: state.head,
+                horizon: state.horizons.get(scope).copied().unwrap_or(0),
                 ..LogRead::default()
             };
         };
@@ -179,19 +191,28 @@ impl MemoryChangeLog {
 
     pub(super) fn scope_cursor(&self, scope: &str) -> u64 {
         let state = self.state.read();
-        state
-            .scopes
-            .get(scope)
-            .map_or(0, |log| log.last_cursor().unwrap_or(log.horizon))
+        match state.scopes.get(scope) {
+            Some(log) => log.last_cursor().unwrap_or(log.horizon),
+            None => state.horizons.get(scope).copied().unwrap_or(0),
+        }
     }
 
     pub(super) fn trim(&self, before: u64) {
         let mut state = self.state.write();
-        let LogState { all, scopes, .. } = &mut *state;
+        let LogState {
+            all,
+            scopes,
+            horizons,
+            ..
+        } = &mut *state;
         while let Some(change) = all.front().filter(|change| change.cursor < before) {
             if let Some(log) = scopes.get_mut(&change.scope) {
                 log.pop_front();
                 log.horizon = log.horizon.max(change.cursor);
+                if log.len() == 0 {
+                    horizons.insert(change.scope.clone(), log.horizon);
+                    scopes.remove(&change.scope);
+                }
             }
             all.pop_front();
         }
@@ -211,6 +232,36 @@ mod tests {
             op: ChangeOp::Create,
             data: Some(Arc::new(serde_json::json!({"id": id}))),
         }
+    }
+
+    /// A scope trimmed to nothing keeps its horizon and nothing else; a new change brings it
+    /// back with that horizon.
+    #[test]
+    fn a_scope_trimmed_to_nothing_keeps_only_its_horizon() {
+        let log = MemoryChangeLog::default();
+        for i in 0..BLOCK + 3 {
+            log.append(vec![change("gone", &i.to_string())]);
+        }
+        log.append(vec![change("kept", "x")]);
+        let last_of_gone = BLOCK as u64 + 3;
+        log.trim(last_of_gone + 1);
+        {
+            let state = log.state.read();
+            assert!(
+                !state.scopes.contains_key("gone"),
+                "emptied scope's log kept"
+            );
+            assert_eq!(state.horizons.get("gone"), Some(&last_of_gone));
+        }
+        let read = log.read("gone", 0, 10);
+        assert_eq!((read.horizon, read.changes.len()), (last_of_gone, 0));
+        assert_eq!(log.scope_cursor("gone"), last_of_gone);
+
+        log.append(vec![change("gone", "again")]);
+        let read = log.read("gone", last_of_gone, 10);
+        assert_eq!(read.horizon, last_of_gone);
+        assert_eq!(read.changes.len(), 1);
+        assert!(log.state.read().horizons.is_empty());
     }
 
     /// Pages across full blocks, the newest changes and trims, against a plain list.
