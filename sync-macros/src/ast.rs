@@ -52,8 +52,50 @@ pub(crate) struct MutationFn<'a> {
 pub(crate) enum Input<'a> {
     /// `&mut Tx` (or `&mut path::to::Tx`).
     Tx(&'a PatType),
+    /// `#[caller] user: &User` or `Option<&User>`: the request's identity, not an argument.
+    Caller(CallerParam<'a>),
     /// Anything else: a field of the mutation's arguments.
     Arg(Arg<'a>),
+}
+
+/// A `#[caller]` parameter.
+pub(crate) struct CallerParam<'a> {
+    pub(crate) param: &'a PatType,
+    pub(crate) attr: &'a Attribute,
+    /// `T` of `&T` or `Option<&T>`; `None` for any other type (`check` reports it).
+    pub(crate) identity: Option<&'a Type>,
+    /// `Option<&T>`: the mutation also runs without a caller.
+    pub(crate) optional: bool,
+}
+
+impl<'a> CallerParam<'a> {
+    fn from_syn(param: &'a PatType, attr: &'a Attribute) -> CallerParam<'a> {
+        let shared = |ty: &'a Type| match ty {
+            Type::Reference(reference) if reference.mutability.is_none() => Some(&*reference.elem),
+            _ => None,
+        };
+        let (identity, optional) = match last_segment_is(&param.ty, "Option")
+            .map(type_args)
+            .as_deref()
+        {
+            Some([inner]) => (shared(inner), true),
+            _ => (shared(&param.ty), false),
+        };
+        CallerParam {
+            param,
+            attr,
+            identity,
+            optional,
+        }
+    }
+}
+
+/// The `#[caller]` attribute of a parameter.
+pub(crate) fn caller_attr(param: &PatType) -> Option<&Attribute> {
+    param
+        .attrs
+        .iter()
+        .find(|attr| attr.path().is_ident("caller"))
 }
 
 /// A parameter that is a field of the mutation's arguments.
@@ -123,6 +165,11 @@ impl<'a> MutationFn<'a> {
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(r) => receiver = Some(r),
+                FnArg::Typed(typed) if caller_attr(typed).is_some() => {
+                    if let Some(attr) = caller_attr(typed) {
+                        inputs.push(Input::Caller(CallerParam::from_syn(typed, attr)));
+                    }
+                }
                 FnArg::Typed(typed) if is_tx(&typed.ty) => inputs.push(Input::Tx(typed)),
                 FnArg::Typed(typed) => inputs.push(Input::Arg(Arg {
                     pat: &typed.pat,
@@ -159,7 +206,7 @@ impl<'a> MutationFn<'a> {
     pub(crate) fn args(&self) -> impl Iterator<Item = (&'a Ident, &Arg<'a>)> {
         self.inputs.iter().filter_map(|input| match input {
             Input::Arg(arg) => Some((arg.ident()?, arg)),
-            Input::Tx(_) => None,
+            Input::Tx(_) | Input::Caller(_) => None,
         })
     }
 }

@@ -84,8 +84,24 @@ fn mutation_fn(cx: &mut Ctxt, function: &MutationFn<'_>) {
     }
 
     let mut tx_seen = false;
+    let mut caller_seen = false;
     for (index, input) in function.inputs.iter().enumerate() {
         match input {
+            Input::Caller(caller) => {
+                if !matches!(caller.attr.meta, syn::Meta::Path(_)) {
+                    cx.error_spanned_by(caller.attr, "`#[caller]` takes no arguments");
+                }
+                if caller_seen {
+                    cx.error_spanned_by(caller.attr, "only one `#[caller]` parameter is allowed");
+                }
+                caller_seen = true;
+                if caller.identity.is_none() {
+                    cx.error_spanned_by(
+                        &caller.param.ty,
+                        "a `#[caller]` parameter borrows the request's identity: write `&User`, or `Option<&User>` where the mutation also runs without one",
+                    );
+                }
+            }
             Input::Tx(param) => {
                 if tx_seen {
                     cx.error_spanned_by(param, "only one transaction parameter is allowed");

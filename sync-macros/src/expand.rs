@@ -3,11 +3,11 @@
 //! dispatches, and the `Mutations` impl that describes everything to TypeScript.
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl};
 
-use crate::ast::{MutationFn, Mutations, lit};
+use crate::ast::{Input, MutationFn, Mutations, lit};
 use crate::attr::{Container, path_string};
 use crate::ctxt::Ctxt;
 use crate::impls::mutator_impl;
@@ -26,7 +26,16 @@ fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
             ImplItem::Macro(item) => &mut item.attrs,
             _ => continue,
         };
+        let is_mutation = attrs.iter().any(|attr| attr.path().is_ident("mutation"));
         attrs.retain(|attr| !attr.path().is_ident("mutation"));
+        // `#[caller]` is ours on a mutation's parameters only; elsewhere the compiler says so.
+        if let (true, ImplItem::Fn(function)) = (is_mutation, &mut *impl_item) {
+            for input in &mut function.sig.inputs {
+                if let syn::FnArg::Typed(param) = input {
+                    param.attrs.retain(|attr| !attr.path().is_ident("caller"));
+                }
+            }
+        }
     }
     item
 }
@@ -76,13 +85,32 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
         let cfgs = &function.cfgs;
         let name = lit(&function.name, function.name_span);
         let ident = &function.function.sig.ident;
-        let fields = function.args().map(|(ident, _)| ident);
         let bindings = function.args().map(|(ident, _)| ident);
+        let params = function.inputs.iter().filter_map(|input| match input {
+            Input::Tx(_) => Some(quote!(__tx)),
+            Input::Caller(_) => Some(quote!(__caller)),
+            Input::Arg(arg) => arg.ident().map(|ident| quote!(#ident)),
+        });
         let call = if function.receiver.is_some() {
-            quote!(self.#ident(__tx, #(#fields),*).await)
+            quote!(self.#ident(#(#params),*).await)
         } else {
-            quote!(<#self_ty>::#ident(__tx, #(#fields),*).await)
+            quote!(<#self_ty>::#ident(#(#params),*).await)
         };
+        // The caller first: a mutation that needs one fails before anything of it runs.
+        let caller = function.inputs.iter().find_map(|input| match input {
+            Input::Caller(caller) => caller.identity.map(|identity| {
+                let get = if caller.optional {
+                    quote_spanned!(identity.span()=> get::<#identity>)
+                } else {
+                    quote_spanned!(identity.span()=> require::<#identity>)
+                };
+                quote! {
+                    let __identity = #krate::Caller::clone(#krate::Tx::caller(__tx));
+                    let __caller = __identity.#get()?;
+                }
+            }),
+            _ => None,
+        });
         // An `E` that is not `Into<MutationError>` is reported on `E`.
         let span = function
             .error
@@ -96,6 +124,7 @@ fn expand(mutations: &Mutations<'_>) -> TokenStream {
         quote! {
             #(#cfgs)*
             #name => {
+                #caller
                 let #args { #(#bindings),* } = #private::decode_args::<#args>(__mutation)?;
                 #outcome
             }

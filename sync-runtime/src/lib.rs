@@ -17,7 +17,9 @@
 //!   [`PostgresBackend`] (several nodes), or [`AnyBackend`] to choose at run time.
 //! - [`PokeBroker`]: who is told of changes: this node's [`LiveHub`], and e.g. a
 //!   [`PostgresBroker`] for the other nodes.
-//! - [`Authorizer`]: who may push, pull, snapshot or watch which scope.
+//! - [`Authenticator`] and [`Authorizer`]: who sends a request (an identity of the application's
+//!   own type, which mutations get as their [`Caller`]) and what it may push, pull, snapshot or
+//!   watch; [`ScopeRules`] for the common rules.
 //! - [`Engine`]: push, pull, snapshot and trim; [`Engine::router`] serves them over HTTP and
 //!   WebSocket, with [`HttpOptions`].
 //!
@@ -61,7 +63,10 @@ mod tx;
 mod typescript;
 
 pub use args::decode_args;
-pub use auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer};
+pub use auth::{
+    Access, Action, AllowAll, AuthError, Authenticator, Authorizer, Caller, Credentials, Reader,
+    ScopeRules, Unclaimed,
+};
 pub use backend::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
     LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,
@@ -87,7 +92,7 @@ pub use protocol::{
     SnapshotResponse,
 };
 pub use scope::{DEFAULT_SCOPE, MAX_SCOPE_BYTES};
-pub use tx::Tx;
+pub use tx::{InScope, Tx};
 pub use typescript::{typescript, write_typescript};
 
 /// Derives [`Entity`](trait@Entity).

@@ -1,5 +1,5 @@
-//! The engine: runs pushes, pulls, snapshots and trims against a backend, asking the authorizer
-//! about requests from clients and poking the scopes that commits change.
+//! The engine: runs pushes, pulls, snapshots and trims against a backend, authenticating and
+//! authorizing requests from clients and poking the scopes that commits change.
 
 mod pull;
 mod push;
@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use axum::http::HeaderMap;
-
-use crate::auth::{Action, AllowAll, AuthError, AuthRequest, Authorizer, DynAuthorizer};
+use crate::auth::{
+    Action, AuthError, Authenticator, Authorizer, Caller, Credentials, DynAuth, pair,
+};
 use crate::backend::{AnyBackend, Backend, MemoryBackend};
 use crate::broker::{FanoutBroker, LiveHub, PokeBroker};
 use crate::error::SyncError;
@@ -82,7 +82,8 @@ struct Inner {
     /// This node's live connections, and `broker`: every commit's pokes go to both.
     pokes: Arc<FanoutBroker>,
     live: LiveHub,
-    authorizer: Arc<dyn DynAuthorizer>,
+    /// `None`: every request allowed, with no caller.
+    auth: Option<Arc<dyn DynAuth>>,
     limits: Limits,
     retain: Option<u64>,
     /// The lowest cursor the log may still hold: changes below it were trimmed for the
@@ -93,14 +94,15 @@ struct Inner {
 /// Builds an [`Engine`]: [`Engine::builder`] takes the mutator, the rest has defaults.
 ///
 /// Defaults: a [`MemoryBackend`], live connections of this node only (no broker to other nodes),
-/// no authorizer (everything allowed), the protocol's [`Limits`], no retention limit.
+/// no authentication (every request allowed everything, and mutations have no caller), the
+/// protocol's [`Limits`], no retention limit.
 #[must_use]
 pub struct EngineBuilder {
     mutator: Arc<dyn DynMutator>,
     live: Option<LiveHub>,
     backend: Option<AnyBackend>,
     broker: Option<Arc<dyn PokeBroker>>,
-    authorizer: Option<Arc<dyn DynAuthorizer>>,
+    auth: Option<Arc<dyn DynAuth>>,
     limits: Limits,
     retain: Option<u64>,
 }
@@ -113,7 +115,7 @@ impl Engine {
             live: None,
             backend: None,
             broker: None,
-            authorizer: None,
+            auth: None,
             limits: Limits::default(),
             retain: None,
         }
@@ -129,36 +131,58 @@ impl Engine {
         &self.inner.live
     }
 
+    /// Whether requests are authenticated (the engine was given [`auth`](EngineBuilder::auth)).
+    pub(crate) fn has_auth(&self) -> bool {
+        self.inner.auth.is_some()
+    }
+
     /// The limits requests are held to.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
 
-    /// Asks the authorizer about each distinct scope, in order; the first refusal wins.
-    pub(crate) async fn authorize<'a>(
+    /// Authenticates a client's request, then authorizes each distinct scope, in order (the
+    /// first refusal wins): the caller its mutations get.
+    pub(crate) async fn admit<'a>(
         &self,
-        headers: &HeaderMap,
-        token: Option<&str>,
+        credentials: &Credentials<'_>,
         scopes: impl IntoIterator<Item = &'a str>,
         action: Action,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Caller, SyncError> {
+        let caller = self.authenticate(credentials).await?;
         let scopes: BTreeSet<&str> = scopes.into_iter().collect();
         for scope in scopes {
-            let request = AuthRequest {
-                headers,
-                scope,
-                action,
-                token,
-            };
-            match self.inner.authorizer.authorize(&request).await {
-                Ok(()) => {}
-                Err(AuthError::Unauthorized(message)) => {
-                    return Err(SyncError::Unauthorized(message));
-                }
-                Err(AuthError::Forbidden(message)) => return Err(SyncError::Forbidden(message)),
-            }
+            self.authorize(&caller, scope, action).await?;
         }
-        Ok(())
+        Ok(caller)
+    }
+
+    /// The identity these credentials prove; no identity where the engine has no
+    /// authenticator.
+    pub(crate) async fn authenticate(
+        &self,
+        credentials: &Credentials<'_>,
+    ) -> Result<Caller, AuthError> {
+        match &self.inner.auth {
+            Some(auth) => auth.authenticate(credentials).await,
+            None => Ok(Caller::none()),
+        }
+    }
+
+    /// Whether `caller` may do `action` with `scope`.
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        scope: &str,
+        action: Action,
+    ) -> Result<(), AuthError> {
+        match &self.inner.auth {
+            Some(auth) => {
+                auth.authorize(caller, scope, action, &self.inner.backend)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -176,9 +200,32 @@ impl EngineBuilder {
         self
     }
 
-    /// Who may push, pull and snapshot which scope (default: everyone, everything).
-    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
-        self.authorizer = Some(Arc::new(authorizer));
+    /// How requests are authenticated, and who may push, pull, snapshot and watch which scope
+    /// (default: no authentication, every request allowed everything). The authenticator's
+    /// identity is what the authorizer is asked about and what mutations get as their
+    /// [`Caller`].
+    ///
+    /// ```
+    /// use sync_runtime::{AuthError, Credentials, Engine, ScopeRules};
+    ///
+    /// struct User { name: String }
+    ///
+    /// // A real app checks a signed token or a session here.
+    /// let authenticate = |credentials: &Credentials<'_>| match credentials.bearer() {
+    ///     Some(name) => Ok(User { name: name.to_owned() }),
+    ///     None => Err(AuthError::unauthorized("send `Authorization: Bearer <token>`")),
+    /// };
+    /// let rules = ScopeRules::new().personal("user:", |user: &User| &user.name);
+    /// # let mutator = sync_runtime::MutatorFunc::new(|_, _| Box::pin(async { Ok(None) }));
+    /// let engine = Engine::builder(mutator).auth(authenticate, rules).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn auth<A: Authenticator>(
+        mut self,
+        authenticator: A,
+        authorizer: impl Authorizer<A::Identity>,
+    ) -> Self {
+        self.auth = Some(pair(authenticator, authorizer));
         self
     }
 
@@ -222,7 +269,7 @@ impl EngineBuilder {
                 mutator: self.mutator,
                 pokes: Arc::new(pokes),
                 live,
-                authorizer: self.authorizer.unwrap_or_else(|| Arc::new(AllowAll)),
+                auth: self.auth,
                 limits: self.limits,
                 retain: self.retain,
                 retained_from: AtomicU64::new(1),

@@ -1,11 +1,10 @@
 //! Reads: pulls page by page, snapshots, and the log's maintenance.
 
-use axum::http::HeaderMap;
 use tracing::{Instrument, info_span};
 
 use super::Engine;
 use super::push::check_client_id;
-use crate::auth::Action;
+use crate::auth::{Action, Credentials};
 use crate::backend::{Backend, ChangeLog, SnapshotPage};
 use crate::error::SyncError;
 use crate::protocol::{PullRequest, PullResponse, ScopeData, SnapshotRequest, SnapshotResponse};
@@ -17,16 +16,16 @@ impl Engine {
         self.pull_from(None, request).await
     }
 
-    /// A pull from a client, whose headers the authorizer is asked with; code on the server
-    /// (`headers: None`) is trusted.
+    /// A pull from a client, authenticated and authorized with its credentials; code on the
+    /// server (`credentials: None`) is trusted.
     pub(crate) async fn pull_from(
         &self,
-        headers: Option<&HeaderMap>,
+        credentials: Option<&Credentials<'_>>,
         request: PullRequest,
     ) -> Result<PullResponse, SyncError> {
         let scope = resolve_scope(request.scope.as_deref())?;
-        if let Some(headers) = headers {
-            self.authorize(headers, None, [scope], Action::Pull).await?;
+        if let Some(credentials) = credentials {
+            self.admit(credentials, [scope], Action::Pull).await?;
         }
         let limits = &self.inner.limits;
         let limit = if request.limit <= 0 {
@@ -92,14 +91,13 @@ impl Engine {
     /// A snapshot for a client, as [`pull_from`](Engine::pull_from) a pull.
     pub(crate) async fn snapshot_from(
         &self,
-        headers: Option<&HeaderMap>,
+        credentials: Option<&Credentials<'_>>,
         request: &SnapshotRequest,
     ) -> Result<SnapshotResponse, SyncError> {
         let scope = resolve_scope(request.scope.as_deref())?;
         let client_id = checked_client(request.client_id.as_deref())?;
-        if let Some(headers) = headers {
-            self.authorize(headers, None, [scope], Action::Snapshot)
-                .await?;
+        if let Some(credentials) = credentials {
+            self.admit(credentials, [scope], Action::Snapshot).await?;
         }
         let limit = request
             .limit

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::Engine;
-use crate::auth::Action;
+use crate::auth::{Action, Caller, Credentials};
 use crate::backend::{Backend, ChangeLog, Failure};
 use crate::broker::{Poke, PokeBroker};
 use crate::change::Change;
@@ -30,25 +29,46 @@ impl Engine {
     /// A permanent failure of one mutation is answered in its result and the push goes on. A store
     /// failure stops the push with [`SyncError::Unavailable`]: the failing mutation and those after
     /// it are neither applied nor recorded, those before it are committed.
+    ///
+    /// Code on the server is trusted: nothing is authorized, and the mutations have no caller
+    /// ([`push_as`](Engine::push_as) names one).
     pub async fn push(&self, mutations: Vec<Mutation>) -> Result<PushResponse, SyncError> {
-        self.push_from(None, mutations).await
+        validate_push(&mutations, self.inner.limits.max_mutations)?;
+        self.run_push(Caller::none(), mutations).await
     }
 
-    /// A push from a client: validated whole, then every scope it names authorized with the
-    /// request's headers, then applied. Code on the server (`headers: None`) is trusted.
-    pub(crate) async fn push_from(
+    /// [`push`](Engine::push) on behalf of `identity`, which the mutations get as their caller:
+    /// for server code acting for a user (a job, an import, a test). Nothing is authorized.
+    pub async fn push_as<I: Send + Sync + 'static>(
         &self,
-        headers: Option<&HeaderMap>,
+        identity: I,
         mutations: Vec<Mutation>,
     ) -> Result<PushResponse, SyncError> {
         validate_push(&mutations, self.inner.limits.max_mutations)?;
-        if let Some(headers) = headers {
-            let scopes = mutations.iter().map(Mutation::scope);
-            self.authorize(headers, None, scopes, Action::Push).await?;
-        }
+        self.run_push(Caller::new(identity), mutations).await
+    }
+
+    /// A push from a client: validated whole, then authenticated and every scope it names
+    /// authorized, then applied with the identity as the mutations' caller.
+    pub(crate) async fn push_from(
+        &self,
+        credentials: &Credentials<'_>,
+        mutations: Vec<Mutation>,
+    ) -> Result<PushResponse, SyncError> {
+        validate_push(&mutations, self.inner.limits.max_mutations)?;
+        let scopes = mutations.iter().map(Mutation::scope);
+        let caller = self.admit(credentials, scopes, Action::Push).await?;
+        self.run_push(caller, mutations).await
+    }
+
+    async fn run_push(
+        &self,
+        caller: Caller,
+        mutations: Vec<Mutation>,
+    ) -> Result<PushResponse, SyncError> {
         let span = info_span!("sync.push", mutations = mutations.len());
         async move {
-            let mut tx = Tx::new(self.inner.backend.begin().await?);
+            let mut tx = Tx::new(self.inner.backend.begin().await?, caller);
             let mut outcomes = Vec::with_capacity(mutations.len());
             let mut failure = None;
             for mutation in &mutations {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::Routes;
 use super::error::HttpError;
-use crate::auth::Action;
+use crate::auth::{Action, AuthError, Credentials};
 use crate::backend::ChangeLog;
 use crate::broker::{LiveHub, Outbox};
 use crate::engine::Engine;
@@ -53,6 +54,11 @@ pub struct LiveOptions {
     pub max_join_scopes: usize,
     /// Largest frame accepted from a client, in bytes (default 64 KiB).
     pub max_frame_bytes: usize,
+    /// How often a connection's joined scopes are authenticated and authorized again, so that
+    /// an identity that expired or lost its access stops getting the scopes' pokes (default
+    /// 60 s; only where the engine has an authenticator). Pulls are authorized every time, so
+    /// this bounds how long a revoked client hears *that* a scope changed, never what changed.
+    pub recheck_interval: Duration,
 }
 
 impl Default for LiveOptions {
@@ -63,6 +69,7 @@ impl Default for LiveOptions {
             max_scopes: 1000,
             max_join_scopes: 100,
             max_frame_bytes: 64 << 10,
+            recheck_interval: Duration::from_secs(60),
         }
     }
 }
@@ -119,11 +126,18 @@ fn error_frame(reference: u32, code: &str, error: impl Into<String>) -> String {
     )
 }
 
+/// An ERROR `unauthorized` or `forbidden` that names the scopes it left or did not join.
+fn refusal_frame(reference: u32, code: &str, error: String, scopes: &[String]) -> String {
+    let payload = json!({ "code": code, "error": error, "scopes": scopes });
+    envelope(kind::ERROR, reference, payload)
+}
+
 /// `GET {prefix}/live`: upgrades to a WebSocket and serves the live protocol on it.
 pub(super) async fn upgrade(
     State(routes): State<Routes>,
-    headers: HeaderMap,
+    // Before the parts, which then no longer hold the connection's upgrade.
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    parts: Parts,
 ) -> axum::response::Response {
     let Ok(upgrade) = upgrade else {
         let message = "the live channel is a WebSocket: send GET with `Upgrade: websocket`";
@@ -138,12 +152,12 @@ pub(super) async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(options.max_frame_bytes)
         .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| serve(engine, options, headers, socket))
+        .on_upgrade(move |socket| serve(engine, options, parts, socket))
 }
 
 /// One connection: a reader that handles the client's frames and a writer that drains the
 /// outbox, so that a client that does not read never stops the reader's idle clock or heartbeat.
-async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket: WebSocket) {
+async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSocket) {
     let hub = engine.live_hub().clone();
     let id = hub.next_id();
     let span = info_span!("sync.live", connection = id);
@@ -182,11 +196,13 @@ async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket:
     };
     let mut writer = tokio::spawn(writer.instrument(span.clone()));
 
+    let rechecks = engine.has_auth();
     let mut connection = Connection {
         engine,
         max_scopes: options.max_scopes,
         max_join_scopes: options.max_join_scopes,
-        headers,
+        parts,
+        token: None,
         hub,
         id,
         outbox: Arc::clone(&outbox),
@@ -195,14 +211,14 @@ async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket:
     };
     let writer_ended = async {
         debug!("live connection opened");
+        let every = options.recheck_interval.max(Duration::from_millis(1));
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle_at = tokio::time::Instant::now() + options.idle_timeout;
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(options.idle_timeout, stream.next()) => next,
-                // The peer is gone (a send failed) or the close went out: nothing left to read.
-                _ = &mut writer => break true,
-            };
-            let frame = match next {
-                Err(_) => {
+                next = stream.next() => next,
+                () = tokio::time::sleep_until(idle_at) => {
                     debug!("closing an idle live connection");
                     connection.outbox.close(CloseFrame {
                         code: axum::extract::ws::close_code::POLICY,
@@ -210,8 +226,20 @@ async fn serve(engine: Engine, options: LiveOptions, headers: HeaderMap, socket:
                     });
                     break false;
                 }
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break false,
-                Ok(Some(Ok(frame))) => frame,
+                _ = recheck.tick(), if rechecks => {
+                    Box::pin(connection.recheck()).await;
+                    if connection.closing {
+                        break false;
+                    }
+                    continue;
+                }
+                // The peer is gone (a send failed) or the close went out: nothing left to read.
+                _ = &mut writer => break true,
+            };
+            idle_at = tokio::time::Instant::now() + options.idle_timeout;
+            let frame = match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break false,
+                Some(Ok(frame)) => frame,
             };
             match frame {
                 // Boxed: an idle connection then holds no room for a JOIN's state.
@@ -249,7 +277,10 @@ struct Connection {
     engine: Engine,
     max_scopes: usize,
     max_join_scopes: usize,
-    headers: HeaderMap,
+    /// The upgrade request's parts: the credentials of every JOIN, with its token.
+    parts: Parts,
+    /// The token of the latest JOIN that carried one and authenticated, for re-checks.
+    token: Option<String>,
     hub: LiveHub,
     id: u64,
     outbox: Arc<Outbox>,
@@ -332,21 +363,42 @@ impl Connection {
             self.send(error_frame(reference, "too_many_scopes", message));
             return;
         }
-        let mut cursors = serde_json::Map::new();
+        let credentials = Credentials {
+            parts: &self.parts,
+            token: join.token.as_deref(),
+        };
+        let caller = self.engine.authenticate(&credentials).await;
         let (mut invalid, mut refused, mut joined) = (Vec::new(), Vec::new(), Vec::new());
+        let mut refusal = None;
         for scope in scopes {
             if let Err(error) = validate_scope(&scope) {
                 invalid.push(format!("{}: {error}", shown(&scope)));
                 continue;
             }
-            let token = join.token.as_deref();
-            let allowed = self
-                .engine
-                .authorize(&self.headers, token, [scope.as_str()], Action::Live)
-                .await;
-            if let Err(refusal) = allowed {
-                refused.push(format!("{}: {refusal}", shown(&scope)));
-                continue;
+            let allowed = match &caller {
+                Ok(caller) => self.engine.authorize(caller, &scope, Action::Live).await,
+                Err(error) => Err(AuthError::unauthorized(error.to_string())),
+            };
+            match allowed {
+                Ok(()) => {}
+                Err(AuthError::Store(error)) => {
+                    warn!(error = %Sentence(&error), "cannot authorize a JOIN's scope");
+                    invalid.push(format!(
+                        "{}: cannot be authorized now, JOIN again",
+                        shown(&scope)
+                    ));
+                    continue;
+                }
+                Err(error) => {
+                    let code = refusal_code(&error);
+                    // `unauthorized` wins: fresh credentials may open the rest too.
+                    if refusal != Some("unauthorized") {
+                        refusal = Some(code);
+                    }
+                    invalid.push(format!("{}: {error}", shown(&scope)));
+                    refused.push(scope);
+                    continue;
+                }
             }
             if !self.joined.contains(&scope) {
                 if self.joined.len() >= self.max_scopes {
@@ -363,6 +415,9 @@ impl Connection {
             }
             joined.push(scope);
         }
+        if caller.is_ok() && join.token.is_some() {
+            self.token = join.token;
+        }
         // The cursors of every scope joined, in one read.
         let names: Vec<&str> = joined.iter().map(String::as_str).collect();
         let cursors_read = self.engine.backend().scope_cursors(&names).await;
@@ -370,22 +425,79 @@ impl Connection {
             warn!(error = %Sentence(&error), "cannot read the scopes' cursors for a JOIN");
             vec![0; names.len()]
         });
+        let mut cursors = serde_json::Map::new();
         for (scope, cursor) in joined.iter().zip(cursors_read) {
             cursors.insert(scope.clone(), json!(cursor));
         }
         // One ERROR for everything this JOIN could not join, whatever their number.
-        if !refused.is_empty() || !invalid.is_empty() {
-            let code = if refused.is_empty() {
-                "invalid_payload"
-            } else {
-                "forbidden"
+        if !invalid.is_empty() {
+            let message = format!("not joined: {}", invalid.join("; "));
+            let frame = match refusal {
+                Some(code) => refusal_frame(reference, code, message, &refused),
+                None => error_frame(reference, "invalid_payload", message),
             };
-            let message = format!("not joined: {}", [refused, invalid].concat().join("; "));
-            self.send(error_frame(reference, code, message));
+            self.send(frame);
         }
         let log_id = self.engine.backend().log_id();
         let payload = json!({ "status": "ok", "cursors": cursors, "log_id": log_id });
         self.send(envelope_reply(reference, payload));
+    }
+
+    /// Authenticates and authorizes the joined scopes again, leaving those the identity may no
+    /// longer watch and saying so in one ERROR (`ref` 0). A store that cannot be read keeps
+    /// them until the next check.
+    async fn recheck(&mut self) {
+        if self.joined.is_empty() {
+            return;
+        }
+        let credentials = Credentials {
+            parts: &self.parts,
+            token: self.token.as_deref(),
+        };
+        let caller = match self.engine.authenticate(&credentials).await {
+            Ok(caller) => caller,
+            Err(AuthError::Store(error)) => {
+                warn!(error = %Sentence(&error), "cannot re-check a live connection's identity");
+                return;
+            }
+            Err(error) => {
+                let left: Vec<String> = self.joined.iter().cloned().collect();
+                self.refuse(&left, "unauthorized", &error);
+                return;
+            }
+        };
+        let (mut left, mut last) = (Vec::new(), None);
+        for scope in &self.joined {
+            match self.engine.authorize(&caller, scope, Action::Live).await {
+                Ok(()) => {}
+                Err(AuthError::Store(error)) => {
+                    warn!(error = %Sentence(&error), scope, "cannot re-check a joined scope");
+                }
+                Err(error) => {
+                    left.push(scope.clone());
+                    last = Some(error);
+                }
+            }
+        }
+        if let Some(error) = last {
+            let code = refusal_code(&error);
+            self.refuse(&left, code, &error);
+        }
+    }
+
+    /// Leaves `scopes` and tells the client why, naming them.
+    fn refuse(&mut self, scopes: &[String], code: &str, error: &AuthError) {
+        for scope in scopes {
+            self.hub.leave(scope, self.id);
+            self.joined.remove(scope);
+        }
+        debug!(
+            code,
+            scopes = scopes.len(),
+            "left scopes the connection may no longer watch"
+        );
+        let message = format!("no longer joined: {error}");
+        self.send(refusal_frame(0, code, message, scopes));
     }
 
     /// Queues a REPLY or ERROR. The server never waits for a client that does not read: where
@@ -405,6 +517,13 @@ impl Connection {
         for scope in std::mem::take(&mut self.joined) {
             self.hub.leave(&scope, self.id);
         }
+    }
+}
+
+fn refusal_code(error: &AuthError) -> &'static str {
+    match error {
+        AuthError::Unauthorized(_) => "unauthorized",
+        AuthError::Forbidden(_) | AuthError::Store(_) => "forbidden",
     }
 }
 
@@ -430,7 +549,8 @@ mod tests {
             engine,
             max_scopes: 1000,
             max_join_scopes: 100,
-            headers: HeaderMap::new(),
+            parts: axum::http::Request::new(()).into_parts().0,
+            token: None,
             id: hub.next_id(),
             hub,
             outbox: Arc::new(Outbox::new(reply_queue)),

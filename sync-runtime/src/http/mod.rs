@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use self::error::{HttpError, live_takes_get, method_not_allowed, not_found, panic_response};
 use self::json::{json, pull_answer, read_json, snapshot_answer};
+use crate::auth::Credentials;
 use crate::engine::Engine;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
 
@@ -102,7 +104,7 @@ impl Engine {
     ///
     /// tower-http's `TraceLayer` is not used, and its `CompressionLayer` only on pull and
     /// snapshot: on the push route each cost about a tenth of the throughput (BENCHMARKS.md), the
-    /// first for a span that [`traced`] opens for less, the second for answers too small to
+    /// first for a span that the routes open themselves for less, the second for answers too small to
     /// compress.
     pub fn router_with(&self, options: HttpOptions) -> Router {
         // Full paths rather than `nest`, which rebuilds the URI of every request it routes.
@@ -179,7 +181,7 @@ async fn push(State(routes): State<Routes>, request: Request) -> Response {
         .await?;
         let answer = routes
             .engine
-            .push_from(Some(&parts.headers), request.mutations)
+            .push_from(&credentials(&parts), request.mutations)
             .await?;
         Ok(json(&answer, 256 * answer.results.len()))
     })
@@ -199,7 +201,7 @@ async fn pull(State(routes): State<Routes>, request: Request) -> Response {
         .await?;
         let answer = routes
             .engine
-            .pull_from(Some(&parts.headers), request)
+            .pull_from(Some(&credentials(&parts)), request)
             .await?;
         Ok(pull_answer(&answer, options.page_budget_bytes))
     })
@@ -219,9 +221,14 @@ async fn snapshot(State(routes): State<Routes>, request: Request) -> Response {
         .await?;
         let answer = routes
             .engine
-            .snapshot_from(Some(&parts.headers), &request)
+            .snapshot_from(Some(&credentials(&parts)), &request)
             .await?;
         Ok(snapshot_answer(&answer, options.page_budget_bytes))
     })
     .await
+}
+
+/// An HTTP request's credentials: its parts (headers, extensions), no JOIN token.
+fn credentials(parts: &Parts) -> Credentials<'_> {
+    Credentials { parts, token: None }
 }

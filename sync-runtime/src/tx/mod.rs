@@ -9,12 +9,41 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use serde_json::Value;
 
+use crate::auth::Caller;
 use crate::backend::{AnyTransaction, Commit, Failure, NewChange, Transaction};
 use crate::change::{Change, ChangeOp};
 use crate::entity::Entity;
-use crate::error::StoreError;
+use crate::error::{MutationError, StoreError};
+use crate::scope::validate_scope;
 
 use write_set::WriteSet;
+
+/// A [`Tx`] in another scope than its mutation's, from [`Tx::in_scope`]; dropping it returns
+/// the transaction to the mutation's scope.
+pub struct InScope<'a> {
+    tx: &'a mut Tx,
+    own: String,
+}
+
+impl std::ops::Deref for InScope<'_> {
+    type Target = Tx;
+
+    fn deref(&self) -> &Tx {
+        self.tx
+    }
+}
+
+impl std::ops::DerefMut for InScope<'_> {
+    fn deref_mut(&mut self) -> &mut Tx {
+        self.tx
+    }
+}
+
+impl Drop for InScope<'_> {
+    fn drop(&mut self) {
+        self.tx.scope = std::mem::take(&mut self.own);
+    }
+}
 
 /// Per finished mutation of a push: its changes as logged, and its cursor.
 pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
@@ -27,9 +56,11 @@ pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
 /// changes and the client's sequence number commit together when the mutator returns `Ok`, and
 /// are discarded when it returns an error.
 ///
-/// A mutation reads and writes only its own scope, the one the authorizer allowed.
+/// A mutation reads and writes its own scope, the one the authorizer allowed, unless its code
+/// names another with [`in_scope`](Tx::in_scope).
 pub struct Tx {
     inner: AnyTransaction,
+    caller: Caller,
     writes: WriteSet,
     scope: String,
     /// The finished mutations' changes, then the open one's.
@@ -46,9 +77,10 @@ pub struct Tx {
 
 impl Tx {
     /// Wraps a push's backend transaction; [`Tx::begin_mutation`] sets each mutation's scope.
-    pub(crate) fn new(inner: AnyTransaction) -> Self {
+    pub(crate) fn new(inner: AnyTransaction, caller: Caller) -> Self {
         Tx {
             inner,
+            caller,
             writes: WriteSet::default(),
             scope: String::new(),
             changes: Vec::new(),
@@ -62,6 +94,31 @@ impl Tx {
     /// The mutation's scope.
     pub fn scope(&self) -> &str {
         &self.scope
+    }
+
+    /// Who pushed the mutation: the identity the engine's authenticator made of the request.
+    /// Clone it (an `Arc`) to hold the identity while writing through `self`.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// This transaction, reading and writing `scope` instead of the mutation's own until the
+    /// guard is dropped: for a write that another scope's clients must see, e.g. an invitation
+    /// in the invitee's personal scope. The authorizer was asked about the mutation's scope only;
+    /// which other scopes a mutation writes is the mutation's own rule. The writes commit (or
+    /// are undone) with the mutation's, and poke `scope`'s watchers.
+    ///
+    /// ```
+    /// # async fn share(tx: &mut sync_runtime::Tx) -> Result<(), sync_runtime::MutationError> {
+    /// let list = tx.scope().to_owned();
+    /// let mut invitee = tx.in_scope("user:bob")?;
+    /// invitee.put_value("invitation", &list, serde_json::json!({"list": list})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn in_scope(&mut self, scope: &str) -> Result<InScope<'_>, MutationError> {
+        validate_scope(scope).map_err(|error| MutationError::invalid_args(error.to_string()))?;
+        let own = std::mem::replace(&mut self.scope, scope.to_owned());
+        Ok(InScope { tx: self, own })
     }
 
     /// A new unique id, ordered by creation time (UUID v7).
@@ -311,7 +368,7 @@ fn check_name(what: &str, name: &str, max: usize) -> Result<(), StoreError> {
     )))
 }
 
-fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {
+pub(crate) fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {
     serde_json::from_value(data).map_err(|error| {
         StoreError::with_source(format!("stored {} `{id}` does not decode", E::NAME), error)
     })

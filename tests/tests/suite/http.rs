@@ -2,7 +2,7 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use sync_runtime::{AuthError, AuthRequest, Engine, HttpOptions, Limits, MemoryBackend};
+use sync_runtime::{Access, AuthError, Credentials, Engine, HttpOptions, Limits, MemoryBackend};
 use sync_tests::*;
 
 const ENDPOINTS: [&str; 3] = ["/_sync/push", "/_sync/pull", "/_sync/snapshot"];
@@ -338,21 +338,20 @@ async fn the_prefix_is_configurable_and_the_router_merges() {
 
 #[tokio::test]
 async fn the_authorizer_guards_every_endpoint() {
-    let authorize = |req: &AuthRequest<'_>| match req
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
-        None => Err(AuthError::Unauthorized("log in first".into())),
-        Some("Bearer admin") => Ok(()),
-        Some(_) if req.scope.starts_with("private") => Err(AuthError::Forbidden(format!(
+    let authenticate = |credentials: &Credentials<'_>| match credentials.bearer() {
+        None => Err(AuthError::unauthorized("log in first")),
+        Some(user) => Ok(user.to_owned()),
+    };
+    let authorize = |access: &Access<'_, String>| match access.identity.as_str() {
+        "admin" => Ok(()),
+        _ if access.scope.starts_with("private") => Err(AuthError::forbidden(format!(
             "not your scope `{}`",
-            req.scope
+            access.scope
         ))),
-        Some(_) => Ok(()),
+        _ => Ok(()),
     };
     let engine = Engine::builder(todo::TodoMutator)
-        .authorizer(authorize)
+        .auth(authenticate, authorize)
         .build();
     let http = Http::new(&engine);
     let push = |scope: &str| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sync_runtime::{AuthError, AuthRequest, Engine, HttpOptions, Mutation};
+use sync_runtime::{Access, AuthError, Credentials, Engine, HttpOptions, Mutation};
 use sync_tests::*;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -243,22 +243,26 @@ async fn malformed_frames_are_answered_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn the_authorizer_is_asked_for_every_joined_scope() {
-    let authorize = |req: &AuthRequest<'_>| {
-        let user = req
-            .headers
+    // The upgrade request's header names the user; a JOIN's token can make it the admin.
+    let authenticate = |credentials: &Credentials<'_>| match credentials.token {
+        Some("admin") => Ok("admin".to_owned()),
+        _ => credentials
+            .headers()
             .get("x-user")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match (req.scope, req.token) {
-            (_, Some("admin")) => Ok(()),
-            (scope, _) if scope == format!("user:{user}") => Ok(()),
-            (scope, _) => Err(AuthError::Forbidden(format!(
-                "{user} may not watch {scope}"
-            ))),
-        }
+            .map(str::to_owned)
+            .ok_or_else(|| AuthError::unauthorized("who are you?")),
+    };
+    let authorize = |access: &Access<'_, String>| match access.identity.as_str() {
+        "admin" => Ok(()),
+        user if access.scope == format!("user:{user}") => Ok(()),
+        user => Err(AuthError::forbidden(format!(
+            "{user} may not watch {}",
+            access.scope
+        ))),
     };
     let engine = Engine::builder(todo::TodoMutator)
-        .authorizer(authorize)
+        .auth(authenticate, authorize)
         .build();
     let addr = serve(&engine).await;
     let mut live = Live::connect_with(addr, &[("x-user", "ann")]).await;

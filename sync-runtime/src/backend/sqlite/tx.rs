@@ -17,7 +17,7 @@ use crate::error::Sentence;
 use crate::error::StoreError;
 
 /// One push's transaction: `BEGIN IMMEDIATE` on the writer connection (or a transaction handed
-/// on by pushes before it, see [`GroupCommit`]), in which its reads run. Its writes arrive whole
+/// on by pushes before it: group commit), in which its reads run. Its writes arrive whole
 /// in [`commit`](Transaction::commit), which applies them, records the clients' sequence numbers
 /// and appends the changes in one call.
 pub struct SqliteTransaction {
