@@ -123,6 +123,45 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// is honoured; its doc comment carries into the TypeScript output. Functions without
 /// `#[mutation]` are left alone.
 ///
+/// # The caller
+///
+/// One parameter marked `#[caller]` receives the identity the engine's `Authenticator` made of
+/// the request (see `EngineBuilder::auth`), not an argument: clients cannot send it, and the
+/// TypeScript is the same with or without it. `&User` makes the caller required: called without
+/// one (an engine without authentication, or `Engine::push`), the mutation fails with
+/// `unauthorized` before anything of it runs. `Option<&User>` also runs without one.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use sync_runtime::{Entity, MutationError, Tx, mutations};
+/// # #[derive(Serialize, Deserialize, Entity, ts_rs::TS)]
+/// # pub struct Note { pub id: String, pub text: String, pub author: String }
+/// pub struct User { pub name: String }
+///
+/// pub struct Notes;
+///
+/// #[mutations]
+/// impl Notes {
+///     #[mutation("note/add")]
+///     async fn add(tx: &mut Tx, #[caller] user: &User, text: String) -> Result<Note, MutationError> {
+///         let note = Note { id: tx.new_id(), text, author: user.name.clone() };
+///         tx.put(&note).await?;
+///         Ok(note)
+///     }
+/// }
+/// ```
+///
+/// The arm that calls it reads the caller first, from the transaction:
+///
+/// ```ignore
+/// "note/add" => {
+///     let __identity = Caller::clone(tx.caller()); // an `Arc`: `tx` stays free
+///     let __caller = __identity.require::<User>()?; // `get::<User>()` for `Option<&User>`
+///     let __addArgs { text } = decode_args(m)?;
+///     into_outcome(Notes::add(tx, __caller, text).await)
+/// }
+/// ```
+///
 /// Mistakes are compile errors on the offending tokens, all reported at once. The type then
 /// still implements `Mutator` and `Mutations`, knowing no mutation, so that the code that uses
 /// it reports nothing more: one mistake, one error.
