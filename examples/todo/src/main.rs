@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sync_runtime::{Engine, MemoryBackend, PostgresBackend, SqliteBackend};
-use todo::TodoMutator;
+use todo::{DemoAuth, TodoMutator};
 use tracing_subscriber::EnvFilter;
 
 /// A sync server for a todo list: push mutations, pull changes, take snapshots.
@@ -32,10 +32,25 @@ struct Cli {
     /// Seconds a connection may take to send a request's headers before it is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     header_timeout: u64,
+    /// Who may do what: `demo` (sign in with a name at `POST /auth/demo`, then `user:NAME` is
+    /// yours and `list:ID` is shared with the members its owner names) or `none` (no sign-in,
+    /// every scope open to everyone). The demo's signing key is `TODO_AUTH_KEY`'s, else drawn at
+    /// start.
+    #[arg(long, value_enum, default_value_t = AuthMode::Demo)]
+    auth: AuthMode,
     /// Write the TypeScript types of the todo mutations to PATH (default: the web client's
     /// `web/src/sync.gen.ts`) and exit.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     write_typescript: Option<Option<PathBuf>>,
+}
+
+/// How requests are authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    /// Demo sign-in by name, with signed tokens.
+    Demo,
+    /// None: every request may do everything.
+    None,
 }
 
 /// Where data and changes live.
@@ -124,7 +139,19 @@ async fn main() -> std::io::Result<()> {
     if let Some(keep) = cli.retain {
         builder = builder.retain(keep);
     }
+    let sign_in = match cli.auth {
+        AuthMode::Demo => {
+            let auth = DemoAuth::from_env()?;
+            builder = builder.auth(auth.clone(), todo::auth::rules());
+            Some(auth)
+        }
+        AuthMode::None => None,
+    };
     let engine = builder.build();
+    let app = match sign_in {
+        Some(auth) => todo::app_with_sign_in(&engine, auth),
+        None => todo::app(&engine),
+    };
     let listener = tokio::net::TcpListener::bind(cli.addr)
         .await
         .map_err(|error| {
@@ -134,16 +161,20 @@ async fn main() -> std::io::Result<()> {
             )
         })?;
     tracing::info!(
-        "todo sync server listening on http://{} (store: {}, endpoints under {})",
+        "todo sync server listening on http://{} (store: {}, auth: {}, endpoints under {})",
         listener.local_addr()?,
         cli.store,
+        match cli.auth {
+            AuthMode::Demo => "demo sign-in",
+            AuthMode::None => "none, every scope open",
+        },
         sync_runtime::HttpOptions::default().prefix
     );
     let limits = ServerLimits {
         max_connections: cli.max_connections.max(1),
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
     };
-    serve(listener, todo::app(&engine), limits).await
+    serve(listener, app, limits).await
 }
 
 /// What the server holds a client to, so that slow or many connections cannot exhaust it: the

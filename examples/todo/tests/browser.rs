@@ -94,7 +94,9 @@ impl Server {
     /// Starts `todo` on `addr` (port 0: any) with a SQLite database at `db`; waits until it listens.
     fn start(addr: &str, db: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_todo"))
-            .args(["--addr", addr, "--retain", "10", "--store"])
+            .args([
+                "--addr", addr, "--auth", "none", "--retain", "10", "--store",
+            ])
             .arg(format!("sqlite:{}", db.display()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

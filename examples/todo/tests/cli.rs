@@ -18,7 +18,7 @@ fn start(args: &[&str]) -> (tempfile::TempDir, Server) {
 
 #[test]
 fn the_readme_session_works_against_the_binary() {
-    let (_dir, server) = start(&["--store", "memory"]);
+    let (_dir, server) = start(&["--auth", "none", "--store", "memory"]);
     let (status, pushed) = post(
         &server,
         "/_sync/push",
@@ -55,7 +55,7 @@ fn the_readme_session_works_against_the_binary() {
 
 #[test]
 fn retain_trims_old_changes() {
-    let (_dir, server) = start(&["--store", "memory", "--retain", "3"]);
+    let (_dir, server) = start(&["--auth", "none", "--store", "memory", "--retain", "3"]);
     let mutations: Vec<Value> = (0..6)
         .map(|i| json!({"name": "todo/create", "args": {"title": format!("t{i}")}}))
         .collect();
@@ -92,7 +92,14 @@ fn slow_and_surplus_connections_do_not_hold_the_server() {
     use std::io::{Read, Write};
     use std::time::Duration;
 
-    let (_dir, server) = start(&["--store", "memory", "--header-timeout", "1"]);
+    let (_dir, server) = start(&[
+        "--auth",
+        "none",
+        "--store",
+        "memory",
+        "--header-timeout",
+        "1",
+    ]);
     let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
     // Far longer than the deadline: only a server that never closes it makes this fail.
     slow.set_read_timeout(Some(Duration::from_secs(20)))
@@ -105,7 +112,14 @@ fn slow_and_surplus_connections_do_not_hold_the_server() {
 
     // Two connections that hold their slots (well within their header deadline); a third is
     // served only once one of them goes.
-    let (_dir, server) = start(&["--store", "memory", "--max-connections", "2"]);
+    let (_dir, server) = start(&[
+        "--auth",
+        "none",
+        "--store",
+        "memory",
+        "--max-connections",
+        "2",
+    ]);
     let held: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
         .collect();
@@ -134,4 +148,133 @@ fn slow_and_surplus_connections_do_not_hold_the_server() {
     drop(held);
     let answer = third.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The demo's contract, as a client sees it: sign in, private and shared scopes, the caller in
+/// mutations, and the owner's rules.
+#[test]
+fn the_demo_sign_in_keeps_users_apart_and_shares_lists() {
+    let (_dir, server) = start(&["--store", "memory"]);
+    let sign_in = |name: &str| {
+        let (status, body) = common::post(&server, "/auth/demo", &json!({ "name": name }));
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    };
+    let (ann, bob, eve) = (sign_in("ann"), sign_in("bob"), sign_in("eve"));
+    for bad in [
+        json!({"name": "Ann"}),
+        json!({"name": ""}),
+        json!({}),
+        json!("ann"),
+    ] {
+        let (status, body) = common::post(&server, "/auth/demo", &bad);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_name")),
+            "{bad}"
+        );
+    }
+    let push = |token: Option<&str>, scope: &str, name: &str, args: Value| {
+        let body = json!({"mutations": [{"name": name, "args": args, "scope": scope}]});
+        common::post_as(&server, token, "/_sync/push", &body)
+    };
+    let pull = |token: Option<&str>, scope: &str| {
+        common::post_as(&server, token, "/_sync/pull", &json!({ "scope": scope }))
+    };
+
+    // No token, a forged one, another user's scope, a scope no rule opens.
+    let (status, body) = push(None, "user:ann", "todo/create", json!({"title": "t"}));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let forged = format!("{}x", &ann[..ann.len() - 1]);
+    assert_eq!(pull(Some(&forged), "user:ann").0, 401);
+    assert_eq!(pull(Some("not-a-token"), "user:ann").0, 401);
+    let (status, body) = pull(Some(&bob), "user:ann");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    assert_eq!(pull(Some(&ann), "_default").0, 403);
+
+    // The caller, not the arguments, says who created a todo.
+    let (status, body) = push(
+        Some(&ann),
+        "user:ann",
+        "todo/create",
+        json!({"title": "mine", "id": "t1"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["value"]["created_by"], "ann", "{body}");
+    let (_, body) = push(
+        Some(&ann),
+        "user:ann",
+        "todo/create",
+        json!({"title": "x", "created_by": "bob"}),
+    );
+    assert_eq!(body["results"][0]["code"], "invalid_args", "{body}");
+
+    // Ann's list: Bob is let in by a share, Eve is not.
+    let (_, body) = push(
+        Some(&ann),
+        "list:l1",
+        "list/create",
+        json!({"title": "Groceries"}),
+    );
+    assert_eq!(body["results"][0]["value"]["owner"], "ann", "{body}");
+    assert_eq!(pull(Some(&bob), "list:l1").0, 403);
+    let (_, body) = push(Some(&bob), "list:l1", "list/share", json!({"name": "bob"}));
+    assert_eq!(
+        body.get("code").and_then(Value::as_str),
+        Some("forbidden"),
+        "{body}"
+    );
+    let (_, body) = push(Some(&ann), "list:l1", "list/share", json!({"name": "bob"}));
+    assert_eq!(body["results"][0]["ok"], true, "{body}");
+    let (status, body) = pull(Some(&bob), "list:l1");
+    assert_eq!(status, 200, "{body}");
+    let (_, mine) = pull(Some(&bob), "user:bob");
+    assert!(
+        mine.to_string().contains("Groceries"),
+        "Bob's scope lists the shared list: {mine}"
+    );
+    assert_eq!(pull(Some(&eve), "list:l1").0, 403);
+
+    // Only the creator or the owner deletes a todo.
+    let (_, body) = push(
+        Some(&bob),
+        "list:l1",
+        "todo/create",
+        json!({"title": "bob's", "id": "b1"}),
+    );
+    assert_eq!(body["results"][0]["value"]["created_by"], "bob", "{body}");
+    let (_, body) = push(
+        Some(&ann),
+        "list:l1",
+        "todo/create",
+        json!({"title": "ann's", "id": "a1"}),
+    );
+    assert_eq!(body["results"][0]["ok"], true, "{body}");
+    let (_, body) = push(Some(&bob), "list:l1", "todo/delete", json!({"id": "a1"}));
+    assert_eq!(body["results"][0]["code"], "forbidden", "{body}");
+    let (_, body) = push(Some(&ann), "list:l1", "todo/delete", json!({"id": "b1"}));
+    assert_eq!(body["results"][0]["ok"], true, "the owner may: {body}");
+
+    // Unshared, Bob is out.
+    let (_, body) = push(
+        Some(&ann),
+        "list:l1",
+        "list/unshare",
+        json!({"name": "bob"}),
+    );
+    assert_eq!(body["results"][0]["ok"], true, "{body}");
+    assert_eq!(pull(Some(&bob), "list:l1").0, 403);
+    let (_, mine) = pull(Some(&bob), "user:bob");
+    assert!(
+        mine["changes"].to_string().contains(r#""op":"delete""#),
+        "{mine}"
+    );
 }

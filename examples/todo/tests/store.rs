@@ -19,7 +19,8 @@ fn post(server: &common::Server, path: &str, body: &Value) -> Value {
 
 /// Creates a todo, restarts the server on the same store, and finds it there.
 fn todos_survive_a_restart(dir: &Path, args: &[&str]) {
-    let server = start(dir, args);
+    let args = [&["--auth", "none"], args].concat();
+    let server = start(dir, &args);
     let pushed = post(
         &server,
         "/_sync/push",
@@ -31,7 +32,7 @@ fn todos_survive_a_restart(dir: &Path, args: &[&str]) {
     assert_eq!(pushed["cursor"], 2, "{pushed}");
     drop(server);
 
-    let server = start(dir, args);
+    let server = start(dir, &args);
     let snapshot = post(&server, "/_sync/snapshot", &json!({}));
     assert_eq!(
         (&snapshot["data"], &snapshot["cursor"], &snapshot["log_id"]),

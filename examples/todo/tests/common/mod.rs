@@ -55,11 +55,24 @@ pub(crate) fn start(dir: &Path, args: &[&str]) -> Server {
 
 /// One HTTP/1.1 POST on a fresh connection; returns the status and the JSON body.
 pub(crate) fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    post_as(server, None, path, body)
+}
+
+/// [`post`] with `Authorization: Bearer TOKEN` where a token is given.
+pub(crate) fn post_as(
+    server: &Server,
+    token: Option<&str>,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let body = body.to_string();
+    let authorization = token.map_or_else(String::new, |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
     let mut stream = TcpStream::connect(server.addr).unwrap();
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         server.addr,
         body.len()
     )

@@ -15,7 +15,55 @@ title: string,
 /**
  * Whether it is done.
  */
-completed: boolean, };
+completed: boolean, 
+/**
+ * The name of the user who created it; absent on a server without sign-in.
+ */
+created_by?: string, };
+
+/**
+ * A shared list's title and owner, in the list's scope under the id `info`.
+ */
+export type ListInfo = { 
+/**
+ * Always `info`: one per list scope.
+ */
+id: string, 
+/**
+ * The list's title.
+ */
+title: string, 
+/**
+ * The owner's name: who created it, the one who may share it.
+ */
+owner: string, };
+
+/**
+ * A member of a shared list, in the list's scope under the member's name.
+ */
+export type Member = { 
+/**
+ * The member's user name.
+ */
+id: string, };
+
+/**
+ * A shared list a user belongs to, in the user's scope under the list's scope: how the user's
+ * clients learn which lists to sync.
+ */
+export type Membership = { 
+/**
+ * The list's scope, `list:ID`.
+ */
+id: string, 
+/**
+ * The list's title.
+ */
+title: string, 
+/**
+ * The owner's name.
+ */
+owner: string, };
 
 /** Arguments of `todo/create`. */
 export interface TodoCreateArgs {
@@ -39,6 +87,21 @@ export interface TodoDeleteArgs {
   id: string;
 }
 
+/** Arguments of `list/create`. */
+export interface ListCreateArgs {
+  title: string;
+}
+
+/** Arguments of `list/share`. */
+export interface ListShareArgs {
+  name: string;
+}
+
+/** Arguments of `list/unshare`. */
+export interface ListUnshareArgs {
+  name: string;
+}
+
 /** Every mutation: its arguments and the value it returns. */
 export interface Mutations {
   /**
@@ -55,17 +118,32 @@ export interface Mutations {
    */
   "todo/rename": { args: TodoRenameArgs; result: Todo };
   /**
-   * Deletes a todo.
+   * Deletes a todo: its creator or its list's owner may.
    */
   "todo/delete": { args: TodoDeleteArgs; result: void };
+  /**
+   * Creates a shared list in this (fresh) `list:ID` scope, owned by the caller.
+   */
+  "list/create": { args: ListCreateArgs; result: ListInfo };
+  /**
+   * Adds a member to this list (its owner only), and the list to the member's lists.
+   */
+  "list/share": { args: ListShareArgs; result: Member };
+  /**
+   * Removes a member from this list (its owner only): they lose access at once.
+   */
+  "list/unshare": { args: ListUnshareArgs; result: void };
 }
 
 /** Every entity type, by the name its changes carry. */
 export interface Entities {
   "todo": Todo;
+  "list": ListInfo;
+  "member": Member;
+  "membership": Membership;
 }
 
-export const mutationNames = ["todo/create", "todo/toggle", "todo/rename", "todo/delete"] as const;
+export const mutationNames = ["todo/create", "todo/toggle", "todo/rename", "todo/delete", "list/create", "list/share", "list/unshare"] as const;
 
 /** The name of a mutation. */
 export type MutationName = keyof Mutations;
