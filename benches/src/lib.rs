@@ -160,6 +160,7 @@ impl BareTodos {
             id,
             title: args.title,
             completed: false,
+            created_by: None,
         };
         let data = serde_json::to_value(&todo).map_err(|error| error.to_string())?;
         let mut todos = self.todos.lock().unwrap_or_else(PoisonError::into_inner);

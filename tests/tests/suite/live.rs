@@ -13,31 +13,35 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Serves `engine` on a free loopback port.
-async fn serve(engine: &Engine) -> SocketAddr {
+pub(crate) async fn serve(engine: &Engine) -> SocketAddr {
     serve_with(engine, HttpOptions::default()).await
 }
 
-async fn serve_with(engine: &Engine, options: HttpOptions) -> SocketAddr {
+pub(crate) async fn serve_with(engine: &Engine, options: HttpOptions) -> SocketAddr {
+    serve_app(engine.router_with(options)).await
+}
+
+/// Serves any router on a free loopback port.
+pub(crate) async fn serve_app(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = engine.router_with(options);
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
 
-struct Live {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub(crate) struct Live {
+    pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 /// Long enough never to fail a correct run on a loaded machine; it only stops a hang.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 impl Live {
-    async fn connect(addr: SocketAddr) -> Live {
+    pub(crate) async fn connect(addr: SocketAddr) -> Live {
         Live::connect_with(addr, &[]).await
     }
 
-    async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Live {
+    pub(crate) async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Live {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://{addr}/_sync/live")
             .into_client_request()
@@ -50,17 +54,17 @@ impl Live {
         Live { ws }
     }
 
-    async fn send(&mut self, kind: u8, reference: u32, payload: Value) {
+    pub(crate) async fn send(&mut self, kind: u8, reference: u32, payload: Value) {
         let frame = json!({"type": kind, "ref": reference, "payload": payload});
         self.send_text(&frame.to_string()).await;
     }
 
-    async fn send_text(&mut self, text: &str) {
+    pub(crate) async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.unwrap();
     }
 
     /// The next text frame, as JSON.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(PATIENCE, self.ws.next())
                 .await
@@ -73,7 +77,7 @@ impl Live {
         }
     }
 
-    async fn join(&mut self, reference: u32, scopes: &[&str]) -> Value {
+    pub(crate) async fn join(&mut self, reference: u32, scopes: &[&str]) -> Value {
         self.send(1, reference, json!({ "scopes": scopes })).await;
         let reply = self.recv().await;
         assert_eq!(
@@ -85,7 +89,7 @@ impl Live {
     }
 
     /// Sends a heartbeat and waits for its answer: everything sent before it has arrived.
-    async fn sync(&mut self, reference: u32) -> Vec<Value> {
+    pub(crate) async fn sync(&mut self, reference: u32) -> Vec<Value> {
         self.send(4, reference, json!({})).await;
         let mut before = Vec::new();
         loop {

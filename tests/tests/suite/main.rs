@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod engine;
 mod http;
+mod identity;
 mod live;
 mod nodes;
 mod protocol11;
