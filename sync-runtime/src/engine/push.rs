@@ -90,7 +90,10 @@ impl Engine {
             let results: Vec<MutationResult> = outcomes
                 .into_iter()
                 .zip(committed)
-                .map(Outcome::into_result)
+                .zip(&mutations)
+                .map(|((outcome, (changes, cursor)), mutation)| {
+                    outcome.into_result(mutation.scope(), changes, cursor)
+                })
                 .collect();
             let cursor = results
                 .iter()
@@ -287,12 +290,20 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// The mutation's result, now that its commit gave it a cursor.
+    /// The mutation's result, now that its commit gave it a cursor. It carries the changes of
+    /// the mutation's own scope only: the pusher was authorized for that one, and writes to other
+    /// scopes (`Tx::in_scope`) reach their own watchers.
     fn into_result(
-        (outcome, (changes, cursor)): (Self, (Vec<Arc<Change>>, u64)),
+        self,
+        scope: &str,
+        mut changes: Vec<Arc<Change>>,
+        cursor: u64,
     ) -> MutationResult {
-        match outcome {
-            Outcome::Applied(value) => MutationResult::applied(cursor, changes, value),
+        match self {
+            Outcome::Applied(value) => {
+                changes.retain(|change| change.scope == scope);
+                MutationResult::applied(cursor, changes, value)
+            }
             Outcome::Duplicate(None) => MutationResult::duplicate(cursor),
             Outcome::Duplicate(Some(failure)) => MutationResult {
                 duplicate: true,

@@ -194,12 +194,15 @@ async fn mutations_know_their_caller_and_lists_keep_their_members(b: TestBackend
         .await
         .unwrap());
     assert_eq!(not_owner.code.as_deref(), Some("forbidden"));
-    assert!(
-        one(engine
-            .push_as(ann.clone(), vec![share("bob")])
-            .await
-            .unwrap())
-        .ok
+    let shared = one(engine
+        .push_as(ann.clone(), vec![share("bob")])
+        .await
+        .unwrap());
+    let scopes: Vec<&str> = shared.changes.iter().map(|c| c.scope.as_str()).collect();
+    assert_eq!(
+        scopes,
+        ["list:l"],
+        "the answer holds the mutation's scope's changes, not Bob's membership"
     );
     let outsider = one(engine
         .push_as(eve.clone(), vec![create("list:l", "e1")])
