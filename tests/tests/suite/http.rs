@@ -590,3 +590,65 @@ async fn a_pull_page_stays_within_the_byte_budget() {
     assert_eq!(page.body["changes"].as_array().map(Vec::len), Some(1));
     assert_eq!(page.body["has_more"], true);
 }
+
+/// What the application's own middleware decided (a session, a decoded JWT) reaches the
+/// authenticator through the request's extensions, and the identity reaches the mutations.
+#[tokio::test]
+async fn an_identity_can_come_from_the_applications_middleware() {
+    #[derive(Clone)]
+    struct Session(String);
+
+    let authenticate = |credentials: &Credentials<'_>| {
+        credentials
+            .parts
+            .extensions
+            .get::<Session>()
+            .map(|session| session.0.clone())
+            .ok_or_else(|| AuthError::unauthorized("no session"))
+    };
+    let only_own = |access: &Access<'_, String>| {
+        if access.scope == format!("user:{}", access.identity) {
+            Ok(())
+        } else {
+            Err(AuthError::forbidden("not yours"))
+        }
+    };
+    let engine = Engine::builder(todo::TodoMutator)
+        .auth(authenticate, only_own)
+        .build();
+    // A stand-in for a session layer: the `x-session` cookie's user.
+    let sessions = axum::middleware::from_fn(
+        |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let user = request
+                .headers()
+                .get("x-session")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(user) = user {
+                request.extensions_mut().insert(Session(user));
+            }
+            next.run(request).await
+        },
+    );
+    let http = Http::of(engine.router().layer(sessions));
+    let body = json!({"scope": "user:ann"}).to_string();
+    let pull = |session: Option<&'static str>| {
+        let http = http.clone();
+        let body = body.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                session.map(|s| ("x-session", s)).into_iter().collect();
+            http.send(
+                Method::POST,
+                "/_sync/pull",
+                Some("application/json"),
+                body,
+                &headers,
+            )
+            .await
+        }
+    };
+    pull(None).await.assert_error(401, "unauthorized");
+    pull(Some("bob")).await.assert_error(403, "forbidden");
+    assert_eq!(pull(Some("ann")).await.status, StatusCode::OK);
+}
