@@ -1,4 +1,4 @@
-import { LiveType, type LiveEnvelope } from "./protocol.js";
+import { LiveType, type ClientFrame, type ErrorBody, type JoinPayload, type JoinReply, type Poke, type ServerFrame } from "./protocol.js";
 
 /** The part of the WebSocket API the live channel uses. */
 export interface LiveSocket {
@@ -104,10 +104,8 @@ export class LiveChannel {
   async #join(socket: LiveSocket): Promise<void> {
     const token = await this.#options.token?.();
     if (this.#socket !== socket) return;
-    this.#joinRef = this.#send(LiveType.JOIN, {
-      scopes: [...this.#options.scopes],
-      ...(token === undefined ? {} : { token }),
-    });
+    const join: JoinPayload = { scopes: [...this.#options.scopes], ...(token === undefined ? {} : { token }) };
+    this.#joinRef = this.#send(LiveType.JOIN, join);
     clearInterval(this.#heartbeat);
     this.#heartbeat = setInterval(() => this.#send(LiveType.HEARTBEAT, {}), this.#options.heartbeatMs);
   }
@@ -119,21 +117,24 @@ export class LiveChannel {
     this.#reconnect = setTimeout(() => this.#connect(), delay);
   }
 
-  #send(type: number, payload: Record<string, unknown>): number {
+  #send(type: number, payload: JoinPayload | Record<string, never>): number {
     this.#ref = (this.#ref % 0xffff_ffff) + 1;
     const socket = this.#socket;
-    if (socket?.readyState === OPEN) socket.send(JSON.stringify({ type, ref: this.#ref, payload }));
+    const frame: ClientFrame = { type, ref: this.#ref, payload };
+    if (socket?.readyState === OPEN) socket.send(JSON.stringify(frame));
     return this.#ref;
   }
 
   #receive(data: unknown): void {
     if (typeof data !== "string") return;
-    let message: LiveEnvelope;
+    let message: ServerFrame<unknown> | null;
     try {
-      message = JSON.parse(data) as LiveEnvelope;
+      message = JSON.parse(data) as ServerFrame<unknown> | null;
     } catch {
       return;
     }
+    if (!message) return;
+    // Typed as this server sends them, and checked all the same: another server may differ.
     const payload = message.payload ?? {};
     switch (message.type) {
       case LiveType.REPLY: {
@@ -141,8 +142,8 @@ export class LiveChannel {
         const reconnect = this.#opened;
         this.#opened = true;
         this.#attempt = 0;
-        const cursors = payload["cursors"];
-        const logId = typeof payload["log_id"] === "string" ? payload["log_id"] : undefined;
+        const { cursors, log_id } = payload as Partial<JoinReply>;
+        const logId = typeof log_id === "string" ? log_id : undefined;
         if (cursors && typeof cursors === "object") {
           for (const [scope, cursor] of Object.entries(cursors as Record<string, unknown>)) {
             if (typeof cursor === "number") this.#options.onCursor(scope, cursor, logId);
@@ -152,13 +153,15 @@ export class LiveChannel {
         return;
       }
       case LiveType.POKE: {
-        const { scope, cursor } = payload;
+        const { scope, cursor } = payload as Partial<Poke>;
         if (typeof scope === "string" && typeof cursor === "number") this.#options.onCursor(scope, cursor);
         return;
       }
-      case LiveType.ERROR:
-        this.#options.onError(String(payload["code"] ?? "error"), String(payload["error"] ?? ""));
+      case LiveType.ERROR: {
+        const { code, error } = payload as Partial<ErrorBody>;
+        this.#options.onError(String(code ?? "error"), String(error ?? ""));
         return;
+      }
       default:
         return;
     }

@@ -2,7 +2,7 @@
 // version 1.1 or, with `version = 1`, as version 1 (no log_id, no client_seq, no remembered
 // failures, no snapshot pages), with knobs to fail requests, lose answers, trim or replace the log,
 // and a fake live channel.
-import type { Change, LiveSocket, MutationResult, WireMutation } from "../src/index.js";
+import type { Change, JoinReply, LiveSocket, MutationResult, Poke, ServerFrame, WireMutation } from "../src/index.js";
 
 type Todo = { id: string; title: string; completed: boolean };
 
@@ -249,7 +249,7 @@ export class FakeSocket implements LiveSocket {
     }
   }
 
-  deliver(message: unknown): void {
+  deliver(message: ServerFrame<JoinReply | Poke>): void {
     setTimeout(() => this.onmessage?.({ data: JSON.stringify(message) }), 0);
   }
 

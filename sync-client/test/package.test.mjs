@@ -35,7 +35,7 @@ it("packs from a clean clone, installs from the tarball, and imports under noden
   const [tarball] = readdirSync(work).filter((f) => f.endsWith(".tgz"));
   expect(tarball).toBeDefined();
   const listing = execFileSync("tar", ["-tzf", path.join(work, tarball)], { encoding: "utf8" });
-  for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/README.md", "package/LICENSE-MIT", "package/LICENSE-APACHE"]) {
+  for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/wire.gen.d.ts", "package/README.md", "package/LICENSE-MIT", "package/LICENSE-APACHE"]) {
     expect(listing).toContain(file);
   }
   expect(listing).not.toContain("package/src/");
@@ -47,7 +47,7 @@ it("packs from a clean clone, installs from the tarball, and imports under noden
   npm(app, ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", path.join(work, tarball)]);
   writeFileSync(
     path.join(app, "main.ts"),
-    `import { MemoryStore, SyncClient, type MutationOutcome } from "@syncengine/client";
+    `import { MemoryStore, SyncClient, type MutationOutcome, type PullResponse } from "@syncengine/client";
 import pkg from "@syncengine/client/package.json" with { type: "json" };
 interface Mutations { "note/add": { args: { text: string }; result: { id: string } } }
 const client = new SyncClient<Mutations, { note: { id: string; text: string } }>({ store: new MemoryStore(), webSocket: null, fetch: async () => { throw new Error("offline"); } });
@@ -57,6 +57,9 @@ export async function run(): Promise<string> {
   const outcome: Promise<MutationOutcome<{ id: string }>> = queued.confirmed;
   void outcome;
   const pending = client.pendingCount;
+  // The wire types, generated from the server's, come with the package.
+  const page: PullResponse = { changes: [], cursor: 0, has_more: false };
+  void page;
   await client.close();
   return \`\${pkg.name} \${pending}\`;
 }

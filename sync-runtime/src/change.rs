@@ -3,11 +3,12 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use ts_rs::TS;
 
 /// One entity change in the log.
 ///
 /// Applying a scope's changes in cursor order to an empty state gives the scope's state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
 pub struct Change {
     /// Unique, increasing position in the log.
     pub cursor: u64,
@@ -19,16 +20,18 @@ pub struct Change {
     pub id: String,
     /// What happened.
     pub op: ChangeOp,
-    /// The entity's whole data after the change; `None` for deletes.
+    /// The entity's whole data after the change; absent (`None`) for deletes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "unknown")]
     pub data: Option<Value>,
     /// When the change was committed (RFC 3339, UTC, milliseconds).
     #[serde(rename = "ts", with = "rfc3339_millis")]
+    #[ts(type = "string")]
     pub timestamp: DateTime<Utc>,
 }
 
 /// The kind of a [`Change`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeOp {
     /// The entity did not exist before.

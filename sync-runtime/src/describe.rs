@@ -88,7 +88,11 @@ impl std::fmt::Debug for TypeRef {
 /// The TypeScript declarations of user types, each once, in the order first met.
 pub(crate) struct Declarations<'a> {
     config: &'a Config,
-    seen: HashSet<TypeId>,
+    /// Every type visited: a recursive type (`serde_json::Value` holds arrays of itself) would
+    /// otherwise be visited for ever.
+    visited: HashSet<TypeId>,
+    /// The declared types, without their generics: `Frame<A>` and `Frame<B>` are one declaration.
+    declared: HashSet<TypeId>,
     out: Vec<String>,
 }
 
@@ -96,7 +100,8 @@ impl<'a> Declarations<'a> {
     pub(crate) fn new(config: &'a Config) -> Self {
         Declarations {
             config,
-            seen: HashSet::new(),
+            visited: HashSet::new(),
+            declared: HashSet::new(),
             out: Vec::new(),
         }
     }
@@ -109,21 +114,39 @@ impl<'a> Declarations<'a> {
 /// Declares `T` if it is a declared type (a struct or enum deriving `TS`), then its
 /// dependencies.
 fn collect<T: TS + 'static + ?Sized>(declarations: &mut Declarations<'_>) {
-    if T::output_path().is_some() {
-        if !declarations.seen.insert(TypeId::of::<T::WithoutGenerics>()) {
-            return;
-        }
+    if !declarations.visited.insert(TypeId::of::<T>()) {
+        return;
+    }
+    if T::output_path().is_some()
+        && declarations
+            .declared
+            .insert(TypeId::of::<T::WithoutGenerics>())
+    {
         let docs = T::docs().unwrap_or_default();
         declarations
             .out
             .push(format!("{docs}export {}", T::decl(declarations.config)));
     }
-    T::visit_dependencies(declarations);
-    T::visit_generics(declarations);
+    // ts-rs visits a type's dependencies in an order that changes from build to build; in the
+    // order of their Rust names, the module comes out the same every time.
+    let mut dependencies = Dependencies::default();
+    T::visit_dependencies(&mut dependencies);
+    T::visit_generics(&mut dependencies);
+    dependencies.0.sort_by_key(|(name, _)| *name);
+    for (_, collect) in dependencies.0 {
+        collect(declarations);
+    }
 }
 
-impl TypeVisitor for Declarations<'_> {
+/// [`collect`] for one type.
+type Collect = fn(&mut Declarations<'_>);
+
+/// The types a type depends on: each one's Rust name and its [`collect`].
+#[derive(Default)]
+struct Dependencies(Vec<(&'static str, Collect)>);
+
+impl TypeVisitor for Dependencies {
     fn visit<T: TS + 'static + ?Sized>(&mut self) {
-        collect::<T>(self);
+        self.0.push((std::any::type_name::<T>(), collect::<T>));
     }
 }

@@ -8,18 +8,20 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use ts_rs::TS;
 
 use crate::change::Change;
 use crate::scope::DEFAULT_SCOPE;
 
 /// A client-originated request to change state: a named mutation with its arguments.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, TS)]
 pub struct Mutation {
     /// The mutation, e.g. `"todo/create"`.
     pub name: String,
     /// Its arguments, a JSON object. Absent or `null` means `{}`; anything else but an object
     /// fails this mutation with `invalid_args`.
     #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[ts(type = "unknown")]
     pub args: Value,
     /// The originating client, for deduplication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,7 +124,7 @@ impl Mutation {
 }
 
 /// The answer to one [`Mutation`] of a push.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct MutationResult {
     /// Applied, or already applied.
     pub ok: bool,
@@ -130,19 +132,23 @@ pub struct MutationResult {
     pub cursor: u64,
     /// A human sentence, when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub error: Option<String>,
     /// A machine-readable code, when `ok` is false: `unknown_mutation`, `invalid_args`,
     /// `not_found`, `rejected`, or the application's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub code: Option<String>,
     /// The changes this mutation made, with their cursors and timestamps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Arc<Change>>,
     /// This `(client_id, client_seq)` had already been processed; nothing was applied again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(type = "true")]
     pub duplicate: bool,
     /// The mutation function's return value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "unknown")]
     pub value: Option<Value>,
 }
 

@@ -1,6 +1,10 @@
 //! The request and response bodies of the HTTP endpoints, with the protocol's JSON names.
+//!
+//! Their TypeScript (`TS`) is the client's `wire.gen.ts`: a request as the server accepts it,
+//! an answer as servers send it, where what a version-1 server leaves out is optional.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use std::collections::BTreeMap;
 
@@ -13,14 +17,14 @@ use crate::mutation::{Mutation, MutationResult};
 pub type ScopeData = BTreeMap<String, BTreeMap<String, Value>>;
 
 /// `POST /_sync/push` request.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct PushRequest {
     /// The mutations, applied in order.
     pub mutations: Vec<Mutation>,
 }
 
 /// `POST /_sync/push` response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 #[non_exhaustive]
 pub struct PushResponse {
     /// `results[i]` answers `mutations[i]`.
@@ -29,29 +33,25 @@ pub struct PushResponse {
     pub cursor: u64,
     /// The log's identity (absent from a version-1 server's answers).
     #[serde(default)]
+    #[ts(as = "Option<_>", optional)]
     pub log_id: String,
 }
 
 /// `POST /_sync/pull` request.
-///
-/// ```
-/// use sync_runtime::PullRequest;
-///
-/// let request = PullRequest::new("team:42", 17).with_limit(50).with_client("c1");
-/// # let _ = request;
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 #[non_exhaustive]
 pub struct PullRequest {
     /// The scope; absent or empty means `"_default"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// Changes after this cursor are returned.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, with = "null_as_default")]
+    #[ts(type = "number | null", optional = nullable)]
     pub cursor: u64,
     /// At most this many changes; 0 or less means the default (100), above the maximum (1000)
     /// means the maximum.
-    #[serde(default, deserialize_with = "lenient_limit")]
+    #[serde(default, with = "lenient_limit")]
+    #[ts(type = "number | null", optional = nullable)]
     pub limit: i64,
     /// The log the client's cursor belongs to; another than the server's is answered 410
     /// `log_replaced`.
@@ -64,6 +64,13 @@ pub struct PullRequest {
 
 impl PullRequest {
     /// A pull of `scope`'s changes after `cursor`, with the default limit.
+    ///
+    /// ```
+    /// use sync_runtime::PullRequest;
+    ///
+    /// let request = PullRequest::new("team:42", 17).with_limit(50).with_client("c1");
+    /// # let _ = request;
+    /// ```
     pub fn new(scope: impl Into<String>, cursor: u64) -> Self {
         PullRequest {
             scope: Some(scope.into()),
@@ -92,26 +99,29 @@ impl PullRequest {
 }
 
 /// `POST /_sync/pull` response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 #[non_exhaustive]
 pub struct PullResponse {
     /// The scope's changes after the requested cursor, ascending.
+    #[ts(as = "Vec<crate::change::Change>")]
     pub changes: Changes,
     /// The cursor to pull from next.
     pub cursor: u64,
     /// Whether the scope holds further changes beyond these.
     pub has_more: bool,
-    /// The log's identity.
+    /// The log's identity (absent from a version-1 server's answers).
     #[serde(default)]
+    #[ts(as = "Option<_>", optional)]
     pub log_id: String,
     /// The asking client's highest processed `client_seq` (0 if none), where the request named
     /// a client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub client_seq: Option<u64>,
 }
 
 /// `POST /_sync/snapshot` request.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 #[non_exhaustive]
 pub struct SnapshotRequest {
     /// The scope; absent or empty means `"_default"`.
@@ -130,52 +140,81 @@ pub struct SnapshotRequest {
 }
 
 /// `POST /_sync/snapshot` response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, TS)]
 #[non_exhaustive]
 pub struct SnapshotResponse {
     /// Entity type → id → data: the state after every change up to `cursor`.
+    #[ts(type = "Record<string, Record<string, unknown>>")]
     pub data: ScopeData,
     /// The log's head when the snapshot was taken; pull from here.
     pub cursor: u64,
-    /// The log's identity.
+    /// The log's identity (absent from a version-1 server's answers).
     #[serde(default)]
+    #[ts(as = "Option<_>", optional)]
     pub log_id: String,
     /// As in [`PullResponse::client_seq`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub client_seq: Option<u64>,
-    /// Whether entities remain after this page.
+    /// Whether entities remain after this page (absent from a version-1 server's answers).
     #[serde(default)]
+    #[ts(as = "Option<_>", optional)]
     pub has_more: bool,
     /// Where the next page starts, the `after` to send, when `has_more`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub next: Option<(String, String)>,
 }
 
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+// The field helpers below are `with` modules rather than `deserialize_with` functions: ts-rs
+// reads `with` (and then takes the field's `ts(type)`), but warns about `deserialize_with` at
+// every build. Each writes its value as it is.
+
+/// `null` reads as the default.
+mod null_as_default {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + Default,
+    {
+        Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+    }
 }
 
 /// Any integer is a limit (the engine clamps it); huge ones saturate rather than fail.
-fn lenient_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
-        return Ok(0);
-    };
-    if let Some(limit) = number.as_i64() {
-        return Ok(limit);
+mod lenient_limit {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(limit: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(*limit)
     }
-    if number.is_u64() {
-        return Ok(i64::MAX);
-    }
-    match number.as_f64() {
-        // `as` saturates: 1e30 is the largest limit, which the engine lowers to its maximum.
-        Some(float) if float.fract() == 0.0 => Ok(float as i64),
-        _ => Err(serde::de::Error::custom(format!(
-            "limit must be an integer, got {number}"
-        ))),
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+            return Ok(0);
+        };
+        if let Some(limit) = number.as_i64() {
+            return Ok(limit);
+        }
+        if number.is_u64() {
+            return Ok(i64::MAX);
+        }
+        match number.as_f64() {
+            // `as` saturates: 1e30 is the largest limit, which the engine lowers to its maximum.
+            Some(float) if float.fract() == 0.0 => Ok(float as i64),
+            _ => Err(serde::de::Error::custom(format!(
+                "limit must be an integer, got {number}"
+            ))),
+        }
     }
 }
 

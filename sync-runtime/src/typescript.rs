@@ -195,6 +195,30 @@ export function typed<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::describe::TypeRef;
+
+    #[test]
+    fn a_recursive_type_is_declared_once() {
+        // `serde_json::Value` holds arrays of itself: visiting its dependencies must end.
+        let description = Description {
+            type_name: "Notes",
+            mutations: vec![MutationDescription {
+                name: "note/raw",
+                function: "raw",
+                docs: &[],
+                args: Vec::new(),
+                returns: TypeRef::of::<serde_json::Value>(),
+            }],
+            entities: Vec::new(),
+        };
+        let module = render(&description);
+        assert_eq!(
+            module.matches("export type JsonValue =").count(),
+            1,
+            "{module}"
+        );
+        assert!(module.contains("\"note/raw\": { args: NoteRawArgs; result: JsonValue };"));
+    }
 
     #[test]
     fn args_type_names_are_identifiers() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use ts_rs::TS;
 
 pub use hub::LiveHub;
 pub(crate) use hub::Outbox;
@@ -17,7 +18,7 @@ pub use postgres::{PostgresBroker, PostgresBrokerOptions};
 
 /// A scope changed; its latest change cursor is `cursor`. Pokes carry no data: a client that
 /// gets one pulls.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 pub struct Poke {
     /// The scope that changed.
     pub scope: String,

@@ -7,14 +7,17 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use ts_rs::TS;
 
 use crate::error::SyncError;
 
-/// The protocol's error body.
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    code: &'a str,
+/// The body of every non-2xx answer, and the payload of the live channel's ERROR frames.
+#[derive(Debug, Serialize, TS)]
+pub(super) struct ErrorBody<'a> {
+    /// A sentence for a person.
+    pub(super) error: &'a str,
+    /// What failed, for the client to act on: one of the protocol's `snake_case` codes.
+    pub(super) code: &'a str,
 }
 
 /// A failed request: status, code and a sentence for a person.

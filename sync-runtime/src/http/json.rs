@@ -250,3 +250,71 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code
+
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::change::{Change, ChangeOp};
+    use crate::changes::Changes;
+    use crate::protocol::ScopeData;
+
+    /// A page that fits its budget is written as its type's own encoding, from which the client's
+    /// TypeScript is generated.
+    #[test]
+    fn pages_are_written_as_their_types_encode() {
+        let change = |cursor, op, data| {
+            Arc::new(Change {
+                cursor,
+                scope: "s".into(),
+                entity: "todo".into(),
+                id: cursor.to_string(),
+                op,
+                data,
+                timestamp: chrono::DateTime::UNIX_EPOCH,
+            })
+        };
+        for client_seq in [None, Some(2)] {
+            let pull = PullResponse {
+                changes: Changes::from(vec![
+                    change(1, ChangeOp::Create, Some(json!({"title": "a"}))),
+                    change(2, ChangeOp::Delete, None),
+                ]),
+                cursor: 2,
+                has_more: false,
+                log_id: "log".into(),
+                client_seq,
+            };
+            assert_eq!(
+                encode_pull(&pull, 1 << 20).unwrap(),
+                serde_json::to_vec(&pull).unwrap()
+            );
+            for next in [None, Some(("todo".to_owned(), "b".to_owned()))] {
+                let mut data = ScopeData::new();
+                data.entry("todo".into())
+                    .or_default()
+                    .insert("a".into(), json!({"title": "a"}));
+                data.entry("note".into())
+                    .or_default()
+                    .insert("n".into(), json!(null));
+                let snapshot = SnapshotResponse {
+                    data,
+                    cursor: 7,
+                    log_id: "log".into(),
+                    client_seq,
+                    has_more: next.is_some(),
+                    next,
+                };
+                assert_eq!(
+                    encode_snapshot(&snapshot, 1 << 20).unwrap(),
+                    serde_json::to_vec(&snapshot).unwrap()
+                );
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! Each connection is a reader that handles the client's frames and a writer that drains the
 //! connection's [`Outbox`], which the engine's [`LiveHub`] fills with pokes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{Instrument, debug, info_span, warn};
+use ts_rs::TS;
 
 use super::Routes;
 use super::error::HttpError;
@@ -75,61 +76,128 @@ impl Default for LiveOptions {
 }
 
 /// A frame as clients send it.
-#[derive(Deserialize)]
-struct Envelope {
+#[derive(Deserialize, TS)]
+#[ts(rename = "ClientFrame")]
+pub(super) struct Envelope {
+    /// The message type: JOIN (1), LEAVE (2) or HEARTBEAT (4).
     #[serde(rename = "type")]
     kind: u8,
+    /// Chosen by the client, echoed in the answer.
     #[serde(rename = "ref", default)]
+    #[ts(as = "Option<_>", optional)]
     reference: u32,
+    /// A `JoinPayload`, a `LeavePayload`, or `{}` for a HEARTBEAT.
     #[serde(default)]
+    #[ts(type = "unknown", optional = nullable)]
     payload: Value,
 }
 
-#[derive(Deserialize)]
+/// The payload of a JOIN: the scopes to watch.
+#[derive(Deserialize, TS)]
 #[serde(deny_unknown_fields)]
-struct JoinPayload {
+pub(super) struct JoinPayload {
+    /// The scopes; `""` is `"_default"`.
     scopes: Vec<String>,
+    /// Handed to the application's authorizer, with the upgrade request's headers.
     #[serde(default)]
+    #[ts(optional = nullable)]
     token: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The payload of a LEAVE: the scopes to watch no longer.
+#[derive(Deserialize, TS)]
 #[serde(deny_unknown_fields)]
-struct LeavePayload {
+pub(super) struct LeavePayload {
+    /// The scopes.
     scopes: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Outgoing<'a> {
+/// A frame as the server sends it.
+#[derive(Serialize, TS)]
+#[ts(rename = "ServerFrame")]
+pub(super) struct Outgoing<'a, P> {
+    /// The message type: HEARTBEAT (4), REPLY (5), ERROR (8) or POKE (11).
     #[serde(rename = "type")]
     kind: u8,
+    /// The `ref` of the client's frame this answers (0 if unreadable); 0 for a POKE.
     #[serde(rename = "ref")]
     reference: u32,
-    payload: &'a Value,
+    /// A `JoinReply` or `LeaveReply`, an `ErrorBody`, a `Poke`, or `{}` for a HEARTBEAT.
+    payload: &'a P,
 }
 
-fn envelope(kind: u8, reference: u32, payload: Value) -> String {
+/// The payload of the REPLY to a JOIN.
+#[derive(Serialize, TS)]
+pub(super) struct JoinReply {
+    /// Always `"ok"`: the scopes it could not join are told in an ERROR before it.
+    #[ts(inline)]
+    status: Status,
+    /// Each joined scope's latest change cursor (0 if none).
+    cursors: BTreeMap<String, u64>,
+    /// The log's identity (absent from a version-1 server's answers).
+    #[ts(as = "Option<_>", optional)]
+    log_id: String,
+}
+
+/// The payload of the REPLY to a LEAVE.
+#[derive(Serialize, TS)]
+pub(super) struct LeaveReply {
+    /// Always `"ok"`.
+    #[ts(inline)]
+    status: Status,
+}
+
+/// A REPLY's status: refusals are ERROR frames.
+#[derive(Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    /// Done.
+    Ok,
+}
+
+fn envelope<P: Serialize>(kind: u8, reference: u32, payload: &P) -> String {
     let message = Outgoing {
         kind,
         reference,
-        payload: &payload,
+        payload,
     };
-    // Serializing a struct of integers and a `Value` cannot fail.
+    // Serializing integers and a payload of strings, numbers and maps with string keys cannot fail.
     serde_json::to_string(&message).unwrap_or_default()
 }
 
+/// The payload of an ERROR frame: the protocol's error body, and for a refusal the scopes it is
+/// about.
+#[derive(Serialize, TS)]
+pub(super) struct LiveError<'a> {
+    /// A sentence for a person.
+    error: &'a str,
+    /// What failed: `invalid_frame`, `unknown_type`, `invalid_payload`, `unauthorized`,
+    /// `forbidden` or `too_many_scopes`.
+    code: &'a str,
+    /// For `unauthorized` and `forbidden`: the scopes not joined, or no longer joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    scopes: Option<&'a [String]>,
+}
+
 fn error_frame(reference: u32, code: &str, error: impl Into<String>) -> String {
-    envelope(
-        kind::ERROR,
-        reference,
-        json!({ "code": code, "error": error.into() }),
-    )
+    let error = error.into();
+    let payload = LiveError {
+        error: &error,
+        code,
+        scopes: None,
+    };
+    envelope(kind::ERROR, reference, &payload)
 }
 
 /// An ERROR `unauthorized` or `forbidden` that names the scopes it left or did not join.
 fn refusal_frame(reference: u32, code: &str, error: String, scopes: &[String]) -> String {
-    let payload = json!({ "code": code, "error": error, "scopes": scopes });
-    envelope(kind::ERROR, reference, payload)
+    let payload = LiveError {
+        error: &error,
+        code,
+        scopes: Some(scopes),
+    };
+    envelope(kind::ERROR, reference, &payload)
 }
 
 /// `GET {prefix}/live`: upgrades to a WebSocket and serves the live protocol on it.
@@ -172,10 +240,7 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
                 match outbox.take() {
                     Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
                     Ok((pokes, replies)) => {
-                        let pokes = pokes.into_iter().map(|poke| {
-                            let payload = json!({ "scope": poke.scope, "cursor": poke.cursor });
-                            envelope(kind::POKE, 0, payload)
-                        });
+                        let pokes = pokes.iter().map(|poke| envelope(kind::POKE, 0, poke));
                         for frame in pokes.chain(replies) {
                             if sink
                                 .send(Message::Text(Utf8Bytes::from(frame)))
@@ -320,7 +385,8 @@ impl Connection {
                     for scope in &leave.scopes {
                         self.joined.remove(scope);
                     }
-                    self.send(envelope_reply(reference, json!({ "status": "ok" })));
+                    let reply = LeaveReply { status: Status::Ok };
+                    self.send(envelope(kind::REPLY, reference, &reply));
                 }
                 Err(error) => self.invalid_payload(reference, "LEAVE", &error).await,
             },
@@ -328,7 +394,7 @@ impl Connection {
                 // A client that does not read loses heartbeat answers, never pokes.
                 let _ = self
                     .outbox
-                    .try_reply(envelope(kind::HEARTBEAT, reference, json!({})));
+                    .try_reply(envelope(kind::HEARTBEAT, reference, &json!({})));
             }
             other => {
                 let message = format!(
@@ -425,9 +491,9 @@ impl Connection {
             warn!(error = %Sentence(&error), "cannot read the scopes' cursors for a JOIN");
             vec![0; names.len()]
         });
-        let mut cursors = serde_json::Map::new();
+        let mut cursors = BTreeMap::new();
         for (scope, cursor) in joined.iter().zip(cursors_read) {
-            cursors.insert(scope.clone(), json!(cursor));
+            cursors.insert(scope.clone(), cursor);
         }
         // One ERROR for everything this JOIN could not join, whatever their number.
         if !invalid.is_empty() {
@@ -438,9 +504,12 @@ impl Connection {
             };
             self.send(frame);
         }
-        let log_id = self.engine.backend().log_id();
-        let payload = json!({ "status": "ok", "cursors": cursors, "log_id": log_id });
-        self.send(envelope_reply(reference, payload));
+        let reply = JoinReply {
+            status: Status::Ok,
+            cursors,
+            log_id: self.engine.backend().log_id().to_owned(),
+        };
+        self.send(envelope(kind::REPLY, reference, &reply));
     }
 
     /// Authenticates and authorizes the joined scopes again, leaving those the identity may no
@@ -531,10 +600,6 @@ fn refusal_code(error: &AuthError) -> &'static str {
 fn shown(scope: &str) -> String {
     let cut: String = scope.chars().take(64).collect();
     format!("{cut:?}")
-}
-
-fn envelope_reply(reference: u32, payload: Value) -> String {
-    envelope(kind::REPLY, reference, payload)
 }
 
 #[cfg(test)]

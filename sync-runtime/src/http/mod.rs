@@ -8,6 +8,8 @@
 mod error;
 mod json;
 mod live;
+#[cfg(test)]
+mod typescript;
 
 use std::sync::Arc;
 use std::time::Duration;
