@@ -356,7 +356,16 @@ struct Connection {
 
 impl Connection {
     async fn handle(&mut self, text: &str) {
-        let message: Envelope = match serde_json::from_str(text) {
+        // serde reads a struct from an array too (`[1, 5, {...}]`); a frame is an object.
+        let is_object = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{');
+        let parsed = if is_object {
+            serde_json::from_str::<Envelope>(text).map_err(|error| error.to_string())
+        } else {
+            Err("not an object".to_owned())
+        };
+        let message: Envelope = match parsed {
             Ok(message) => message,
             Err(error) => {
                 // The ref, where one can be read, tells the client which message was refused.
@@ -638,6 +647,31 @@ mod tests {
             Err(close) => assert_eq!(close.code, axum::extract::ws::close_code::POLICY),
             Ok(frames) => panic!("expected the close, got {frames:?}"),
         }
+    }
+
+    /// Found by fuzzing: serde reads a struct from a JSON array, which took `[1, 5, {...}]` for a
+    /// frame with ref 5. A frame is an object; anything else is `invalid_frame` with ref 0.
+    #[tokio::test]
+    async fn a_frame_that_is_not_an_object_is_an_invalid_frame() {
+        let mut connection = connection(32);
+        for text in [
+            "[0,\n\t5,\n\t0]",
+            "[4, 7, {}]",
+            " [1, 3, {\"scopes\": [\"a\"]}]",
+        ] {
+            connection.handle(text).await;
+            let (_, replies) = connection.outbox.take().unwrap_or_default();
+            assert_eq!(replies.len(), 1, "{text}: {replies:?}");
+            let answer: Value = serde_json::from_str(&replies[0]).unwrap();
+            assert_eq!(
+                (&answer["ref"], &answer["payload"]["code"]),
+                (&json!(0), &json!("invalid_frame")),
+                "{text}: {answer}"
+            );
+        }
+        connection.handle(" \n{\"type\": 4, \"ref\": 9}").await;
+        let (_, replies) = connection.outbox.take().unwrap_or_default();
+        assert!(replies[0].contains(r#""ref":9"#), "{replies:?}");
     }
 
     #[tokio::test]
