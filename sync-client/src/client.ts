@@ -19,10 +19,12 @@ type Listener<T> = (value: T) => void;
  */
 export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends EntityMap<E> = AnyEntities> {
   readonly stats: SyncStats = { pushes: 0, pulls: 0, snapshots: 0, pokes: 0, retries: 0 };
-  readonly scopes: readonly string[];
 
   readonly #options: SyncClientOptions<M, E>;
   readonly #store: LocalStore;
+  /** This client's scopes, in order; the session changes them in place. */
+  readonly #scopes: string[];
+  readonly #defaultScope: string;
   readonly #data: LocalData;
   readonly #subscriptions = new Subscriptions();
   readonly #listeners: { [K in keyof Events]: Set<Listener<Events[K]>> } = {
@@ -32,6 +34,7 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
     retry: new Set(),
     pending: new Set(),
     leader: new Set(),
+    forbidden: new Set(),
     closed: new Set(),
   };
   #session: Session | undefined;
@@ -39,12 +42,23 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
   constructor(options: SyncClientOptions<M, E> = {}) {
     this.#options = options;
     this.#store = options.store ?? new MemoryStore();
-    this.scopes = options.scopes?.length ? [...options.scopes] : [DEFAULT_SCOPE];
+    this.#scopes = options.scopes?.length ? [...new Set(options.scopes)] : [DEFAULT_SCOPE];
+    this.#defaultScope = this.#scopes[0] ?? DEFAULT_SCOPE;
     const mutators = (options.mutators ?? {}) as unknown as Record<string, Mutator | undefined>;
-    this.#data = new LocalData(mutators, (scope, touched) => {
-      this.#subscriptions.changed(scope, touched);
-      this.#emit("change", [scope]);
-    }, (count) => this.#emit("pending", count));
+    this.#data = new LocalData(
+      mutators,
+      (scope, touched) => {
+        this.#subscriptions.changed(scope, touched);
+        this.#emit("change", [scope]);
+      },
+      (count) => this.#emit("pending", count),
+      (scope) => this.#scopes.includes(scope),
+    );
+  }
+
+  /** The scopes this client syncs, in the order they were added. */
+  get scopes(): readonly string[] {
+    return [...this.#scopes];
   }
 
   /** This client's id, as sent with every mutation (known once `start` resolved). */
@@ -78,7 +92,7 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
         this.#options as unknown as SyncClientOptions<AnyMutations, AnyEntities>,
         this.#store,
         this.#data,
-        this.scopes,
+        this.#scopes,
         this.stats,
         (event, value) => this.#emit(event, value),
         this.#session?.close() ?? Promise.resolve(),
@@ -102,8 +116,38 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
     await this.#store.open?.();
     await this.#store.clear();
     this.#store.close();
-    for (const scope of this.scopes) this.#data.reload(scope, [], EMPTY_SCOPE);
+    for (const scope of this.#scopes) this.#data.reload(scope, [], EMPTY_SCOPE);
     this.#data.setQueue([]);
+  }
+
+  /**
+   * Syncs one more scope: loads its local data, pulls it (a snapshot where it never synced), JOINs
+   * it on the live channel and pulls it with the others from then on. Resolves once its local data
+   * is in the view; `pull()` waits for the server's. A scope already synced is left as it is,
+   * unless the server refused it (the `forbidden` event): then it is tried again. Before `start`,
+   * it only joins the scopes `start` syncs.
+   */
+  async addScope(scope: string): Promise<void> {
+    if (this.#session && !this.#session.closed) return this.#session.addScope(scope);
+    if (!this.#scopes.includes(scope)) this.#scopes.push(scope);
+  }
+
+  /**
+   * Stops syncing a scope: LEAVEs it on the live channel, stops pulling it, and deletes its rows
+   * and cursor from the store (unless another tab of the store still syncs it) and from the view,
+   * whose subscribers re-run. Mutations still queued for it stay queued and are pushed: the server
+   * decides (a 403 drops them, reported by `mutationFailed`); until answered they show in its view.
+   * A scope not synced is left as it is.
+   */
+  async removeScope(scope: string): Promise<void> {
+    if (this.#session && !this.#session.closed) return this.#session.removeScope(scope);
+    const at = this.#scopes.indexOf(scope);
+    if (at < 0) return;
+    this.#scopes.splice(at, 1);
+    await this.#store.open?.();
+    await this.#store.dropScope(scope);
+    this.#store.close();
+    this.#data.drop(scope);
   }
 
   /** Retries now whatever waits for a backoff delay, e.g. when the network is back. */
@@ -146,10 +190,6 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
     this.#listeners[event].add(listener);
     return () => this.#listeners[event].delete(listener);
-  }
-
-  get #defaultScope(): string {
-    return this.scopes[0] ?? DEFAULT_SCOPE;
   }
 
   #emit<K extends keyof Events>(event: K, value: Events[K]): void {

@@ -153,6 +153,15 @@ export class IndexedDbStore implements LocalStore {
     await completed(tx);
   }
 
+  async dropScope(scope: string): Promise<void> {
+    const tx = this.#transaction([META, ENTITIES], "readwrite");
+    tx.objectStore(ENTITIES).delete(scopeRange(scope));
+    const meta = tx.objectStore(META);
+    meta.delete(stateKey(scope));
+    meta.delete(legacyCursorKey(scope));
+    await completed(tx);
+  }
+
   async clear(): Promise<void> {
     const tx = this.#transaction([META, QUEUE, ENTITIES], "readwrite");
     for (const name of [META, QUEUE, ENTITIES]) tx.objectStore(name).clear();

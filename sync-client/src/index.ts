@@ -12,6 +12,7 @@ export type {
   SyncStats,
 } from "./types.js";
 export type { SyncStatus } from "./status.js";
+export type { AuthReason } from "./auth.js";
 export type { Frozen, LocalTx, View } from "./view.js";
 export type { RetryEvent, BackoffOptions } from "./retry.js";
 export type { ChannelLike, LockManagerLike, TabsOptions } from "./tabs.js";

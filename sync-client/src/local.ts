@@ -14,6 +14,8 @@ export class LocalData {
     readonly mutators: Readonly<Record<string, Mutator | undefined>>,
     readonly onChange: (scope: string, touched: Touched) => void,
     readonly onPending: (count: number) => void,
+    /** Whether the scope is pulled: only then is a confirmed mutation shown until its changes are. */
+    readonly synced: (scope: string) => boolean,
   ) {}
 
   get pendingCount(): number {
@@ -36,6 +38,12 @@ export class LocalData {
     this.flush(scope);
   }
 
+  /** Forgets a scope's pulled data (it is no longer synced) and flushes it. */
+  drop(scope: string): void {
+    this.#scopes.get(scope)?.drop();
+    this.flush(scope);
+  }
+
   /** The durable queue as read from the store. */
   setQueue(queue: readonly PendingMutation[]): void {
     this.#queue = [...queue].sort((a, b) => a.seq - b.seq);
@@ -52,7 +60,7 @@ export class LocalData {
   /** Verdicts: the mutations leave the queue; those applied are shown until their changes are pulled. */
   settled(results: readonly Settled[]): void {
     for (const { mutation, ok, cursor, logId } of results) {
-      if (ok) this.scope(mutation.scope).settle(mutation, cursor, logId);
+      if (ok && this.synced(mutation.scope)) this.scope(mutation.scope).settle(mutation, cursor, logId);
     }
     const done = new Set(results.map((r) => r.mutation.seq));
     this.#queue = this.#queue.filter((m) => !done.has(m.seq));

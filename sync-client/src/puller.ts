@@ -1,6 +1,7 @@
 import type { SyncContext } from "./context.js";
 import type { Change, PullRequest, SnapshotData, SnapshotRequest } from "./protocol.js";
 import type { ScopeState } from "./store.js";
+import type { ScopeView } from "./view.js";
 import { judge, NetworkError, type Verdict } from "./transport.js";
 
 /** A pull or snapshot answer other than the data: why, and how to go on. */
@@ -14,7 +15,9 @@ class PullFailure extends Error {
  * Pulls the scopes asked for, one at a time, page by page, taking a snapshot where the scope never
  * synced or the server answers 410 (its log was trimmed or replaced; the queue is kept). A page is
  * stored, then shown; the subscribers hear of a pull once its last page is in, so that no mutation
- * the server processed is replayed over pulled data that holds it.
+ * the server processed is replayed over pulled data that holds it. A scope answered 403 is not
+ * pulled again (no retry can change the server's mind) until it is added again; a scope removed
+ * meanwhile is left as it is.
  */
 export class Puller {
   readonly #wanted = new Set<string>();
@@ -22,7 +25,6 @@ export class Puller {
 
   constructor(
     readonly context: SyncContext,
-    readonly scopes: readonly string[],
     readonly limit: number,
   ) {}
 
@@ -33,7 +35,7 @@ export class Puller {
   request(scopes: Iterable<string>): void {
     const { context } = this;
     if (context.closed || !context.tabs.leader) return;
-    for (const scope of scopes) if (this.scopes.includes(scope)) this.#wanted.add(scope);
+    for (const scope of scopes) if (context.syncs(scope)) this.#wanted.add(scope);
     if (this.#running || this.#wanted.size === 0) return;
     this.#running = this.#loop().finally(() => {
       this.#running = undefined;
@@ -42,6 +44,11 @@ export class Puller {
       context.statusChanged();
     });
     context.statusChanged();
+  }
+
+  /** No longer pulls these scopes (removed, refused); a pull of one in flight stores nothing more. */
+  forget(scopes: Iterable<string>): void {
+    for (const scope of scopes) this.#wanted.delete(scope);
   }
 
   /** Resolves when no pull is in flight or wanted. */
@@ -61,15 +68,19 @@ export class Puller {
         retry.succeeded();
         context.setError(undefined);
       } catch (error) {
-        context.data.flush(scope);
+        context.local(scope).flush(scope);
         if (context.closed) return;
-        this.#wanted.add(scope);
+        if (error instanceof PullFailure && error.verdict.kind === "forbidden") {
+          context.forbidden(scope, error.verdict.code, error.verdict.error);
+          continue;
+        }
+        if (context.syncs(scope)) this.#wanted.add(scope);
         let atLeastMs: number | undefined;
         if (error instanceof PullFailure) {
           const { verdict } = error;
-          if (verdict.kind === "unauthorized") await context.refresh(`pull: ${verdict.code}`);
-          else if (verdict.kind === "transient") atLeastMs = verdict.retryAfterMs;
-          else context.setError(`pull: ${verdict.code}: ${"error" in verdict ? verdict.error : ""}`);
+          // After a 401 the next attempt carries a fresh token (see SyncContext.post).
+          if (verdict.kind === "transient") atLeastMs = verdict.retryAfterMs;
+          else if (verdict.kind !== "unauthorized") context.setError(`pull: ${verdict.code}: ${"error" in verdict ? verdict.error : ""}`);
         } else if (!(error instanceof NetworkError)) {
           console.warn("sync-client: pull failed", error);
         }
@@ -80,15 +91,17 @@ export class Puller {
 
   async #pullScope(scope: string): Promise<void> {
     const { context } = this;
-    const view = context.data.scope(scope);
+    // Looked up each time: the scope may pass between the app's copy and the other tabs'.
+    const view = (): ScopeView => context.local(scope).scope(scope);
     let snapshots = 0;
     // Never synced (a version-1 server gives no log id, so cursor 0 is all it tells).
-    if (view.state.cursor === 0 && view.state.logId === undefined) {
+    if (view().state.cursor === 0 && view().state.logId === undefined) {
       await this.#snapshot(scope);
       snapshots += 1;
     }
     for (;;) {
-      const from = view.state;
+      if (!context.syncs(scope)) return;
+      const from = view().state;
       const request: PullRequest = { scope, cursor: from.cursor, limit: this.limit, client_id: context.clientId };
       if (from.logId !== undefined) request.log_id = from.logId;
       const verdict = judge(await context.post("pull", request));
@@ -100,6 +113,8 @@ export class Puller {
         continue;
       }
       if (verdict.kind !== "ok") throw new PullFailure(verdict);
+      // Removed or refused meanwhile: store nothing more of it.
+      if (!context.syncs(scope)) return;
       const { changes, cursor, has_more, log_id, client_seq } = verdict.body;
       if (!Array.isArray(changes) || typeof cursor !== "number") {
         throw new PullFailure({ kind: "transient", reason: "pull: HTTP 200 without this protocol's page" });
@@ -113,14 +128,15 @@ export class Puller {
       };
       if (!(await context.store.applyChanges(scope, from.cursor, changes as Change[], state))) {
         // Another tab moved this scope on meanwhile: start again from what it stored.
-        const loaded = await context.store.load(scope);
-        context.data.reload(scope, loaded.rows, loaded.state);
+        await this.#reload(scope);
         continue;
       }
-      view.apply(changes as Change[], state);
+      // A view whose state is another object than the one pulled from has moved meanwhile.
+      if (view().state === from) view().apply(changes as Change[], state);
+      else await this.#reload(scope);
       context.tabs.post({ type: "pulled", scope, from: from.cursor, changes: changes as Change[], state, complete });
       if (complete) {
-        context.data.flush(scope);
+        context.local(scope).flush(scope);
         return;
       }
     }
@@ -163,12 +179,18 @@ export class Puller {
       after = [String(next[0]), String(next[1])];
     }
     context.stats.snapshots += 1;
+    if (!context.syncs(scope)) return;
     await context.store.replaceScope(scope, data, first);
     const rows = Object.entries(data).flatMap(([entity, byId]) =>
       Object.entries(byId).map(([id, value]) => ({ scope, entity, id, data: value })),
     );
-    context.data.scope(scope).reset(rows, first);
+    if (context.syncs(scope)) context.local(scope).scope(scope).reset(rows, first);
     context.tabs.post({ type: "snapshot", scope });
+  }
+
+  async #reload(scope: string): Promise<void> {
+    const loaded = await this.context.store.load(scope);
+    this.context.local(scope).reload(scope, loaded.rows, loaded.state);
   }
 }
 

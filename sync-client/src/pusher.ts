@@ -64,7 +64,7 @@ export class Pusher {
             limit = this.batchSize;
             context.setError(undefined);
             await this.#settle(batch, results, logId);
-          } else if (verdict.kind === "refused") {
+          } else if (verdict.kind === "refused" || verdict.kind === "forbidden") {
             // The push as a whole was refused: find the mutation it is about by pushing one at a
             // time, then report that one and drop it.
             if (batch.length > 1) {
@@ -74,8 +74,8 @@ export class Pusher {
             await this.#settle(batch, [{ ok: false, cursor: 0, code: verdict.code, error: verdict.error }], undefined);
             limit = this.batchSize;
           } else if (verdict.kind === "unauthorized") {
-            await context.refresh(`push: ${verdict.code}`);
-            await retry.failed("unauthorized");
+            // The next attempt carries a fresh token (see SyncContext.post).
+            await retry.failed(`push: HTTP 401 ${verdict.code}`);
           } else {
             const reason = verdict.kind === "gone" ? `push: HTTP 410 ${verdict.code}` : verdict.reason;
             await retry.failed(reason, verdict.kind === "transient" ? verdict.retryAfterMs : undefined);

@@ -73,6 +73,8 @@ export interface LocalStore {
   applyChanges(scope: string, from: number, changes: readonly Change[], state: ScopeState): Promise<boolean>;
   /** Replaces the scope's entities and state with a snapshot's. */
   replaceScope(scope: string, data: SnapshotData, state: ScopeState): Promise<void>;
+  /** Deletes the scope's entities and state (the client stops syncing it); the queue stays. */
+  dropScope(scope: string): Promise<void>;
   /** Deletes everything: entities, states, queue and client id (a user logs out). */
   clear(): Promise<void>;
   close(): void;
@@ -145,6 +147,11 @@ export class MemoryStore implements LocalStore {
     }
     this.#entities.set(scope, entities);
     this.#states.set(scope, { ...state });
+  }
+
+  async dropScope(scope: string): Promise<void> {
+    this.#entities.delete(scope);
+    this.#states.delete(scope);
   }
 
   async clear(): Promise<void> {

@@ -43,7 +43,15 @@ export type TabMessage =
   | { type: "status"; status: SyncStatus }
   | { type: "pull"; id: string }
   | { type: "pulled-all"; id: string }
-  | { type: "hello" }
+  /** A tab started, with its scopes; every tab answers with its own ("scopes"). */
+  | { type: "hello"; tab: string; scopes: string[] }
+  /**
+   * A tab's own scopes, which the leader syncs for it (none: it closed); `retry`: added again,
+   * though refused; `removed`: removed by its app, to be deleted from the store unless another tab syncs them.
+   */
+  | { type: "scopes"; tab: string; scopes: string[]; retry: string[]; removed: string[] }
+  /** The leader was refused a scope (403, ERROR `forbidden`) and no longer syncs it. */
+  | { type: "forbidden"; scope: string; code: string; error: string }
   | { type: "leader" };
 
 /**

@@ -10,12 +10,15 @@ export interface Answer {
 
 /**
  * What an answer means to the client, by PROTOCOL.md's "Which failures a client drops":
- * `refused` (the request's mutations were refused for good), `gone` (take a snapshot),
- * `unauthorized` (refresh the credentials, then retry), or `transient` (retry with backoff).
+ * `refused` (the request's mutations were refused for good), `forbidden` (a 403: refused for
+ * good too, and a scope that answers it to a pull is one to stop syncing), `gone` (take a
+ * snapshot), `unauthorized` (refresh the credentials, then retry), or `transient` (retry with
+ * backoff).
  */
 export type Verdict =
   | { kind: "ok"; body: Record<string, unknown> }
   | { kind: "refused"; code: string; error: string }
+  | { kind: "forbidden"; code: string; error: string }
   | { kind: "gone"; code: string }
   | { kind: "unauthorized"; code: string; error: string }
   | { kind: "transient"; reason: string; retryAfterMs?: number | undefined };
@@ -50,8 +53,11 @@ export class Transport {
     return `${origin}${this.#options.prefix ?? "/_sync"}/${path}`;
   }
 
-  async post(path: string, body: unknown): Promise<Answer> {
-    const headers = { "content-type": "application/json", ...(await this.#options.headers?.()) };
+  /** POSTs `body`, with `Authorization: Bearer <token>` where there is a token (over `headers`'). */
+  async post(path: string, body: unknown, token: string | undefined): Promise<Answer> {
+    const headers = new Headers({ "content-type": "application/json" });
+    for (const [name, value] of Object.entries((await this.#options.headers?.()) ?? {})) headers.set(name, value);
+    if (token !== undefined) headers.set("authorization", `Bearer ${token}`);
     const controller = new AbortController();
     this.#inFlight.add(controller);
     try {
@@ -103,7 +109,8 @@ export function judge(answer: Answer): Verdict {
   }
   // Only this protocol's own error bodies refuse or reset; a proxy's page is transient.
   if (error) {
-    if ((status === 400 && REFUSING_400.has(error.code)) || status === 403 || status === 413) {
+    if (status === 403) return { kind: "forbidden", code: error.code, error: error.error };
+    if ((status === 400 && REFUSING_400.has(error.code)) || status === 413) {
       return { kind: "refused", code: error.code, error: error.error };
     }
     if (status === 410) return { kind: "gone", code: error.code };

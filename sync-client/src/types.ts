@@ -1,3 +1,4 @@
+import type { AuthReason } from "./auth.js";
 import type { LiveSocketFactory } from "./live.js";
 import type { BackoffOptions, RetryEvent } from "./retry.js";
 import type { SyncStatus } from "./status.js";
@@ -48,17 +49,28 @@ export interface SyncClientOptions<M extends MutationMap<M>, E extends EntityMap
   url?: string;
   /** The sync routes' prefix (default `/_sync`). */
   prefix?: string;
-  /** The scopes this client syncs (default `["_default"]`); the first is the default scope. */
+  /**
+   * The scopes this client syncs at first (default `["_default"]`); `addScope` and `removeScope`
+   * change them. The first is the default scope of `view`, `subscribe` and `mutate`, also once removed.
+   */
   scopes?: readonly string[];
   /** Where state lives between runs (default: a `MemoryStore`). Tabs coordinate by the store's name. */
   store?: LocalStore;
   mutators?: LocalMutators<M, E>;
-  /** Headers for every request, e.g. `Authorization`. */
+  /** Headers for every request (where both set `Authorization`, `auth`'s token wins). */
   headers?: () => Record<string, string> | Promise<Record<string, string>>;
-  /** The token the live channel's JOIN carries. */
-  token?: () => string | undefined | Promise<string | undefined>;
-  /** Called on 401: refresh the credentials and answer true; the request is retried after a backoff delay. */
-  onUnauthorized?: () => boolean | Promise<boolean>;
+  /**
+   * The current bearer token (null or undefined: no credentials). Every push, pull and snapshot
+   * carries it as `Authorization: Bearer <token>`, and the live channel's JOINs as `token`.
+   *
+   * It is called once, with `"initial"`, before the first request, and the token is kept: the
+   * client asks again, with `"unauthorized"`, only after the server refused it (a 401, or a live
+   * ERROR `unauthorized`), and retries with backoff, never in a tight loop. Requests refused
+   * together make one call, and no second call starts while one is in flight. Where `auth` throws,
+   * or its promise rejects, the request fails like a network failure: retried with backoff, with a
+   * `retry` event, and the status `"error"` until a request succeeds.
+   */
+  auth?: (reason: AuthReason) => string | null | undefined | Promise<string | null | undefined>;
   onMutationFailed?: (failed: FailedMutation) => void;
   fetch?: typeof fetch;
   /** Opens the live channel; `null` turns it off (default: the global `WebSocket`). */
@@ -98,6 +110,12 @@ export interface Events {
   retry: RetryEvent;
   /** This tab became the one that pushes and pulls for every tab of the store. */
   leader: true;
+  /**
+   * The server refused to let this client read a scope (a 403 to its pull or snapshot, or a live
+   * ERROR `forbidden`): it is no longer pulled nor JOINed, and its local data stays. Call
+   * `removeScope` to drop it, or `addScope` to try again.
+   */
+  forbidden: { scope: string; code: string; error: string };
   /** The client closed: `reason` is `"closed"` for `close()`, or why the store closed under it. */
   closed: { reason: string };
 }

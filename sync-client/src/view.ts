@@ -118,6 +118,15 @@ export class ScopeView implements View<Record<string, unknown>> {
     this.#setState(state);
   }
 
+  /**
+   * Forgets the base and the confirmed mutations waiting for it: the scope is no longer synced, so
+   * no pull will ever bring their changes. The queued mutations are still shown until answered.
+   */
+  drop(): void {
+    this.#settling = [];
+    this.reset([], EMPTY_SCOPE);
+  }
+
   /** Applies a pulled page. */
   apply(changes: readonly Change[], state: ScopeState): void {
     for (const change of changes) {

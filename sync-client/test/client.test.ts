@@ -123,13 +123,13 @@ describe("push failures", () => {
     expect(pushes.filter((p) => p.body.mutations.length === 1 && p.body.mutations[0].client_seq === 2)).toHaveLength(1);
   });
 
-  it("asks the app to refresh credentials on 401 and then retries", async () => {
+  it("asks the app for a fresh token on 401 and then retries", async () => {
     const server = new FakeServer();
-    let refreshed = 0;
+    const reasons: string[] = [];
     const c = client(server, {
-      onUnauthorized: () => {
-        refreshed += 1;
-        return true;
+      auth: (reason) => {
+        reasons.push(reason);
+        return `token-${reasons.length}`;
       },
     });
     await c.start();
@@ -137,7 +137,8 @@ describe("push failures", () => {
     server.script = [401];
     await c.mutate("todo/create", { id: "a", title: "x" });
     await until(() => c.pendingCount === 0);
-    expect(refreshed).toBe(1);
+    expect(reasons).toEqual(["initial", "unauthorized"]);
+    expect(server.requests.filter((r) => r.path === "push").map((r) => r.token)).toEqual(["token-1", "token-2"]);
     expect(server.todos()).toHaveLength(1);
   });
 });
@@ -288,13 +289,13 @@ describe("subscriptions and status", () => {
     expect(seen.length).toBe(count);
   });
 
-  it("reports error when the server refuses credentials and no refresh helps", async () => {
+  it("reports error when the server refuses credentials and a fresh token does not help", async () => {
     const server = new FakeServer();
-    const c = client(server, { onUnauthorized: () => false });
+    const c = client(server, { auth: () => "same" });
     const statuses: SyncStatus[] = [];
     c.on("status", (s) => statuses.push(s));
-    server.scriptPath = "pull";
-    server.script = [401];
+    server.scriptPath = "snapshot";
+    server.script = [401, 401];
     await c.start();
     await until(() => statuses.includes("error"));
     await until(() => c.status === "online"); // the retry succeeds

@@ -1,13 +1,25 @@
 // A small in-memory implementation of PROTOCOL.md's push, pull and snapshot (todo mutations), as
 // version 1.1 or, with `version = 1`, as version 1 (no log_id, no client_seq, no remembered
 // failures, no snapshot pages), with knobs to fail requests, lose answers, trim or replace the log,
-// and a fake live channel.
-import type { Change, JoinReply, LiveSocket, MutationResult, Poke, ServerFrame, WireMutation } from "../src/index.js";
+// refuse credentials or scopes, and a fake live channel.
+import type { Change, JoinReply, LeaveReply, LiveError, LiveSocket, MutationResult, Poke, ServerFrame, WireMutation } from "../src/index.js";
 
 type Todo = { id: string; title: string; completed: boolean };
 
 /** A scripted answer: a status (with a protocol error body), "lose" (apply, then drop the answer), or a whole answer. */
 export type Scripted = number | "lose" | { status: number; body?: string; headers?: Record<string, string> };
+
+/** A request as the fake server saw it: `token` is the bearer token it carried. */
+export interface SeenRequest {
+  path: string;
+  body: any;
+  headers: Headers;
+  token: string | undefined;
+  status?: number;
+}
+
+/** Why the authorizer refuses a token a scope, or undefined where it allows it. */
+export type Refusal = "unauthorized" | "forbidden" | undefined;
 
 export class FakeServer {
   version: 1 | 1.1 = 1.1;
@@ -22,7 +34,9 @@ export class FakeServer {
   failures = new Map<string, { code: string; error: string }>();
   /** Entities per snapshot page (1.1); default: one page. */
   snapshotPageSize = Infinity;
-  requests: { path: string; body: any; status?: number }[] = [];
+  requests: SeenRequest[] = [];
+  /** The authorizer, asked for every scope of every request and JOIN; default: everything allowed. */
+  authorize: (scope: string, token: string | undefined) => Refusal = () => undefined;
   offline = false;
   /** Answers to give instead of the real one, in order. */
   script: Scripted[] = [];
@@ -33,10 +47,21 @@ export class FakeServer {
   fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const path = String(input).replace(/^.*\/_sync\//, "");
     const body = JSON.parse(String(init?.body ?? "{}"));
-    const request: { path: string; body: any; status?: number } = { path, body };
+    const headers = new Headers(init?.headers);
+    const authorization = headers.get("authorization");
+    const token = authorization?.startsWith("Bearer ") ? authorization.slice("Bearer ".length) : undefined;
+    const request: SeenRequest = { path, body, headers, token };
     this.requests.push(request);
     await Promise.resolve();
     if (this.offline) throw new TypeError("Failed to fetch");
+    const scopes: string[] = path === "push" ? body.mutations.map((m: WireMutation) => m.scope) : [body.scope ?? "_default"];
+    const refusals = scopes.map((scope) => this.authorize(scope, token));
+    // As the server does: no valid credentials (401) before a refused scope (403).
+    const refusal = refusals.includes("unauthorized") ? "unauthorized" : refusals.includes("forbidden") ? "forbidden" : undefined;
+    if (refusal) {
+      request.status = refusal === "unauthorized" ? 401 : 403;
+      return json(request.status, { error: `refused: ${refusal}`, code: refusal });
+    }
     const next = path === this.scriptPath ? this.script.shift() : undefined;
     if (typeof next === "number") {
       request.status = next;
@@ -239,17 +264,42 @@ export class FakeSocket implements LiveSocket {
     const message = JSON.parse(data);
     this.sent.push(message);
     if (message.type === 1) {
+      // As the server does: one ERROR naming the refused scopes (`unauthorized` wins), then a REPLY.
       const cursors: Record<string, number> = {};
+      const refused: string[] = [];
+      let code: Refusal;
       for (const scope of message.payload.scopes) {
+        const refusal = this.server.authorize(scope, message.payload.token);
+        if (refusal) {
+          refused.push(scope);
+          if (code !== "unauthorized") code = refusal;
+          continue;
+        }
         this.joined.add(scope);
         cursors[scope] = this.server.scopeCursor(scope);
       }
+      if (code) this.deliver({ type: 8, ref: message.ref, payload: { code, error: `not joined: ${code}`, scopes: refused } });
       const logId = this.server.v11 ? { log_id: this.server.logId } : {};
       this.deliver({ type: 5, ref: message.ref, payload: { status: "ok", cursors, ...logId } });
     }
+    if (message.type === 2) {
+      for (const scope of message.payload.scopes) this.joined.delete(scope);
+      this.deliver({ type: 5, ref: message.ref, payload: { status: "ok" } });
+    }
   }
 
-  deliver(message: ServerFrame<JoinReply | Poke>): void {
+  /** The server's re-check refuses joined scopes: it leaves them and says so, unprompted. */
+  revoke(code: "unauthorized" | "forbidden", scopes: string[]): void {
+    for (const scope of scopes) this.joined.delete(scope);
+    this.deliver({ type: 8, ref: 0, payload: { code, error: `no longer joined: ${code}`, scopes } });
+  }
+
+  /** The JOIN frames this socket sent. */
+  joins(): { scopes: string[]; token?: string }[] {
+    return this.sent.filter((m) => m.type === 1).map((m) => m.payload);
+  }
+
+  deliver(message: ServerFrame<JoinReply | LeaveReply | LiveError | Poke>): void {
     setTimeout(() => this.onmessage?.({ data: JSON.stringify(message) }), 0);
   }
 

@@ -183,10 +183,10 @@ describe("which failures drop a queued mutation", () => {
     expect(server.todos().map((t) => t.title)).toEqual(["kept"]);
   });
 
-  it("waits between 401 retries, even where the app says it refreshed the credentials", async () => {
+  it("waits between 401 retries, even where the app gives a fresh token each time", async () => {
     const server = new FakeServer();
     let refreshed = 0;
-    const c = client(server, { onUnauthorized: () => ++refreshed > 0, backoff: { initialMs: 20, maxMs: 40 } });
+    const c = client(server, { auth: (reason) => `token-${reason === "unauthorized" ? ++refreshed : 0}`, backoff: { initialMs: 20, maxMs: 40 } });
     await c.start();
     await c.pull();
     server.script = Array(10_000).fill(401);
