@@ -91,11 +91,17 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts `todo` on `addr` (port 0: any) with a SQLite database at `db`; waits until it listens.
+    /// Starts `todo --auth none` on `addr` (port 0: any) with a SQLite database at `db`; waits
+    /// until it listens.
     fn start(addr: &str, db: &Path) -> Server {
+        Server::start_with(addr, db, "none")
+    }
+
+    /// [`Server::start`] with `--auth auth`.
+    fn start_with(addr: &str, db: &Path, auth: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_todo"))
             .args([
-                "--addr", addr, "--auth", "none", "--retain", "10", "--store",
+                "--addr", addr, "--auth", auth, "--retain", "10", "--store",
             ])
             .arg(format!("sqlite:{}", db.display()))
             .env("RUST_LOG", "info")
@@ -172,5 +178,34 @@ fn the_web_app_works_offline_and_converges_in_chromium() {
     assert!(
         status.success(),
         "the end-to-end tests failed ({status}); see their output above"
+    );
+}
+
+/// The signed-in web app (`--auth demo`): two users, their own lists and a shared one, and a
+/// member removed from it (e2e/users.mjs).
+#[test]
+fn the_web_app_keeps_users_apart_in_chromium() {
+    let web = repo_root().join("examples/todo/web");
+    if !present(
+        &web.join("node_modules/playwright-core"),
+        "run `npm ci` in examples/todo/web",
+    ) || !present(
+        Path::new("/usr/bin/chromium"),
+        "install Debian's chromium and chromium-driver",
+    ) {
+        return;
+    }
+    assert!(todo::web_app_built(), "the web app was not bundled into the todo binary");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with("127.0.0.1:0", &dir.path().join("todo.db"), "demo");
+    let url = format!("http://{}", server.addr);
+    let status = Command::new("node")
+        .current_dir(&web)
+        .args(["e2e/users.mjs", &url])
+        .status()
+        .expect("node runs (install Node.js)");
+    assert!(
+        status.success(),
+        "the signed-in end-to-end test failed ({status}); see its output above"
     );
 }
