@@ -92,17 +92,19 @@ pub struct PostgresOptions {
     /// Runs in every commit once its cursors are taken and its writes made, before `COMMIT`: for
     /// tests that need a commit to stall there, holding low cursors.
     #[doc(hidden)]
-    pub before_commit: Option<CommitHook>,
+    pub before_commit: Option<PostgresCommitHook>,
 }
 
 /// A hook of [`PostgresOptions::before_commit`].
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct CommitHook(pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
+pub struct PostgresCommitHook(
+    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+);
 
-impl std::fmt::Debug for CommitHook {
+impl std::fmt::Debug for PostgresCommitHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CommitHook")
+        f.write_str("PostgresCommitHook")
     }
 }
 
@@ -169,7 +171,7 @@ struct Inner {
     keys: LockKeys,
     /// How long a snapshot waits for the horizon.
     patience: Duration,
-    before_commit: Option<CommitHook>,
+    before_commit: Option<PostgresCommitHook>,
     /// The database, for messages (without the password).
     target: String,
 }
