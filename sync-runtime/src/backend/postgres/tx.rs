@@ -31,21 +31,25 @@ pub struct PostgresTransaction {
     inner: Arc<Inner>,
     /// The advisory locks this transaction holds.
     locked: HashSet<i64>,
+    /// Whether `BEGIN` was sent: it goes out with the first statements, in their pipeline.
+    begun: bool,
 }
 
 impl PostgresTransaction {
     pub(super) async fn begin(inner: &Arc<Inner>) -> Result<Self, StoreError> {
         let client = inner.connection().await?;
-        let tx = PostgresTransaction {
+        Ok(PostgresTransaction {
             client: Some(client),
             inner: Arc::clone(inner),
             locked: HashSet::new(),
-        };
-        tx.client()?
-            .batch_execute("BEGIN")
-            .await
-            .context(|| "cannot start a push's transaction".to_owned())?;
-        Ok(tx)
+            begun: false,
+        })
+    }
+
+    /// `BEGIN` where it was not sent yet; it then counts as sent (a `BEGIN` that fails fails
+    /// the statements after it too).
+    fn begin_first(&mut self) -> Option<&'static str> {
+        (!std::mem::replace(&mut self.begun, true)).then_some("BEGIN")
     }
 
     fn client(&self) -> Result<&Client, StoreError> {
@@ -81,18 +85,26 @@ impl PostgresTransaction {
         each: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let lock = self.lock_to_take(key).await?;
+        let begin = self.begin_first();
         let client = self.client()?;
         let read = client
             .prepare_cached(read)
             .await
             .context(|| "cannot prepare a read".to_owned())?;
+        let begin = async {
+            match begin {
+                Some(begin) => client.batch_execute(begin).await,
+                None => Ok(()),
+            }
+        };
         let take = async {
             match &lock {
                 Some(lock) => client.execute(lock, &[&key]).await.map(drop),
                 None => Ok(()),
             }
         };
-        let ((), rows) = futures::try_join!(take, client.query(&read, params)).context(what)?;
+        let ((), (), rows) =
+            futures::try_join!(begin, take, client.query(&read, params)).context(what)?;
         each(rows)
     }
 
@@ -223,8 +235,10 @@ impl Transaction for PostgresTransaction {
             return Err(StoreError::new("PostgreSQL: the transaction has ended"));
         };
         match result {
-            Ok((committed, xid)) => {
-                await_horizon(&self.inner, client, xid).await?;
+            Ok((committed, xid, passed)) => {
+                if !passed {
+                    await_horizon(&self.inner, client, xid).await?;
+                }
                 Ok(committed)
             }
             Err(error) => {
@@ -238,9 +252,9 @@ impl Transaction for PostgresTransaction {
 impl PostgresTransaction {
     /// Locks the scopes the commit writes and the clients it records that the push has not
     /// locked yet, takes the cursors and the transaction id under the cursor lock, writes
-    /// everything with one pipelined statement each, and commits. Returns what was committed
-    /// and the transaction's id.
-    async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64), StoreError> {
+    /// everything with one pipelined statement each, and commits. Returns what was committed,
+    /// the transaction's id, and whether the horizon had passed it right after the commit.
+    async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64, bool), StoreError> {
         let encoded = Encoded::new(&commit)?;
         let CommitParts {
             writes,
@@ -268,6 +282,7 @@ impl PostgresTransaction {
         self.locked.extend(wanted.iter().copied());
         let cursor_lock = keys.cursors();
         let count = to_i64(changes.len() as u64, "change count")?;
+        let begin = self.begin_first();
 
         let client = self.client()?;
         let lock = client
@@ -295,8 +310,15 @@ impl PostgresTransaction {
         };
         let (lock_params, take_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
             ([&cursor_lock], [&count]);
+        let begin = async {
+            match begin {
+                Some(begin) => client.batch_execute(begin).await,
+                None => Ok(()),
+            }
+        };
         let (xid, last) = async {
-            let ((), (), _, row, ()) = futures::try_join!(
+            let ((), (), (), _, row, ()) = futures::try_join!(
+                begin,
                 locks,
                 client.batch_execute("SAVEPOINT sync_cursors"),
                 client.execute(&lock, &lock_params),
@@ -391,13 +413,23 @@ impl PostgresTransaction {
         if let Some(hook) = &self.inner.before_commit {
             (hook.0)().await;
         }
-        client
-            .batch_execute("COMMIT")
+        // The first look at the horizon goes out with the `COMMIT`, and runs after it.
+        let horizon = client
+            .prepare_cached(PASSED)
             .await
-            .context(|| "cannot commit a push".to_owned())?;
+            .context(|| "cannot prepare the horizon query".to_owned())?;
+        let horizon_params: [&(dyn ToSql + Sync); 1] = [&xid];
+        let (commit, passed) = futures::join!(
+            client.batch_execute("COMMIT"),
+            client.query_one(&horizon, &horizon_params)
+        );
+        commit.context(|| "cannot commit a push".to_owned())?;
+        let passed = passed
+            .and_then(|row| row.try_get(0))
+            .context(|| "cannot read the change log's visibility horizon".to_owned())?;
         // The changes now hold their data alone: logging moves it.
         drop(writes);
-        Ok((Committed::numbered(before, changes, now), xid))
+        Ok((Committed::numbered(before, changes, now), xid, passed))
     }
 }
 
@@ -444,11 +476,9 @@ const LIST: &str = "SELECT id, data FROM sync_entities WHERE scope = $1 AND enti
 
 /// Waits until the horizon has passed the transaction `xid`, which has committed: every cursor
 /// up to its own is then resolved, so what the engine pokes and answers is visible to every pull.
-/// The connection goes back to the pool if the horizon is not there at the first look.
+/// The connection goes back to the pool: the first look, with the `COMMIT`, found the horizon
+/// below the transaction.
 async fn await_horizon(inner: &Inner, client: Object, xid: i64) -> Result<(), StoreError> {
-    if passed(&client, xid).await? {
-        return Ok(());
-    }
     drop(client);
     let mut patience = Patience::new(inner.patience);
     loop {
@@ -461,9 +491,12 @@ async fn await_horizon(inner: &Inner, client: Object, xid: i64) -> Result<(), St
     }
 }
 
+/// Whether the horizon has passed the transaction `$1`.
+const PASSED: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1";
+
 async fn passed(client: &Client, xid: i64) -> Result<bool, StoreError> {
     let stmt = client
-        .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1")
+        .prepare_cached(PASSED)
         .await
         .context(|| "cannot prepare the horizon query".to_owned())?;
     client
