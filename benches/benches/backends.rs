@@ -5,6 +5,8 @@
 //! 2. PostgreSQL: `Engine::push` vs raw INSERT transactions of the same rows through the same
 //!    client library (tokio-postgres), on the same server.
 //! 3. Throughput with 1, 4 and 16 concurrent pushers on memory, SQLite and PostgreSQL.
+//! 4. PostgreSQL with 1, 4 and 16 pushers in scopes of their own, on one node and on two,
+//!    against raw INSERT transactions at the same concurrency, with the WAL flush on.
 //!
 //! `cargo bench -p sync-bench --bench backends` (PostgreSQL parts need `SYNC_TEST_POSTGRES_URL`,
 //! e.g. `postgres://postgres@127.0.0.1:5432/postgres`; they run in a schema of their own, dropped
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sync_runtime::{
     Backend, Engine, MemoryBackend, Mutation, MutationError, Mutator, PostgresBackend,
-    SqliteBackend, SqliteOptions, Tx,
+    PostgresOptions, SqliteBackend, SqliteOptions, Tx,
 };
 
 /// Rounds per figure; the median is reported.
@@ -311,8 +313,182 @@ async fn concurrency(name: &str, backend: impl Backend) {
     );
 }
 
+// ---------------------------------------------------------------- PostgreSQL scaling
+
+/// Rounds per figure of the PostgreSQL scaling comparison (a second each).
+const SCALING_ROUNDS: usize = 5;
+
+/// Pushes per second with `pushers` tasks spread over `nodes`, each pushing one mutation at a
+/// time in a scope and as a client of its own, for `duration`.
+async fn pg_push_round(nodes: &[Engine], pushers: usize, round: usize, duration: Duration) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..pushers)
+        .map(|p| {
+            let engine = nodes[p % nodes.len()].clone();
+            tokio::spawn(async move {
+                let client = format!("s{round}-p{p}");
+                let mut seq = 0;
+                let mut pushed = 0;
+                while start.elapsed() < duration {
+                    seq += 1;
+                    let id = format!("{client}-{seq}");
+                    let push = Mutation::new("put", data(&id))
+                        .with_client(&client, seq)
+                        .with_scope(&client);
+                    engine.push(vec![push]).await.unwrap();
+                    pushed += 1;
+                }
+                pushed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The bare baseline: transactions per second of `connections` connections each running plain
+/// INSERT transactions of the same rows as a push of one mutation (an entity upsert, a change
+/// insert, a client upsert, `COMMIT`), for `duration`.
+async fn pg_raw_round(
+    connections: &[Arc<tokio_postgres::Client>],
+    round: usize,
+    duration: Duration,
+) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = connections
+        .iter()
+        .enumerate()
+        .map(|(p, client)| {
+            let client = Arc::clone(client);
+            tokio::spawn(async move {
+                let entity = client
+                    .prepare(
+                        "INSERT INTO raw_entities (scope, entity, id, data) VALUES ($1, 'item', $2, $3)
+                         ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data",
+                    )
+                    .await
+                    .unwrap();
+                let change = client
+                    .prepare(
+                        "INSERT INTO raw_changes (cursor, scope, entity, id, op, data, ts)
+                         VALUES (nextval('raw_cursor'), $1, 'item', $2, 'create', $3, 0)",
+                    )
+                    .await
+                    .unwrap();
+                let seen = client
+                    .prepare(
+                        "INSERT INTO raw_clients VALUES ($1, $2)
+                         ON CONFLICT (client_id) DO UPDATE SET seq = EXCLUDED.seq",
+                    )
+                    .await
+                    .unwrap();
+                let scope = format!("raw{round}-p{p}");
+                let (mut seq, mut done) = (0i64, 0);
+                while start.elapsed() < duration {
+                    seq += 1;
+                    let id = format!("{scope}-{seq}");
+                    let text = serde_json::to_string(&data(&id)).unwrap();
+                    client.batch_execute("BEGIN").await.unwrap();
+                    client.execute(&entity, &[&scope, &id, &text]).await.unwrap();
+                    client.execute(&change, &[&scope, &id, &text]).await.unwrap();
+                    client.execute(&seen, &[&scope, &seq]).await.unwrap();
+                    client.batch_execute("COMMIT").await.unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// PostgreSQL with 1, 4 and 16 pushers over distinct scopes and clients, on one node and on two
+/// (two backends, each with a pool of its own, on one database), against raw INSERT
+/// transactions at the same concurrency; the server's default `synchronous_commit = on`, so
+/// that each commit waits for its WAL flush, which concurrent commits share.
+async fn pg_scaling(base: &str, schema: &str) {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}_scaling");
+    pg_client(base)
+        .await
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema}_scaling CASCADE; CREATE SCHEMA {schema}_scaling"
+        ))
+        .await
+        .unwrap();
+    let setup = pg_client(&url).await;
+    setup
+        .batch_execute(
+            r#"CREATE TABLE raw_entities (scope TEXT COLLATE "C" NOT NULL, entity TEXT COLLATE "C" NOT NULL,
+                   id TEXT COLLATE "C" NOT NULL, data TEXT NOT NULL, PRIMARY KEY (scope, entity, id));
+               CREATE TABLE raw_changes (cursor BIGINT PRIMARY KEY, scope TEXT COLLATE "C" NOT NULL,
+                   entity TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, data TEXT, ts BIGINT NOT NULL);
+               CREATE INDEX raw_changes_scope ON raw_changes (scope, cursor);
+               CREATE TABLE raw_clients (client_id TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL);
+               CREATE SEQUENCE raw_cursor;"#,
+        )
+        .await
+        .unwrap();
+    let mut options = PostgresOptions::default();
+    options.pool_size = 20;
+    let node = |backend| Engine::builder(Put).backend(backend).build();
+    let one = [node(
+        PostgresBackend::connect_with(&url, options.clone())
+            .await
+            .unwrap(),
+    )];
+    let two = [
+        one[0].clone(),
+        node(PostgresBackend::connect_with(&url, options).await.unwrap()),
+    ];
+    let mut connections = Vec::new();
+    for _ in 0..16 {
+        connections.push(Arc::new(pg_client(&url).await));
+    }
+    println!(
+        "\n## PostgreSQL: concurrent pushers in scopes of their own (pushes of 1 mutation, synchronous_commit = on, median of {SCALING_ROUNDS} rounds of 1 s)\n"
+    );
+    println!(
+        "| pushers | raw INSERT transactions/s | one node: pushes/s | × 1 pusher | × raw | two nodes: pushes/s | × 1 pusher | × raw |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let duration = Duration::from_secs(1);
+    let mut firsts = None;
+    for pushers in [1, 4, 16] {
+        let (mut raws, mut ones, mut twos) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..SCALING_ROUNDS {
+            let round = round * 100 + pushers;
+            raws.push(pg_raw_round(&connections[..pushers], round, duration).await);
+            ones.push(pg_push_round(&one, pushers, round, duration).await);
+            twos.push(pg_push_round(&two, pushers, round + 50, duration).await);
+        }
+        let (raw, one, two) = (median(raws), median(ones), median(twos));
+        let (one_first, two_first) = *firsts.get_or_insert((one, two));
+        println!(
+            "| {pushers} | {raw:.0} | {one:.0} | {:.2} | {:.2} | {two:.0} | {:.2} | {:.2} |",
+            one / one_first,
+            one / raw,
+            two / two_first,
+            two / raw
+        );
+    }
+    drop(setup);
+    pg_client(base)
+        .await
+        .batch_execute(&format!("DROP SCHEMA {schema}_scaling CASCADE"))
+        .await
+        .unwrap();
+}
+
 /// `cargo bench -p sync-bench --bench backends -- NAME` runs only the parts whose name contains
-/// NAME: `sqlite`, `postgres`, `concurrency`.
+/// NAME: `sqlite`, `postgres`, `concurrency`, `scaling` (PostgreSQL's).
 fn wanted(part: &str) -> bool {
     let filter = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
     filter.is_none_or(|filter| part.contains(filter.as_str()))
@@ -349,6 +525,11 @@ fn main() {
             if let Some((url, _, _)) = &postgres {
                 concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
             }
+        }
+        if let Some((_, base, schema)) = &postgres
+            && wanted("scaling")
+        {
+            pg_scaling(base, schema).await;
         }
         if let Some((_, base, schema)) = &postgres {
             let admin = pg_client(base).await;

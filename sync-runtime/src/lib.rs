@@ -67,6 +67,9 @@ pub use auth::{
     Access, Action, AllowAll, AuthError, Authenticator, Authorizer, Caller, Credentials, Reader,
     ScopeRules, Unclaimed,
 };
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use backend::PostgresCommitHook;
 pub use backend::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
     LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,

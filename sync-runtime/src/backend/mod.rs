@@ -41,7 +41,7 @@ pub use commit::{Commit, CommitParts, Committed, Failure, NewChange, Write};
 pub(crate) use commit::{Key, KeyRef};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresBackend, PostgresOptions, PostgresTransaction};
+pub use postgres::{PostgresBackend, PostgresCommitHook, PostgresOptions, PostgresTransaction};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteBackend, SqliteOptions, SqliteTransaction};
 

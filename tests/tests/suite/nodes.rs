@@ -187,7 +187,7 @@ fn postgres_tests_run_in_ci() {
     }
 }
 
-/// A node that stalls mid-push while it holds the log's lock (as one that died would, until the
+/// A node that stalls mid-push while it holds its scope's lock (as one that died would, until the
 /// kernel notices) holds up the other nodes only until the server ends its idle transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stalled_holding_the_lock_does_not_block_the_others() {

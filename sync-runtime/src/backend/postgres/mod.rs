@@ -1,20 +1,52 @@
 //! The PostgreSQL backend: the same tables as SQLite, shared by several engine nodes.
 //!
-//! - **Cursors in commit order, across nodes.** A push's transaction locks the single row of
-//!   `sync_head` (`SELECT … FOR UPDATE`) when it begins, and advances it when it commits. Writing
-//!   transactions are thus serialized on every node, so each one reads a state no concurrent
-//!   push changes, a retried mutation is deduplicated even when its duplicates arrive on two
-//!   nodes at once, and the cursors a commit assigns are all above those of every earlier
-//!   commit. A sequence alone would not do: a later cursor could commit first, and a puller that
-//!   saw it would skip the earlier one for good.
-//! - **Few round trips.** One transaction per push. Its mutations read in it and buffer their
-//!   writes in memory, where a permanent failure undoes them (no savepoint per mutation); its
-//!   commit writes the entities, the clients' sequence numbers and the changes with one
-//!   statement each, pipelined, then `COMMIT`. On each node an async gate lets one push at a
-//!   time wait for the row lock, so waiting pushes do not hold pool connections that pulls need.
-//! - **Consistent reads without locks.** A pull is one statement: the head, the scope's trim
-//!   horizon and the page come from one snapshot. So is a snapshot.
-//! - **Versioned schema** (`schema`), created on connect.
+//! Pushes commit concurrently, on one node and across nodes, so that the server shares its WAL
+//! flushes between them; pullers still never skip a change. How (schema version 3):
+//!
+//! - **Cursors in transaction-id order.** A push takes its cursors when it commits, from the
+//!   sequence `sync_cursor`, and in the same step gets its transaction id
+//!   (`pg_current_xact_id()`), both under one advisory lock (the *cursor lock*) taken inside a
+//!   savepoint and released by rolling back to it: a few microseconds, not until `COMMIT`.
+//!   Nothing a push does earlier takes a transaction id (its writes wait in memory, and its
+//!   locks are advisory), so between any two pushes that log changes, the one with the lower
+//!   transaction id has the lower cursors. Each change row records its transaction's id
+//!   (`xid`). Cursors of a commit that rolls back are never used: gaps, as the protocol allows.
+//! - **The visibility horizon.** Every read takes `xmin`, the oldest transaction id still in
+//!   progress in its own snapshot (`pg_snapshot_xmin(pg_current_snapshot())`), and sees only the
+//!   changes with `xid < xmin`. Those transactions have all ended before the snapshot, so what
+//!   they committed is visible to it; and since a push in flight has an id of at least `xmin`, so
+//!   that its cursors are above all of theirs, the changes behind the horizon are the whole log
+//!   up to their highest cursor: no cursor below one a read returns can appear later. Pull pages
+//!   (and so `has_more`), the head, `scope_cursor(s)` (live JOINs), snapshots, a client's
+//!   `client_seq` and trims all stay behind it. A commit answers (and so the engine pokes) only
+//!   once the horizon has passed its own transaction: its cursors are then visible to every
+//!   pull, on every node, and so are those of the PostgresBroker's NOTIFY. The horizon trails
+//!   the commits in flight by the time they take to end, usually the WAL flush they share.
+//!   Any transaction of the cluster that holds a transaction id holds the horizon back too: a
+//!   long-running writer (in any database of the server) delays pulls, pokes and push answers
+//!   until it ends, though it blocks no commit. `idle_in_transaction_timeout` bounds the delay a
+//!   node that dies in a commit causes.
+//! - **The head's floor.** `sync_head` no longer counts commits: it keeps the highest cursor a
+//!   trim removed (or the head of version 2), so that the head never goes down when the changes
+//!   behind it are trimmed.
+//! - **Dedupe and read-modify-write, per client and per scope.** A push takes an advisory lock
+//!   per client (before it reads that client's `client_seq`) and per scope (before its first read
+//!   in the scope, or at commit for a scope it only writes), held until it ends. Duplicates that
+//!   arrive on two nodes at once thus apply once, a push reads a state of its scopes that no
+//!   concurrent push changes, and within a scope, cursors follow the order of the entity writes.
+//!   Pushes to different scopes by different clients share no lock but the cursor lock. The lock
+//!   keys are 64-bit hashes of the log's identity and the name ([`LockKeys`]): two logs in one
+//!   database do not share locks. A push that locks two scopes in the opposite order of another
+//!   may deadlock with it; the server detects that and fails one, which answers 503 and is
+//!   retried.
+//! - **A client's sequence number behind the horizon.** Each client record keeps the `xid` that
+//!   wrote it and `prev_seq`, the number it replaced where that one was already behind the
+//!   horizon: a read whose horizon has not passed the record's writer answers `prev_seq`, so that
+//!   a pull never counts a mutation whose changes it cannot return yet.
+//! - **Few round trips.** One transaction per push; its commit takes its locks and cursors in one
+//!   pipeline, writes the entities, the clients' sequence numbers and the changes with one
+//!   statement each in another, then `COMMIT`s.
+//! - **Versioned schema** (`schema`), created or migrated on connect.
 
 mod log;
 mod schema;
@@ -22,7 +54,7 @@ mod tx;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
@@ -43,19 +75,37 @@ pub struct PostgresOptions {
     /// How long a request waits for a free connection, or for a new one to open, before it
     /// fails with 503 (default 30 s).
     pub timeout: Duration,
-    /// How long a push waits for the log's lock that another push holds (default 30 s;
-    /// `lock_timeout`).
+    /// How long a push waits for a scope's or a client's lock that another push holds
+    /// (default 30 s; `lock_timeout`).
     pub lock_timeout: Duration,
-    /// How long one statement may run (default 30 s; `statement_timeout`).
+    /// How long one statement may run (default 30 s; `statement_timeout`), and how long a
+    /// snapshot waits for the visibility horizon to pass the changes its scope holds.
     pub statement_timeout: Duration,
     /// How long a push's transaction may sit idle, e.g. in a mutator that waits on something
-    /// else, before the server ends it and frees its lock (default 60 s;
+    /// else, before the server ends it and frees its locks (default 60 s;
     /// `idle_in_transaction_session_timeout`): a node that dies mid-push holds up the others
     /// this long at most.
     pub idle_in_transaction_timeout: Duration,
     /// TCP keepalives from this idle time on (default 30 s), so that a connection to a server
     /// that vanished is noticed in about a minute rather than in the kernel's two hours.
     pub keepalive_idle: Duration,
+    /// Runs in every commit once its cursors are taken and its writes made, before `COMMIT`: for
+    /// tests that need a commit to stall there, holding low cursors.
+    #[doc(hidden)]
+    pub before_commit: Option<PostgresCommitHook>,
+}
+
+/// A hook of [`PostgresOptions::before_commit`].
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct PostgresCommitHook(
+    pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+);
+
+impl std::fmt::Debug for PostgresCommitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostgresCommitHook")
+    }
 }
 
 impl Default for PostgresOptions {
@@ -67,6 +117,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(30),
+            before_commit: None,
         }
     }
 }
@@ -116,10 +167,119 @@ pub struct PostgresBackend {
 
 struct Inner {
     pool: Pool,
-    /// One push per node waits for the database's writer lock; the others wait here.
-    gate: Arc<tokio::sync::Mutex<()>>,
+    /// The advisory lock keys of this log.
+    keys: LockKeys,
+    /// How long a snapshot waits for the horizon.
+    patience: Duration,
+    before_commit: Option<PostgresCommitHook>,
     /// The database, for messages (without the password).
     target: String,
+}
+
+/// The keys of the advisory locks a push takes: FNV-1a (64 bits) of the log's identity, a kind
+/// and a name. Every node derives the same ones, which makes them part of the schema: a later
+/// version must keep them while nodes of both versions may run. A collision between two names
+/// only makes their pushes wait for each other.
+#[derive(Clone, Debug)]
+pub(super) struct LockKeys {
+    /// The hash of the log's identity, from which each key continues.
+    log: u64,
+}
+
+impl LockKeys {
+    fn new(log_id: &str) -> Self {
+        LockKeys {
+            log: fnv1a(FNV_OFFSET, log_id.as_bytes()),
+        }
+    }
+
+    fn key(&self, kind: u8, name: &str) -> i64 {
+        let hash = fnv1a(fnv1a(self.log, &[0, kind]), name.as_bytes());
+        i64::from_ne_bytes(hash.to_ne_bytes())
+    }
+
+    /// The lock under which a push takes its cursors and its transaction id.
+    pub(super) fn cursors(&self) -> i64 {
+        self.key(b'c', "")
+    }
+
+    /// The lock of one scope's data.
+    pub(super) fn scope(&self, scope: &str) -> i64 {
+        self.key(b's', scope)
+    }
+
+    /// The lock of one client's sequence numbers and failures.
+    pub(super) fn client(&self, client_id: &str) -> i64 {
+        self.key(b'k', client_id)
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Waiting, by polling with a growing pause, for the visibility horizon to pass what a read or a
+/// commit needs. It passes once the transactions in flight end, which PostgreSQL offers no way
+/// to wait for from SQL.
+pub(super) struct Patience {
+    started: Instant,
+    pause: Duration,
+    /// Beyond it a read gives up; a commit (already durable) only warns, and goes on waiting.
+    limit: Duration,
+    warned: bool,
+}
+
+impl Patience {
+    const FIRST_PAUSE: Duration = Duration::from_micros(200);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(20);
+
+    pub(super) fn new(limit: Duration) -> Self {
+        Patience {
+            started: Instant::now(),
+            pause: Self::FIRST_PAUSE,
+            limit,
+            warned: false,
+        }
+    }
+
+    /// Pauses before the next look; fails once `limit` has passed.
+    pub(super) async fn wait(&mut self, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+        if self.started.elapsed() >= self.limit {
+            return Err(StoreError::new(format!(
+                "PostgreSQL: {} waited {:?} for the transactions in flight to end: a long \
+                 transaction holds the change log's visibility horizon back",
+                what(),
+                self.limit
+            )));
+        }
+        self.pause().await;
+        Ok(())
+    }
+
+    /// Pauses before the next look, warning once when `limit` has passed.
+    pub(super) async fn wait_long(&mut self, what: impl FnOnce() -> String) {
+        if !self.warned && self.started.elapsed() >= self.limit {
+            self.warned = true;
+            tracing::warn!(
+                "{} has waited {:?} for the transactions in flight to end: a long transaction \
+                 holds the change log's visibility horizon back",
+                what(),
+                self.limit
+            );
+        }
+        self.pause().await;
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Self::LONGEST_PAUSE);
+    }
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -190,14 +350,19 @@ impl PostgresBackend {
                     error,
                 )
             })?;
+        let mut client = pool.get().await.map_err(|error| {
+            tracing::warn!(database = %target, %error, "cannot get a PostgreSQL connection");
+            StoreError::with_source("PostgreSQL: cannot get a connection to the database", error)
+        })?;
+        let log_id = schema::migrate(&mut client, &target).await?;
+        drop(client);
         let inner = Arc::new(Inner {
             pool,
-            gate: Arc::new(tokio::sync::Mutex::new(())),
+            keys: LockKeys::new(&log_id),
+            patience: options.statement_timeout,
+            before_commit: options.before_commit,
             target,
         });
-        let mut client = inner.connection().await?;
-        let log_id = schema::migrate(&mut client, &inner.target).await?;
-        drop(client);
         Ok(PostgresBackend {
             inner,
             log_id: log_id.into(),
@@ -289,6 +454,7 @@ impl Backend for PostgresBackend {
         scope: &str,
         page: SnapshotPage<'_>,
     ) -> Result<SnapshotRead, StoreError> {
-        log::snapshot(&*self.inner.connection().await?, scope, page).await
+        let patience = Patience::new(self.inner.patience);
+        log::snapshot(&*self.inner.connection().await?, scope, page, patience).await
     }
 }

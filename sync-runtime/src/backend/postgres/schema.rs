@@ -9,7 +9,23 @@ use super::super::sql::schema::{Dialect, tables_v1, tables_v2};
 use crate::error::StoreError;
 
 /// The schema version this crate writes and reads.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
+
+/// What version 3 adds for concurrent commits (see the module docs of `postgres`): cursors come
+/// from the sequence `sync_cursor`, continuing after the head of version 2, which `sync_head`
+/// keeps as the floor of the log's head; each change and each client record notes the
+/// transaction that wrote it (`xid`), against which readers apply the visibility horizon; a
+/// client record keeps the last sequence number that was inside the horizon when it was
+/// overwritten (`prev_seq`). Rows of version 2 were all committed long ago: `xid` 0.
+const TABLES_V3: &str = "
+ALTER TABLE sync_changes ADD COLUMN xid BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE sync_changes ALTER COLUMN xid DROP DEFAULT;
+ALTER TABLE sync_clients ADD COLUMN xid BIGINT NOT NULL DEFAULT 0, ADD COLUMN prev_seq BIGINT;
+ALTER TABLE sync_clients ALTER COLUMN xid DROP DEFAULT;
+CREATE SEQUENCE sync_cursor AS BIGINT MINVALUE 0 NO CYCLE;
+SELECT setval('sync_cursor', (SELECT cursor FROM sync_head WHERE id = 1), true);
+UPDATE sync_schema SET version = 3;
+";
 
 /// Taken (`pg_advisory_xact_lock`) while the schema is created or checked, so that nodes that
 /// start at once do not race.
@@ -80,6 +96,11 @@ pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<String,
         tx.batch_execute(&steps)
             .await
             .context(|| format!("cannot add version 2 of the schema to {target}"))?;
+    }
+    if version < 3 {
+        tx.batch_execute(TABLES_V3)
+            .await
+            .context(|| format!("cannot add version 3 of the schema to {target}"))?;
     }
     let log_id: String = tx
         .query_one("SELECT value FROM sync_meta WHERE name = 'log_id'", &[])
