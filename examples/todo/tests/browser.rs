@@ -100,9 +100,7 @@ impl Server {
     /// [`Server::start`] with `--auth auth`.
     fn start_with(addr: &str, db: &Path, auth: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_todo"))
-            .args([
-                "--addr", addr, "--auth", auth, "--retain", "10", "--store",
-            ])
+            .args(["--addr", addr, "--auth", auth, "--retain", "10", "--store"])
             .arg(format!("sqlite:{}", db.display()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -195,7 +193,10 @@ fn the_web_app_keeps_users_apart_in_chromium() {
     ) {
         return;
     }
-    assert!(todo::web_app_built(), "the web app was not bundled into the todo binary");
+    assert!(
+        todo::web_app_built(),
+        "the web app was not bundled into the todo binary"
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with("127.0.0.1:0", &dir.path().join("todo.db"), "demo");
     let url = format!("http://{}", server.addr);

@@ -338,11 +338,14 @@ async fn the_prefix_is_configurable_and_the_router_merges() {
 
 #[tokio::test]
 async fn the_authorizer_guards_every_endpoint() {
+    // The todo mutations take their caller as a `todo::User`: the identity is of that type.
     let authenticate = |credentials: &Credentials<'_>| match credentials.bearer() {
         None => Err(AuthError::unauthorized("log in first")),
-        Some(user) => Ok(user.to_owned()),
+        Some(name) => Ok(todo::User {
+            name: name.to_owned(),
+        }),
     };
-    let authorize = |access: &Access<'_, String>| match access.identity.as_str() {
+    let authorize = |access: &Access<'_, todo::User>| match access.identity.name.as_str() {
         "admin" => Ok(()),
         _ if access.scope.starts_with("private") => Err(AuthError::forbidden(format!(
             "not your scope `{}`",
