@@ -134,10 +134,11 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
 
   /**
    * Stops syncing a scope: LEAVEs it on the live channel, stops pulling it, and deletes its rows
-   * and cursor from the store (unless another tab of the store still syncs it) and from the view,
-   * whose subscribers re-run. Mutations still queued for it stay queued and are pushed: the server
-   * decides (a 403 drops them, reported by `mutationFailed`); until answered they show in its view.
-   * A scope not synced is left as it is.
+   * and cursor from the view, whose subscribers re-run, and from the store. (The leading tab does
+   * that, unless another tab of the store still syncs the scope: in a tab that does not lead, the
+   * store forgets it a moment later.) Mutations still queued for it stay queued and are pushed: the
+   * server decides (a 403 drops them, reported by `mutationFailed`); until answered they show in
+   * its view. A scope not synced is left as it is.
    */
   async removeScope(scope: string): Promise<void> {
     if (this.#session && !this.#session.closed) return this.#session.removeScope(scope);

@@ -131,7 +131,7 @@ export class LiveChannel {
     this.#socket = socket;
     this.#joined = false;
     this.#joins.clear();
-    // The connection's first JOIN names every scope.
+    // Re-JOINs waiting for a fresh token are dropped: the connection's first JOIN names every scope.
     clearTimeout(this.#rejoinTimer);
     this.#rejoinTimer = undefined;
     this.#rejoin.clear();
