@@ -33,8 +33,10 @@ fn the_typescript_describes_every_mutation() {
     let module = sync_runtime::typescript::<TodoMutator>();
     for expected in [
         "export type Todo = { ",
-        "completed: boolean, };",
+        "created_by?: string, };",
+        // The caller (`#[caller] user`) is not an argument.
         "export interface TodoCreateArgs {\n  title: string;\n  id?: string | null;\n}",
+        "\"list/share\": { args: ListShareArgs; result: Member };",
         "\"todo/create\": { args: TodoCreateArgs; result: Todo };",
         "\"todo/delete\": { args: TodoDeleteArgs; result: void };",
         "\"todo\": Todo;",
