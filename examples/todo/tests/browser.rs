@@ -77,6 +77,17 @@ fn the_web_app_type_checks() {
     assert_success("tsc --noEmit in examples/todo/web", &tsc);
 }
 
+/// Whether playwright-core and Chromium are there (else a note, and a failure under `CI`).
+fn browser_present(web: &Path) -> bool {
+    present(
+        &web.join("node_modules/playwright-core"),
+        "run `npm ci` in examples/todo/web",
+    ) && present(
+        Path::new("/usr/bin/chromium"),
+        "install Debian's chromium and chromium-driver",
+    )
+}
+
 /// The todo server process, killed when dropped.
 struct Server {
     child: Child,
@@ -137,13 +148,7 @@ impl Server {
 #[test]
 fn the_web_app_works_offline_and_converges_in_chromium() {
     let web = repo_root().join("examples/todo/web");
-    if !present(
-        &web.join("node_modules/playwright-core"),
-        "run `npm ci` in examples/todo/web",
-    ) || !present(
-        Path::new("/usr/bin/chromium"),
-        "install Debian's chromium and chromium-driver",
-    ) {
+    if !browser_present(&web) {
         return;
     }
     assert!(
@@ -184,13 +189,7 @@ fn the_web_app_works_offline_and_converges_in_chromium() {
 #[test]
 fn the_web_app_keeps_users_apart_in_chromium() {
     let web = repo_root().join("examples/todo/web");
-    if !present(
-        &web.join("node_modules/playwright-core"),
-        "run `npm ci` in examples/todo/web",
-    ) || !present(
-        Path::new("/usr/bin/chromium"),
-        "install Debian's chromium and chromium-driver",
-    ) {
+    if !browser_present(&web) {
         return;
     }
     assert!(

@@ -258,36 +258,30 @@ async fn snapshot_once(
 ) -> Result<Option<SnapshotRead>, StoreError> {
     // Two statements, from the first entity or after one: a row comparison that an OR would
     // hide from the index.
-    const FIRST: &str = concat!(
-        horizon!(),
-        ", hd AS MATERIALIZED (SELECT ",
-        head!(),
-        " AS cursor FROM v CROSS JOIN sync_head h WHERE h.id = 1)
-         SELECT hd.cursor, ",
-        client_seq!("$2"),
-        ", EXISTS (SELECT 1 FROM sync_changes c WHERE c.scope = $1 AND c.cursor > hd.cursor),
-                e.entity, e.id, e.data FROM v CROSS JOIN hd
-         LEFT JOIN LATERAL (
-             SELECT entity, id, data FROM sync_entities
-             WHERE scope = $1 AND $3::text IS NULL AND $4::text IS NULL
-             ORDER BY entity, id LIMIT $5
-         ) e ON true ORDER BY e.entity, e.id"
-    );
-    const AFTER: &str = concat!(
-        horizon!(),
-        ", hd AS MATERIALIZED (SELECT ",
-        head!(),
-        " AS cursor FROM v CROSS JOIN sync_head h WHERE h.id = 1)
-         SELECT hd.cursor, ",
-        client_seq!("$2"),
-        ", EXISTS (SELECT 1 FROM sync_changes c WHERE c.scope = $1 AND c.cursor > hd.cursor),
-                e.entity, e.id, e.data FROM v CROSS JOIN hd
-         LEFT JOIN LATERAL (
-             SELECT entity, id, data FROM sync_entities
-             WHERE scope = $1 AND (entity, id) > ($3, $4)
-             ORDER BY entity, id LIMIT $5
-         ) e ON true ORDER BY e.entity, e.id"
-    );
+    /// The page's query, whose entities are those `$entities` selects.
+    macro_rules! page {
+        ($entities:literal) => {
+            concat!(
+                horizon!(),
+                ", hd AS MATERIALIZED (SELECT ",
+                head!(),
+                " AS cursor FROM v CROSS JOIN sync_head h WHERE h.id = 1)
+                 SELECT hd.cursor, ",
+                client_seq!("$2"),
+                ", EXISTS (SELECT 1 FROM sync_changes c WHERE c.scope = $1 AND c.cursor > hd.cursor),
+                        e.entity, e.id, e.data FROM v CROSS JOIN hd
+                 LEFT JOIN LATERAL (
+                     SELECT entity, id, data FROM sync_entities
+                     WHERE scope = $1 AND ",
+                $entities,
+                "
+                     ORDER BY entity, id LIMIT $5
+                 ) e ON true ORDER BY e.entity, e.id"
+            )
+        };
+    }
+    const FIRST: &str = page!("$3::text IS NULL AND $4::text IS NULL");
+    const AFTER: &str = page!("(entity, id) > ($3, $4)");
     let sql = match page.after {
         None => FIRST,
         Some(_) => AFTER,
