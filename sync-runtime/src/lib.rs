@@ -22,6 +22,8 @@
 //!   watch; [`ScopeRules`] for the common rules.
 //! - [`Engine`]: push, pull, snapshot and trim; [`Engine::router`] serves them over HTTP and
 //!   WebSocket, with [`HttpOptions`].
+//! - `metrics` (cargo feature `metrics`): counters, gauges and histograms for Prometheus or
+//!   any recorder of the `metrics` facade.
 //!
 //! ```no_run
 //! use sync_runtime::{Engine, MemoryBackend, MutationError, MutatorFunc};
@@ -55,6 +57,11 @@ mod engine;
 mod entity;
 mod error;
 mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_off.rs"]
+mod metrics;
 mod mutation;
 mod mutator;
 mod protocol;

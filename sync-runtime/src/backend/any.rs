@@ -130,6 +130,9 @@ trait DynBackend: Send + Sync {
         scopes: &'a [&'a str],
     ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
     fn trim(&self, before: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The backend itself, for what only one kind of backend has (e.g. a pool to sample).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl<B: Backend> DynBackend for B {
@@ -197,6 +200,10 @@ impl<B: Backend> DynBackend for B {
     fn trim(&self, before: u64) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(ChangeLog::trim(self, before))
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Any backend, chosen at run time: cheap to clone, clones share the backend.
@@ -217,6 +224,12 @@ impl AnyBackend {
     /// Erases `backend`'s type; an `AnyBackend` is returned as it is.
     pub fn new(backend: impl Backend) -> Self {
         backend.into_any()
+    }
+
+    /// The backend behind the handle, where it is a `T`.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn downcast_ref<T: Backend>(&self) -> Option<&T> {
+        self.inner.as_any().downcast_ref()
     }
 
     pub(super) fn wrap(backend: impl Backend) -> Self {

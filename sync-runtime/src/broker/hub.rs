@@ -132,7 +132,10 @@ impl Outbox {
         {
             let mut state = self.state.lock();
             match state.pokes.get_mut(scope) {
-                Some(pending) => *pending = (*pending).max(cursor),
+                Some(pending) => {
+                    *pending = (*pending).max(cursor);
+                    crate::metrics::poke_merged();
+                }
                 None => {
                     state.pokes.insert(scope.to_owned(), cursor);
                 }
@@ -187,6 +190,13 @@ impl Outbox {
             .map(|(scope, cursor)| Poke { scope, cursor })
             .collect();
         Ok((pokes, replies))
+    }
+}
+
+/// Pokes still waiting when the connection is gone were never sent.
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        crate::metrics::pokes_dropped(self.state.get_mut().pokes.len());
     }
 }
 

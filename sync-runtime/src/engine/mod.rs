@@ -136,6 +136,14 @@ impl Engine {
         self.inner.auth.is_some()
     }
 
+    /// The lowest cursor the log may still hold, as far as this node's trims know.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn retained_from(&self) -> u64 {
+        self.inner
+            .retained_from
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The limits requests are held to.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits

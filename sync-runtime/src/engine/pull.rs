@@ -1,5 +1,7 @@
 //! Reads: pulls page by page, snapshots, and the log's maintenance.
 
+use std::sync::atomic::Ordering;
+
 use tracing::{Instrument, info_span};
 
 use super::Engine;
@@ -7,6 +9,7 @@ use super::push::check_client_id;
 use crate::auth::{Action, Credentials};
 use crate::backend::{Backend, ChangeLog, SnapshotPage};
 use crate::error::SyncError;
+use crate::metrics::{self, Operation};
 use crate::protocol::{PullRequest, PullResponse, ScopeData, SnapshotRequest, SnapshotResponse};
 use crate::scope::resolve_scope;
 
@@ -19,6 +22,14 @@ impl Engine {
     /// A pull from a client, authenticated and authorized with its credentials; code on the
     /// server (`credentials: None`) is trusted.
     pub(crate) async fn pull_from(
+        &self,
+        credentials: Option<&Credentials<'_>>,
+        request: PullRequest,
+    ) -> Result<PullResponse, SyncError> {
+        metrics::timed(Operation::Pull, self.read_page(credentials, request)).await
+    }
+
+    async fn read_page(
         &self,
         credentials: Option<&Credentials<'_>>,
         request: PullRequest,
@@ -94,6 +105,14 @@ impl Engine {
         credentials: Option<&Credentials<'_>>,
         request: &SnapshotRequest,
     ) -> Result<SnapshotResponse, SyncError> {
+        metrics::timed(Operation::Snapshot, self.snapshot_page(credentials, request)).await
+    }
+
+    async fn snapshot_page(
+        &self,
+        credentials: Option<&Credentials<'_>>,
+        request: &SnapshotRequest,
+    ) -> Result<SnapshotResponse, SyncError> {
         let scope = resolve_scope(request.scope.as_deref())?;
         let client_id = checked_client(request.client_id.as_deref())?;
         if let Some(credentials) = credentials {
@@ -140,7 +159,12 @@ impl Engine {
     /// Removes every change with a cursor below `before`; pulls that would need one answer
     /// `cursor_too_old`.
     pub async fn trim(&self, before: u64) -> Result<(), SyncError> {
-        Ok(self.inner.backend.trim(before).await?)
+        if let Err(error) = self.inner.backend.trim(before).await {
+            metrics::store_error("trim", &error);
+            return Err(error.into());
+        }
+        self.inner.retained_from.fetch_max(before, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The log's latest cursor.

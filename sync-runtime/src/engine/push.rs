@@ -16,6 +16,7 @@ use crate::backend::{Backend, ChangeLog, Failure};
 use crate::broker::{Poke, PokeBroker};
 use crate::change::Change;
 use crate::error::{MutationError, Sentence, StoreError, SyncError};
+use crate::metrics::{self, Operation};
 use crate::mutation::{Mutation, MutationResult};
 use crate::protocol::PushResponse;
 use crate::scope::validate_scope;
@@ -33,8 +34,11 @@ impl Engine {
     /// Code on the server is trusted: nothing is authorized, and the mutations have no caller
     /// ([`push_as`](Engine::push_as) names one).
     pub async fn push(&self, mutations: Vec<Mutation>) -> Result<PushResponse, SyncError> {
-        validate_push(&mutations, self.inner.limits.max_mutations)?;
-        self.run_push(Caller::none(), mutations).await
+        metrics::timed(Operation::Push, async {
+            validate_push(&mutations, self.inner.limits.max_mutations)?;
+            self.run_push(Caller::none(), mutations).await
+        })
+        .await
     }
 
     /// [`push`](Engine::push) on behalf of `identity`, which the mutations get as their caller:
@@ -44,8 +48,11 @@ impl Engine {
         identity: I,
         mutations: Vec<Mutation>,
     ) -> Result<PushResponse, SyncError> {
-        validate_push(&mutations, self.inner.limits.max_mutations)?;
-        self.run_push(Caller::new(identity), mutations).await
+        metrics::timed(Operation::Push, async {
+            validate_push(&mutations, self.inner.limits.max_mutations)?;
+            self.run_push(Caller::new(identity), mutations).await
+        })
+        .await
     }
 
     /// A push from a client: validated whole, then authenticated and every scope it names
@@ -55,10 +62,13 @@ impl Engine {
         credentials: &Credentials<'_>,
         mutations: Vec<Mutation>,
     ) -> Result<PushResponse, SyncError> {
-        validate_push(&mutations, self.inner.limits.max_mutations)?;
-        let scopes = mutations.iter().map(Mutation::scope);
-        let caller = self.admit(credentials, scopes, Action::Push).await?;
-        self.run_push(caller, mutations).await
+        metrics::timed(Operation::Push, async {
+            validate_push(&mutations, self.inner.limits.max_mutations)?;
+            let scopes = mutations.iter().map(Mutation::scope);
+            let caller = self.admit(credentials, scopes, Action::Push).await?;
+            self.run_push(caller, mutations).await
+        })
+        .await
     }
 
     async fn run_push(
@@ -104,11 +114,13 @@ impl Engine {
                 self.enforce_retention(cursor).await;
             }
             let log_id = self.inner.backend.log_id().to_owned();
-            Ok(PushResponse {
+            let response = PushResponse {
                 results,
                 cursor,
                 log_id,
-            })
+            };
+            metrics::mutations(&response);
+            Ok(response)
         }
         .instrument(span)
         .await
@@ -168,6 +180,7 @@ impl Engine {
         // What no store can hold fails the mutation for good; a retry would fail the same way.
         let outcome = outcome.map_err(|error| match error {
             MutationError::Store(error) if error.is_invalid_input() => {
+                metrics::store_error("push", &error);
                 MutationError::invalid_args(Sentence(&error).to_string())
             }
             other => other,
@@ -208,6 +221,7 @@ impl Engine {
                     .fetch_max(before, Ordering::Relaxed);
             }
             Err(error) => {
+                metrics::store_error("trim", &error);
                 warn!(error = %Sentence(&error), "could not trim the change log to its retention");
             }
         }

@@ -226,6 +226,7 @@ pub(super) async fn upgrade(
 /// One connection: a reader that handles the client's frames and a writer that drains the
 /// outbox, so that a client that does not read never stops the reader's idle clock or heartbeat.
 async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSocket) {
+    let _open = crate::metrics::LiveConnection::open();
     let hub = engine.live_hub().clone();
     let id = hub.next_id();
     let span = info_span!("sync.live", connection = id);
@@ -240,16 +241,20 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
                 match outbox.take() {
                     Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
                     Ok((pokes, replies)) => {
+                        let count = pokes.len();
                         let pokes = pokes.iter().map(|poke| envelope(kind::POKE, 0, poke));
-                        for frame in pokes.chain(replies) {
+                        for (sent, frame) in pokes.chain(replies).enumerate() {
                             if sink
                                 .send(Message::Text(Utf8Bytes::from(frame)))
                                 .await
                                 .is_err()
                             {
+                                crate::metrics::pokes_sent(sent.min(count));
+                                crate::metrics::pokes_dropped(count.saturating_sub(sent));
                                 return;
                             }
                         }
+                        crate::metrics::pokes_sent(count);
                     }
                     Err(close) => {
                         let _ = sink.send(Message::Close(Some(close))).await;

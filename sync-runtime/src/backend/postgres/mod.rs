@@ -388,6 +388,14 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+impl PostgresBackend {
+    /// How many of the pool's connections are open, idle, and how many requests wait for one.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn pool_status(&self) -> deadpool_postgres::Status {
+        self.inner.pool.status()
+    }
+}
+
 impl Inner {
     /// A pooled connection. The error names no host, user or database: it may reach a
     /// client's 503; the log line has them.
