@@ -97,7 +97,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-    describe_counter!(PUSHES, "Pushes, by outcome: ok or the protocol's error code");
+    describe_counter!(
+        PUSHES,
+        "Pushes, by outcome: ok or the protocol's error code"
+    );
     describe_counter!(
         MUTATIONS,
         "Mutations of answered pushes, by outcome: applied, duplicate or failed"

@@ -1,4 +1,7 @@
-//! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000.
+//! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000, with its metrics at `/metrics`.
+//!
+//! Several of them on one PostgreSQL database (`--store postgres://...`) are nodes of one
+//! deployment: pokes cross between them through the database's LISTEN/NOTIFY.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -7,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use sync_runtime::{Engine, MemoryBackend, PostgresBackend, SqliteBackend};
+use sync_runtime::{
+    Engine, LiveHub, MemoryBackend, PostgresBackend, PostgresBroker, SqliteBackend,
+};
 use todo::{DemoAuth, TodoMutator};
 use tracing_subscriber::EnvFilter;
 
@@ -130,11 +135,17 @@ async fn main() -> std::io::Result<()> {
         Store::Memory => builder.backend(MemoryBackend::new()),
         Store::Sqlite(path) => builder
             .backend(SqliteBackend::open(path).map_err(|error| store_error(&cli.store, error))?),
-        Store::Postgres(url) => builder.backend(
-            PostgresBackend::connect(url)
+        Store::Postgres(url) => {
+            let backend = PostgresBackend::connect(url)
                 .await
-                .map_err(|error| store_error(&cli.store, error))?,
-        ),
+                .map_err(|error| store_error(&cli.store, error))?;
+            // The other nodes' commits poke this node's live clients, and this node's theirs.
+            let hub = LiveHub::new();
+            let broker = PostgresBroker::start(url, hub.clone(), backend.clone())
+                .await
+                .map_err(|error| store_error(&cli.store, error))?;
+            builder.backend(backend).live_hub(hub).broker(broker)
+        }
     };
     if let Some(keep) = cli.retain {
         builder = builder.retain(keep);
@@ -152,6 +163,7 @@ async fn main() -> std::io::Result<()> {
         Some(auth) => todo::app_with_sign_in(&engine, auth),
         None => todo::app(&engine),
     };
+    let app = app.route("/metrics", metrics_route(engine)?);
     let listener = tokio::net::TcpListener::bind(cli.addr)
         .await
         .map_err(|error| {
@@ -175,6 +187,40 @@ async fn main() -> std::io::Result<()> {
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
     };
     serve(listener, app, limits).await
+}
+
+/// `GET /metrics`: the engine's metrics (`sync_runtime::metrics`) in Prometheus' text format,
+/// its sampled gauges read at each scrape.
+fn metrics_route(engine: Engine) -> std::io::Result<axum::routing::MethodRouter> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            sync_runtime::metrics::LATENCY_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|error| std::io::Error::other(format!("cannot record metrics: {error}")))?;
+    sync_runtime::metrics::describe();
+    // Folds the histograms' samples into their buckets now and then, between scrapes too.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(axum::routing::get(move || async move {
+        engine.sample_metrics().await;
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+    }))
 }
 
 /// What the server holds a client to, so that slow or many connections cannot exhaust it: the

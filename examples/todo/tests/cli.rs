@@ -71,6 +71,46 @@ fn retain_trims_old_changes() {
     assert_eq!(page["changes"].as_array().unwrap().len(), 3);
 }
 
+/// `GET /metrics` answers Prometheus' text format, and a push, a retry, a failed mutation and a
+/// pull move their counters.
+#[test]
+fn metrics_count_pushes_mutations_and_pulls() {
+    let (_dir, server) = start(&["--auth", "none", "--store", "memory"]);
+    let sample = |name: &str| -> Option<f64> {
+        let (status, text) = common::get(&server, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let create = json!({"name": "todo/create", "args": {"title": "milk", "id": "m"}, "client_id": "c", "client_seq": 1});
+    let (status, _) = post(&server, "/_sync/push", &json!({ "mutations": [create] }));
+    assert_eq!(status, 200);
+    let missing = json!({"name": "todo/toggle", "args": {"id": "nope"}});
+    let (status, _) = post(
+        &server,
+        "/_sync/push",
+        &json!({ "mutations": [create, missing] }),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post(&server, "/_sync/push", &json!({"mutations": []}));
+    assert_eq!(status, 400);
+    let (status, _) = post(&server, "/_sync/pull", &json!({"cursor": 0}));
+    assert_eq!(status, 200);
+
+    assert_eq!(sample(r#"sync_pushes_total{outcome="ok"}"#), Some(2.0));
+    assert_eq!(
+        sample(r#"sync_pushes_total{outcome="no_mutations"}"#),
+        Some(1.0)
+    );
+    for outcome in ["applied", "duplicate", "failed"] {
+        let name = format!(r#"sync_mutations_total{{outcome="{outcome}"}}"#);
+        assert_eq!(sample(&name), Some(1.0), "{name}");
+    }
+    assert_eq!(sample(r#"sync_pulls_total{outcome="ok"}"#), Some(1.0));
+    assert_eq!(sample("sync_push_duration_seconds_count"), Some(3.0));
+    assert_eq!(sample("sync_log_head"), Some(1.0));
+}
+
 #[test]
 fn a_bad_flag_is_explained() {
     let output = Command::new(env!("CARGO_BIN_EXE_todo"))

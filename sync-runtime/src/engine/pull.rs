@@ -105,7 +105,11 @@ impl Engine {
         credentials: Option<&Credentials<'_>>,
         request: &SnapshotRequest,
     ) -> Result<SnapshotResponse, SyncError> {
-        metrics::timed(Operation::Snapshot, self.snapshot_page(credentials, request)).await
+        metrics::timed(
+            Operation::Snapshot,
+            self.snapshot_page(credentials, request),
+        )
+        .await
     }
 
     async fn snapshot_page(
@@ -163,7 +167,9 @@ impl Engine {
             metrics::store_error("trim", &error);
             return Err(error.into());
         }
-        self.inner.retained_from.fetch_max(before, Ordering::Relaxed);
+        self.inner
+            .retained_from
+            .fetch_max(before, Ordering::Relaxed);
         Ok(())
     }
 

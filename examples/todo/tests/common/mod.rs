@@ -53,6 +53,22 @@ pub(crate) fn start(dir: &Path, args: &[&str]) -> Server {
     Server { child, addr }
 }
 
+/// One HTTP/1.1 GET on a fresh connection; returns the status and the body as text.
+pub(crate) fn get(server: &Server, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, body.to_owned())
+}
+
 /// One HTTP/1.1 POST on a fresh connection; returns the status and the JSON body.
 pub(crate) fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     post_as(server, None, path, body)
