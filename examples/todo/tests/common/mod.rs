@@ -30,11 +30,17 @@ impl Drop for Server {
 
 /// Starts `todo --addr 127.0.0.1:0 ARGS` in `dir` and waits until it logs where it listens.
 pub(crate) fn start(dir: &Path, args: &[&str]) -> Server {
+    start_with_env(dir, args, &[])
+}
+
+/// [`start`] with these environment variables set.
+pub(crate) fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_todo"))
         .current_dir(dir)
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
