@@ -18,7 +18,7 @@
 //! | `sync_pokes_sent_total` | counter | | POKE frames written to live connections |
 //! | `sync_pokes_merged_total` | counter | | pokes folded into an unsent one of the same scope and connection: a slow reader gets the latest cursor once |
 //! | `sync_pokes_dropped_total` | counter | | pokes never sent, their connection gone first |
-//! | `sync_store_errors_total` | counter | `operation`, `kind` | store failures: `operation` is `push`, `pull`, `snapshot` or `trim`; `kind` is `connection`, `pool` (no free connection in time), `timeout` (a statement or lock timeout), `conflict` (a deadlock or serialization failure), `busy` (SQLite), `database` (another error of the database), `invalid_input` (data no store can hold: the mutation failed) or `other` |
+//! | `sync_store_errors_total` | counter | `operation`, `kind` | store failures: `operation` is `push`, `pull`, `snapshot`, `trim` or `head` (a sample); `kind` is `connection`, `pool` (no free connection in time), `timeout` (a statement or lock timeout), `conflict` (a deadlock or serialization failure), `busy` (SQLite), `database` (another error of the database), `invalid_input` (data no store can hold: the mutation failed) or `other` |
 //! | `sync_postgres_pool_connections` | gauge | `state` | the PostgreSQL pool's connections, `in_use` or `idle` (sampled) |
 //! | `sync_postgres_pool_waiting` | gauge | | requests waiting for a pooled connection (sampled) |
 //! | `sync_postgres_pool_max` | gauge | | the pool's size limit |
@@ -347,6 +347,32 @@ mod tests {
         match recorded.get(key) {
             Some(DebugValue::Counter(n)) => *n,
             other => panic!("{key}: {other:?} in {:?}", recorded.keys()),
+        }
+    }
+
+    #[test]
+    fn store_errors_are_told_apart_by_kind() {
+        let plain = StoreError::new("disk on fire");
+        assert_eq!(kind(&plain), "other");
+        assert_eq!(kind(&StoreError::invalid_input("NUL")), "invalid_input");
+        #[cfg(feature = "sqlite")]
+        {
+            let busy = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            );
+            assert_eq!(kind(&StoreError::with_source("commit", busy)), "busy");
+            let full = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            );
+            assert_eq!(kind(&StoreError::with_source("commit", full)), "database");
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let waited =
+                deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+            assert_eq!(kind(&StoreError::with_source("get", waited)), "pool");
         }
     }
 

@@ -131,7 +131,7 @@ trait DynBackend: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
     fn trim(&self, before: u64) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The backend itself, for what only one kind of backend has (e.g. a pool to sample).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "metrics", feature = "postgres")), allow(dead_code))]
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
@@ -227,7 +227,7 @@ impl AnyBackend {
     }
 
     /// The backend behind the handle, where it is a `T`.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "metrics", feature = "postgres")), allow(dead_code))]
     pub(crate) fn downcast_ref<T: Backend>(&self) -> Option<&T> {
         self.inner.as_any().downcast_ref()
     }
