@@ -1,7 +1,7 @@
 import {
   compareValues,
   comparator,
-  matches,
+  matcher,
   sameRows,
   type Entry,
   type LiveQuery,
@@ -31,7 +31,8 @@ function search(entries: readonly Entry[], before: (entry: Entry) => boolean): n
  */
 class Sorted {
   entries: Entry[] = [];
-  readonly #byScope = new Map<string, Map<string, Entry>>();
+  /** Each scope's entries by id; made at the first change, not for the first result. */
+  #maps: Map<string, Map<string, Entry>> | undefined;
 
   constructor(
     readonly compare: (a: Entry, b: Entry) => number,
@@ -46,8 +47,21 @@ class Sorted {
    * Sets (undefined: removes) the row of (scope, id); keeps it only where `accepts` does. Returns
    * the lowest position that changed, or -1.
    */
+  /** The entries by scope and id. */
+  #byScope(): Map<string, Map<string, Entry>> {
+    if (this.#maps) return this.#maps;
+    const maps = new Map<string, Map<string, Entry>>();
+    for (const entry of this.entries) {
+      let ids = maps.get(entry.scope);
+      if (!ids) maps.set(entry.scope, (ids = new Map()));
+      ids.set(entry.id, entry);
+    }
+    return (this.#maps = maps);
+  }
+
   set(scope: string, id: string, row: unknown): number {
-    let ids = this.#byScope.get(scope);
+    const byScope = this.#byScope();
+    let ids = byScope.get(scope);
     const old = ids?.get(id);
     if (old?.row === row) return -1;
     let changed = Infinity;
@@ -61,25 +75,33 @@ class Sorted {
       const entry: Entry = { scope, id, row };
       const at = this.#position(entry);
       this.entries.splice(at, 0, entry);
-      if (!ids) this.#byScope.set(scope, (ids = new Map()));
+      if (!ids) byScope.set(scope, (ids = new Map()));
       ids.set(id, entry);
       changed = Math.min(changed, at);
     }
     return changed === Infinity ? -1 : changed;
   }
 
+  /** Starts with these entries (accepted already; `ordered`: sorted already). */
+  fill(entries: Entry[], ordered: boolean): void {
+    if (!ordered) entries.sort(this.compare);
+    this.entries = entries;
+    this.#maps = undefined;
+  }
+
   /** Replaces every entry of a scope with `fresh` (accepted already, in any order). */
   replaceScope(scope: string, fresh: Entry[]): void {
-    const kept = this.#byScope.has(scope) ? this.entries.filter((e) => e.scope !== scope) : this.entries;
-    this.#byScope.delete(scope);
+    fresh.sort(this.compare);
+    const byScope = this.#byScope();
+    const kept = byScope.has(scope) ? this.entries.filter((e) => e.scope !== scope) : this.entries;
+    byScope.delete(scope);
     if (fresh.length === 0) {
       this.entries = kept;
       return;
     }
-    fresh.sort(this.compare);
     const ids = new Map<string, Entry>();
     for (const entry of fresh) ids.set(entry.id, entry);
-    this.#byScope.set(scope, ids);
+    byScope.set(scope, ids);
     // Merges the two sorted runs.
     const merged: Entry[] = new Array<Entry>(kept.length + fresh.length);
     let i = 0;
@@ -223,7 +245,7 @@ export class QueryEngine implements QueryHost {
    * `enough`, a read in order stops once it has that many.
    */
   candidates(spec: QuerySpec, scopes: readonly string[], enough = Infinity): { entries: Entry[]; ordered: boolean } {
-    const accepted = (row: unknown): boolean => matches(spec, row);
+    const accepted = matcher(spec);
     const plan = this.#plan(spec);
     const entries: Entry[] = [];
     if (plan) {
@@ -325,17 +347,10 @@ class Live<T> implements LiveQuery<T> {
 
   #activate(): void {
     const { engine, spec } = this;
-    const sorted = new Sorted(comparator(spec.order), (row) => matches(spec, row));
+    const sorted = new Sorted(comparator(spec.order), matcher(spec));
     const scopes = engine.scopesOf(spec);
-    // Grouped by scope: replaceScope sorts each group (a group read in order already is cheap to
-    // sort) and merges it in.
-    const groups = new Map<string, Entry[]>();
-    for (const entry of engine.candidates(spec, scopes).entries) {
-      let group = groups.get(entry.scope);
-      if (!group) groups.set(entry.scope, (group = []));
-      group.push(entry);
-    }
-    for (const [scope, group] of groups) sorted.replaceScope(scope, group);
+    const { entries, ordered } = engine.candidates(spec, scopes);
+    sorted.fill(entries, ordered);
     this.#sorted = sorted;
     this.#scopes = new Set(scopes);
     this.#set(window(sorted.entries, spec));
