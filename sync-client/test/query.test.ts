@@ -353,6 +353,24 @@ describe("live queries", () => {
     expect(one.result).toBe(again);
   });
 
+  it("with a limit, keep the window right as its rows leave one by one and others come back", () => {
+    const h = harness();
+    h.snapshot("a", rows);
+    const ref: RefQuery = { where: [["b", "=", true]], order: [["s", "asc"]], offset: 1, limit: 2 };
+    const query = build(h, ref, h.indexed);
+    const live = h.indexed.watch<Row>(query.spec, query.key);
+    live.subscribe(() => {});
+    for (const row of [...rows].reverse()) {
+      h.pull("a", row.id, undefined);
+      expect(live.result).toEqual(naive(h, ref));
+    }
+    for (const row of rows) {
+      h.pull("a", row.id, row);
+      expect(live.result).toEqual(naive(h, ref));
+    }
+    expect(ids(live.result)).toEqual(["r16", "r14"]);
+  });
+
   it("a listener that throws does not stop the others", () => {
     const h = harness();
     h.snapshot("a", rows);
