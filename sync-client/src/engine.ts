@@ -458,10 +458,11 @@ function window(entries: readonly Entry[], spec: QuerySpec): readonly unknown[] 
 }
 
 /**
- * A watched query. With listeners, it keeps every matching row sorted and applies each changed
- * row to that list (a binary search and a splice); it rebuilds only a scope whose whole type may
- * have changed (a load, a snapshot, a drop) or that joined or left the query. Without listeners, it
- * holds only its last result and recomputes it when read after a change.
+ * A watched query. With listeners, it keeps its matches (every one sorted, or with a limit a
+ * top-N) and applies each changed row alone (a binary search and a splice); it reads again only a
+ * scope whose whole type may have changed (a load, a snapshot, a drop) or that joined or left the
+ * query. Without listeners, it holds only its last result and recomputes it when read after a
+ * change.
  */
 class Live<T> implements LiveQuery<T> {
   readonly #listeners = new Set<() => void>();
