@@ -214,6 +214,7 @@ class Sorted implements Matches {
     let ids = byScope.get(scope);
     const old = ids?.get(id);
     if (old?.row === row) return -1;
+    if (old && row !== undefined && this.accepts(row)) return this.#move(old, { scope, id, row }, ids as Map<string, Entry>);
     let changed = Infinity;
     if (old) {
       const at = this.#position(old);
@@ -230,6 +231,26 @@ class Sorted implements Matches {
       changed = Math.min(changed, at);
     }
     return changed === Infinity ? -1 : changed;
+  }
+
+  /**
+   * Replaces `old` with `entry`: the entries between the two positions shift by one, in place
+   * (two splices of a large array would each move its whole tail). Returns the lowest position.
+   */
+  #move(old: Entry, entry: Entry, ids: Map<string, Entry>): number {
+    const entries = this.entries;
+    const from = this.#position(old);
+    // The position among the entries with `old` still in them.
+    const to = this.#position(entry);
+    ids.set(entry.id, entry);
+    if (to > from) {
+      for (let k = from; k < to - 1; k++) entries[k] = entries[k + 1] as Entry;
+      entries[to - 1] = entry;
+      return from;
+    }
+    for (let k = from; k > to; k--) entries[k] = entries[k - 1] as Entry;
+    entries[to] = entry;
+    return to;
   }
 
   /** Starts with these entries (accepted already; `ordered`: sorted already). */
