@@ -116,7 +116,7 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 /** Whether a field's value passes one condition; comparisons between different kinds are false. */
-export function test(condition: Condition, value: unknown): boolean {
+function test(condition: Condition, value: unknown): boolean {
   const { op, value: operand } = condition;
   switch (op) {
     case "=":
