@@ -355,6 +355,26 @@ describe("live queries", () => {
     expect(one.result).toBe(again);
   });
 
+  it("apply one changed row without reading the scope again; a snapshot reads it again", () => {
+    const h = harness();
+    h.snapshot("a", rows);
+    let asked = 0;
+    const query = h.q().filter((row) => (asked++, row.b === true)).orderBy("s").limit(3);
+    const live = h.indexed.watch<Row>(query.spec, query.key);
+    live.subscribe(() => {});
+    expect(h.scanned).toEqual(["row", "row"]); // scopes a and b
+    asked = 0;
+    h.pull("a", "r05", { id: "r05", b: true, s: "a" });
+    h.write("a", "r06", { id: "r06", b: true, s: "b" });
+    h.pull("b", "r07", { id: "r07", b: true, s: "c" });
+    expect(h.scanned).toEqual(["row", "row"]);
+    expect(asked).toBe(3); // the predicate ran for the changed rows only
+    expect(ids(live.result)).toEqual(["r05", "r06", "r07"]);
+    h.snapshot("a", rows);
+    expect(h.scanned).toEqual(["row", "row", "row"]); // scope a only
+    expect(ids(live.result)).toEqual(["r06", "r07", "r18"]); // r06 still pending: shown over the snapshot
+  });
+
   it("with a limit, keep the window right as its rows leave one by one and others come back", () => {
     const h = harness();
     h.snapshot("a", rows);
