@@ -1,8 +1,9 @@
 // The package as published: `npm pack` from the files a clean clone has, installed from the tarball
-// into a fresh project, imported under `moduleResolution` nodenext and bundler, and run by Node.
+// into a fresh project, imported under `moduleResolution` nodenext and bundler, and run by Node:
+// first without React (the core must not load it), then with it, for the `./react` entry point.
 // Plain JavaScript: it is Node code, outside the package's DOM-only type check.
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,7 +36,7 @@ it("packs from a clean clone, installs from the tarball, and imports under noden
   const [tarball] = readdirSync(work).filter((f) => f.endsWith(".tgz"));
   expect(tarball).toBeDefined();
   const listing = execFileSync("tar", ["-tzf", path.join(work, tarball)], { encoding: "utf8" });
-  for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/wire.gen.d.ts", "package/README.md", "package/LICENSE-MIT", "package/LICENSE-APACHE"]) {
+  for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/wire.gen.d.ts", "package/dist/react.js", "package/dist/react.d.ts", "package/README.md", "package/LICENSE-MIT", "package/LICENSE-APACHE"]) {
     expect(listing).toContain(file);
   }
   expect(listing).not.toContain("package/src/");
@@ -80,4 +81,39 @@ await client.close();
 `,
   );
   expect(execFileSync(process.execPath, ["run.mjs"], { cwd: app, encoding: "utf8" }).trim()).toBe("1");
+
+  // The React entry point, with React installed beside the package (its optional peer dependency).
+  const lock = JSON.parse(readFileSync(path.join(root, "package-lock.json"), "utf8"));
+  const pinned = (name) => `${name}@${lock.packages[`node_modules/${name}`].version}`;
+  npm(app, ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", ...["react", "react-dom", "@types/react", "@types/react-dom"].map(pinned)]);
+  writeFileSync(
+    path.join(app, "hooks.ts"),
+    `import { createElement, type ReactNode } from "react";
+import { MemoryStore, SyncClient } from "@syncengine/client";
+import { SyncProvider, useMutate, useSyncStatus } from "@syncengine/client/react";
+interface Mutations { "note/add": { args: { text: string }; result: { id: string } } }
+function Badge(): ReactNode {
+  const mutate = useMutate<Mutations>();
+  void mutate;
+  return useSyncStatus().status;
+}
+export const client = new SyncClient<Mutations, { note: { id: string; text: string } }>({ store: new MemoryStore(), webSocket: null });
+export const page: ReactNode = createElement(SyncProvider, { client }, createElement(Badge));
+`,
+  );
+  for (const [module, resolution] of [["nodenext", "nodenext"], ["esnext", "bundler"]]) {
+    execFileSync(process.execPath, [tsc, "--strict", "--noEmit", "--target", "es2022", "--module", module, "--moduleResolution", resolution, "--lib", "es2022,dom", "hooks.ts"], { cwd: app, encoding: "utf8" });
+  }
+  writeFileSync(
+    path.join(app, "ssr.mjs"),
+    `import { createElement } from "react";
+import { renderToString } from "react-dom/server";
+import { SyncClient } from "@syncengine/client";
+import { SyncProvider, useSyncStatus } from "@syncengine/client/react";
+const Badge = () => useSyncStatus().status;
+const client = new SyncClient({ webSocket: null });
+console.log(renderToString(createElement(SyncProvider, { client }, createElement(Badge))));
+`,
+  );
+  expect(execFileSync(process.execPath, ["ssr.mjs"], { cwd: app, encoding: "utf8" }).trim()).toBe("offline");
 });
