@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 // The React bindings under a real renderer (react-dom in happy-dom): what re-renders, when, and
 // what the hooks hand out.
-import { act, useState, type ReactNode } from "react";
+import { act, memo, useState, type ReactNode } from "react";
 import { createRoot, type Root } from "react-dom/client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LiveQuery, Query } from "../src/index.js";
@@ -270,5 +270,59 @@ describe("useSyncStatus", () => {
       await until(() => c.pendingCount === 0 && c.status === "online");
     });
     expect(states.at(-1)).toEqual({ status: "online", online: true, syncing: false, pending: 0 });
+  });
+});
+
+describe("re-render counts (issue 14, item 5)", () => {
+  it("one changed todo of 1,000 re-renders only the components whose query result changed", async () => {
+    const titles = Array.from({ length: 1000 }, (_, i) => `todo ${String(i).padStart(4, "0")}`);
+    const { server, c } = await seeded(titles);
+    server.offline = true;
+    const { counts, rendered } = renderCounter();
+    const Row = memo(function Row({ todo }: { todo: Todo }): ReactNode {
+      rendered(todo.id);
+      return <li>{todo.title}</li>;
+    });
+    function FirstOpen(): ReactNode {
+      const open = useQuery((q: Client) => q.query("todo").where("completed", "=", false).orderBy("title").limit(50), []);
+      rendered("list");
+      return <ul>{open.map((t) => <Row key={t.id} todo={t} />)}</ul>;
+    }
+    function DoneCount(): ReactNode {
+      rendered("done");
+      return <p>{useQuery((q: Client) => q.query("todo").where("completed", "=", true), []).length}</p>;
+    }
+    function Unrelated(): ReactNode {
+      rendered("unrelated");
+      return <p>{useQuery((q: Client) => q.query("todo").where("title", "startsWith", "other"), []).length}</p>;
+    }
+    mount(
+      c,
+      <>
+        <FirstOpen />
+        <DoneCount />
+        <Unrelated />
+      </>,
+    );
+    const rows = (): number => Object.keys(counts).filter((k) => k.startsWith("t")).reduce((n, k) => n + (counts[k] ?? 0), 0);
+    expect([counts["list"], counts["done"], counts["unrelated"], rows()]).toEqual([1, 1, 1, 50]);
+    const reset = (): void => {
+      for (const k of Object.keys(counts)) counts[k] = 0;
+    };
+
+    // A visible todo renamed in place: the list and that one row.
+    reset();
+    await mutate(c, "todo/rename", { id: "t10", title: "todo 0010 renamed" });
+    expect([counts["list"], counts["done"], counts["unrelated"], rows(), counts["t10"]]).toEqual([1, 0, 0, 1, 1]);
+
+    // A todo past the limit completed: only the count of completed ones.
+    reset();
+    await mutate(c, "todo/toggle", { id: "t500" });
+    expect([counts["list"], counts["done"], counts["unrelated"], rows()]).toEqual([0, 1, 0, 0]);
+
+    // A visible todo completed: the list, the count, and one row (the 51st, now shown).
+    reset();
+    await mutate(c, "todo/toggle", { id: "t3" });
+    expect([counts["list"], counts["done"], counts["unrelated"], rows(), counts["t50"]]).toEqual([1, 1, 0, 1, 1]);
   });
 });
