@@ -7,7 +7,15 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LiveQuery, Query } from "../src/index.js";
 import { SyncProvider, useEntity, useMutate, useQuery, useSyncStatus, type SyncState } from "../src/react.js";
 import { FakeServer, until } from "./fake-server.js";
-import { client, type Client, type Mutations, type Todo } from "./helpers.js";
+import { client, type Client, type Entities, type Mutations, type Todo } from "./helpers.js";
+
+// The test mutations and entities type the hooks, as an app's generated module does.
+declare module "../src/react.js" {
+  interface Register {
+    mutations: Mutations;
+    entities: Entities;
+  }
+}
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -155,7 +163,9 @@ describe("useEntity", () => {
     const { counts, rendered } = renderCounter();
     const seen: (Todo | undefined)[] = [];
     function One({ id }: { id: string }): ReactNode {
-      const todo = useEntity("todo", id) as Todo | undefined;
+      const todo: Todo | undefined = useEntity("todo", id);
+      // @ts-expect-error: an unknown entity type fails the type check
+      if (seen.length < 0) useEntity("todos", id);
       rendered(id);
       seen.push(todo);
       return <span>{todo?.title ?? "none"}</span>;
@@ -187,7 +197,7 @@ describe("useEntity", () => {
     server.offline = true;
     const seen: (string | undefined)[] = [];
     function InList(): ReactNode {
-      seen.push((useEntity("todo", "a", { scope: "list:x" }) as Todo | undefined)?.title);
+      seen.push(useEntity("todo", "a", { scope: "list:x" })?.title);
       return null;
     }
     mount(c, <InList />);
@@ -209,14 +219,16 @@ describe("useMutate", () => {
     const functions: unknown[] = [];
     let add = (_: string): Promise<unknown> => Promise.resolve();
     function Adder(): ReactNode {
-      const mutate = useMutate<Mutations>();
+      const mutate = useMutate(); // typed by Register
       functions.push(mutate);
       add = (title) => mutate("todo/create", { id: title, title });
       // @ts-expect-error: an argument of the wrong type fails the type check
       if (functions.length < 0) void mutate("todo/toggle", { id: 1 });
       // @ts-expect-error: so does an unknown mutation
       if (functions.length < 0) void mutate("todo/fly", {});
-      const list = useQuery((q: Client) => q.query("todo"), []);
+      const list = useQuery((q) => q.query("todo"), []);
+      // @ts-expect-error: so does a misspelt field in a query built from the provider's client
+      if (functions.length < 0) useQuery((q) => q.query("todo").where("titel", "=", "x"), []);
       return <p>{list.length}</p>;
     }
     const root = mount(c, <Adder />);
