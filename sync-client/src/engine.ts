@@ -1,7 +1,7 @@
 import {
   compareValues,
   comparator,
-  matches,
+  matcher,
   sameRows,
   type Entry,
   type LiveQuery,
@@ -29,9 +29,160 @@ function search(entries: readonly Entry[], before: (entry: Entry) => boolean): n
  * Entries kept sorted by a comparator that is total (its ties end in scope and id), with a map to
  * find an entry's row: one changed row is a binary search and a splice, never a re-sort.
  */
-class Sorted {
+/** What a live query keeps of its matches: `entries` holds at least the rows its window shows. */
+interface Matches {
+  readonly entries: readonly Entry[];
+  fill(entries: Entry[], ordered: boolean): void;
+  set(scope: string, id: string, row: unknown): number;
+  replaceScope(scope: string, fresh: Entry[]): void;
+}
+
+/** Pushes onto a max-heap (the greatest entry first) by `compare`. */
+function heapPush(heap: Entry[], entry: Entry, compare: (a: Entry, b: Entry) => number): void {
+  let at = heap.push(entry) - 1;
+  while (at > 0) {
+    const parent = (at - 1) >>> 1;
+    if (compare(heap[parent] as Entry, entry) >= 0) break;
+    heap[at] = heap[parent] as Entry;
+    at = parent;
+  }
+  heap[at] = entry;
+}
+
+/** Replaces a max-heap's greatest entry with `entry`. */
+function heapReplaceTop(heap: Entry[], entry: Entry, compare: (a: Entry, b: Entry) => number): void {
+  let at = 0;
+  for (;;) {
+    const left = 2 * at + 1;
+    if (left >= heap.length) break;
+    const right = left + 1;
+    const child = right < heap.length && compare(heap[right] as Entry, heap[left] as Entry) > 0 ? right : left;
+    if (compare(heap[child] as Entry, entry) <= 0) break;
+    heap[at] = heap[child] as Entry;
+    at = child;
+  }
+  heap[at] = entry;
+}
+
+/** Splits `entries` into the `k` first by `compare` (unsorted) and the others: O(n log k). */
+function select(entries: readonly Entry[], k: number, compare: (a: Entry, b: Entry) => number): [Entry[], Entry[]] {
+  const heap: Entry[] = [];
+  const rest: Entry[] = [];
+  for (const entry of entries) {
+    if (heap.length < k) heapPush(heap, entry, compare);
+    else if (k > 0 && compare(entry, heap[0] as Entry) < 0) {
+      rest.push(heap[0] as Entry);
+      heapReplaceTop(heap, entry, compare);
+    } else rest.push(entry);
+  }
+  return [heap, rest];
+}
+
+/**
+ * The matches of a query with a limit, as a database's top-N sort keeps them: the first `cap` in
+ * order, sorted (`entries`), and the others unsorted (`#rest`), each after every sorted one. The
+ * first result needs only a selection, not a sort of every match; a change sorts in its row alone;
+ * when removals leave fewer sorted rows than the window needs, the next ones are selected from
+ * the rest.
+ */
+class Top implements Matches {
   entries: Entry[] = [];
-  readonly #byScope = new Map<string, Map<string, Entry>>();
+  #rest: Entry[] = [];
+  #maps: Map<string, Map<string, Entry>> | undefined;
+  readonly #cap: number;
+
+  constructor(
+    readonly compare: (a: Entry, b: Entry) => number,
+    readonly accepts: (row: unknown) => boolean,
+    /** How many sorted rows the window needs (offset + limit). */
+    readonly want: number,
+  ) {
+    // Room for as many removals again before a selection.
+    this.#cap = 2 * want;
+  }
+
+  fill(entries: Entry[], ordered: boolean): void {
+    this.#maps = undefined;
+    if (entries.length <= this.#cap || ordered) {
+      if (!ordered) entries.sort(this.compare);
+      this.entries = entries.slice(0, this.#cap);
+      this.#rest = entries.length > this.#cap ? entries.slice(this.#cap) : [];
+      return;
+    }
+    const [first, rest] = select(entries, this.#cap, this.compare);
+    this.entries = first.sort(this.compare);
+    this.#rest = rest;
+  }
+
+  #byScope(): Map<string, Map<string, Entry>> {
+    if (this.#maps) return this.#maps;
+    const maps = new Map<string, Map<string, Entry>>();
+    for (const list of [this.entries, this.#rest]) {
+      for (const entry of list) {
+        let ids = maps.get(entry.scope);
+        if (!ids) maps.set(entry.scope, (ids = new Map()));
+        ids.set(entry.id, entry);
+      }
+    }
+    return (this.#maps = maps);
+  }
+
+  /** Whether `entry` belongs after every sorted entry (in the rest, where there is one). */
+  #after(entry: Entry): boolean {
+    const last = this.entries[this.entries.length - 1];
+    return last === undefined || this.compare(entry, last) > 0;
+  }
+
+  set(scope: string, id: string, row: unknown): number {
+    const byScope = this.#byScope();
+    let ids = byScope.get(scope);
+    const old = ids?.get(id);
+    if (old?.row === row) return -1;
+    let changed = Infinity;
+    if (old) {
+      ids?.delete(id);
+      if (this.#rest.length > 0 && this.#after(old)) {
+        const at = this.#rest.indexOf(old);
+        const last = this.#rest.pop() as Entry;
+        if (last !== old) this.#rest[at] = last;
+      } else {
+        const at = search(this.entries, (e) => this.compare(e, old) < 0);
+        this.entries.splice(at, 1);
+        changed = at;
+      }
+    }
+    if (row !== undefined && this.accepts(row)) {
+      const entry: Entry = { scope, id, row };
+      if (!ids) byScope.set(scope, (ids = new Map()));
+      ids.set(id, entry);
+      if (this.#rest.length > 0 && this.#after(entry)) this.#rest.push(entry);
+      else {
+        const at = search(this.entries, (e) => this.compare(e, entry) < 0);
+        this.entries.splice(at, 0, entry);
+        changed = Math.min(changed, at);
+        if (this.entries.length > this.#cap) this.#rest.push(this.entries.pop() as Entry);
+      }
+    }
+    if (this.entries.length < this.want && this.#rest.length > 0) {
+      changed = Math.min(changed, this.entries.length);
+      const [next, rest] = select(this.#rest, this.#cap - this.entries.length, this.compare);
+      for (const entry of next.sort(this.compare)) this.entries.push(entry);
+      this.#rest = rest;
+    }
+    return changed === Infinity ? -1 : changed;
+  }
+
+  replaceScope(scope: string, fresh: Entry[]): void {
+    const kept = [...this.entries, ...this.#rest].filter((e) => e.scope !== scope);
+    for (const entry of fresh) kept.push(entry);
+    this.fill(kept, false);
+  }
+}
+
+class Sorted implements Matches {
+  entries: Entry[] = [];
+  /** Each scope's entries by id; made at the first change, not for the first result. */
+  #maps: Map<string, Map<string, Entry>> | undefined;
 
   constructor(
     readonly compare: (a: Entry, b: Entry) => number,
@@ -42,14 +193,28 @@ class Sorted {
     return search(this.entries, (e) => this.compare(e, entry) < 0);
   }
 
+  /** The entries by scope and id. */
+  #byScope(): Map<string, Map<string, Entry>> {
+    if (this.#maps) return this.#maps;
+    const maps = new Map<string, Map<string, Entry>>();
+    for (const entry of this.entries) {
+      let ids = maps.get(entry.scope);
+      if (!ids) maps.set(entry.scope, (ids = new Map()));
+      ids.set(entry.id, entry);
+    }
+    return (this.#maps = maps);
+  }
+
   /**
    * Sets (undefined: removes) the row of (scope, id); keeps it only where `accepts` does. Returns
    * the lowest position that changed, or -1.
    */
   set(scope: string, id: string, row: unknown): number {
-    let ids = this.#byScope.get(scope);
+    const byScope = this.#byScope();
+    let ids = byScope.get(scope);
     const old = ids?.get(id);
     if (old?.row === row) return -1;
+    if (old && row !== undefined && this.accepts(row)) return this.#move(old, { scope, id, row }, ids as Map<string, Entry>);
     let changed = Infinity;
     if (old) {
       const at = this.#position(old);
@@ -61,25 +226,53 @@ class Sorted {
       const entry: Entry = { scope, id, row };
       const at = this.#position(entry);
       this.entries.splice(at, 0, entry);
-      if (!ids) this.#byScope.set(scope, (ids = new Map()));
+      if (!ids) byScope.set(scope, (ids = new Map()));
       ids.set(id, entry);
       changed = Math.min(changed, at);
     }
     return changed === Infinity ? -1 : changed;
   }
 
+  /**
+   * Replaces `old` with `entry`: the entries between the two positions shift by one, in place
+   * (two splices of a large array would each move its whole tail). Returns the lowest position.
+   */
+  #move(old: Entry, entry: Entry, ids: Map<string, Entry>): number {
+    const entries = this.entries;
+    const from = this.#position(old);
+    // The position among the entries with `old` still in them.
+    const to = this.#position(entry);
+    ids.set(entry.id, entry);
+    if (to > from) {
+      for (let k = from; k < to - 1; k++) entries[k] = entries[k + 1] as Entry;
+      entries[to - 1] = entry;
+      return from;
+    }
+    for (let k = from; k > to; k--) entries[k] = entries[k - 1] as Entry;
+    entries[to] = entry;
+    return to;
+  }
+
+  /** Starts with these entries (accepted already; `ordered`: sorted already). */
+  fill(entries: Entry[], ordered: boolean): void {
+    if (!ordered) entries.sort(this.compare);
+    this.entries = entries;
+    this.#maps = undefined;
+  }
+
   /** Replaces every entry of a scope with `fresh` (accepted already, in any order). */
   replaceScope(scope: string, fresh: Entry[]): void {
-    const kept = this.#byScope.has(scope) ? this.entries.filter((e) => e.scope !== scope) : this.entries;
-    this.#byScope.delete(scope);
+    fresh.sort(this.compare);
+    const byScope = this.#byScope();
+    const kept = byScope.has(scope) ? this.entries.filter((e) => e.scope !== scope) : this.entries;
+    byScope.delete(scope);
     if (fresh.length === 0) {
       this.entries = kept;
       return;
     }
-    fresh.sort(this.compare);
     const ids = new Map<string, Entry>();
     for (const entry of fresh) ids.set(entry.id, entry);
-    this.#byScope.set(scope, ids);
+    byScope.set(scope, ids);
     // Merges the two sorted runs.
     const merged: Entry[] = new Array<Entry>(kept.length + fresh.length);
     let i = 0;
@@ -223,7 +416,7 @@ export class QueryEngine implements QueryHost {
    * `enough`, a read in order stops once it has that many.
    */
   candidates(spec: QuerySpec, scopes: readonly string[], enough = Infinity): { entries: Entry[]; ordered: boolean } {
-    const accepted = (row: unknown): boolean => matches(spec, row);
+    const accepted = matcher(spec);
     const plan = this.#plan(spec);
     const entries: Entry[] = [];
     if (plan) {
@@ -250,9 +443,13 @@ export class QueryEngine implements QueryHost {
   }
 
   run(spec: QuerySpec): readonly unknown[] {
-    const { entries, ordered } = this.candidates(spec, this.scopesOf(spec), spec.offset + spec.limit);
-    if (!ordered) entries.sort(comparator(spec.order));
-    return window(entries, spec);
+    const want = spec.offset + spec.limit;
+    const { entries, ordered } = this.candidates(spec, this.scopesOf(spec), want);
+    if (ordered) return window(entries, spec);
+    const compare = comparator(spec.order);
+    // With a limit, only the rows it lets through are sorted.
+    const first = want < entries.length ? select(entries, want, compare)[0] : entries;
+    return window(first.sort(compare), spec);
   }
 
   watch<T>(spec: QuerySpec, key: string): LiveQuery<T> {
@@ -282,17 +479,18 @@ function window(entries: readonly Entry[], spec: QuerySpec): readonly unknown[] 
 }
 
 /**
- * A watched query. With listeners, it keeps every matching row sorted and applies each changed
- * row to that list (a binary search and a splice); it rebuilds only a scope whose whole type may
- * have changed (a load, a snapshot, a drop) or that joined or left the query. Without listeners, it
- * holds only its last result and recomputes it when read after a change.
+ * A watched query. With listeners, it keeps its matches (every one sorted, or with a limit a
+ * top-N) and applies each changed row alone (a binary search and a splice); it reads again only a
+ * scope whose whole type may have changed (a load, a snapshot, a drop) or that joined or left the
+ * query. Without listeners, it holds only its last result and recomputes it when read after a
+ * change.
  */
 class Live<T> implements LiveQuery<T> {
   readonly #listeners = new Set<() => void>();
   #result: readonly unknown[] = Object.freeze([]);
   /** The engine's version `#result` was computed at, while inactive. */
   #version = -1;
-  #sorted: Sorted | undefined;
+  #sorted: Matches | undefined;
   /** The scopes `#sorted` holds. */
   #scopes = new Set<string>();
 
@@ -325,17 +523,12 @@ class Live<T> implements LiveQuery<T> {
 
   #activate(): void {
     const { engine, spec } = this;
-    const sorted = new Sorted(comparator(spec.order), (row) => matches(spec, row));
+    const compare = comparator(spec.order);
+    const want = spec.offset + spec.limit;
+    const sorted: Matches = want === Infinity ? new Sorted(compare, matcher(spec)) : new Top(compare, matcher(spec), want);
     const scopes = engine.scopesOf(spec);
-    // Grouped by scope: replaceScope sorts each group (a group read in order already is cheap to
-    // sort) and merges it in.
-    const groups = new Map<string, Entry[]>();
-    for (const entry of engine.candidates(spec, scopes).entries) {
-      let group = groups.get(entry.scope);
-      if (!group) groups.set(entry.scope, (group = []));
-      group.push(entry);
-    }
-    for (const [scope, group] of groups) sorted.replaceScope(scope, group);
+    const { entries, ordered } = engine.candidates(spec, scopes);
+    sorted.fill(entries, ordered);
     this.#sorted = sorted;
     this.#scopes = new Set(scopes);
     this.#set(window(sorted.entries, spec));

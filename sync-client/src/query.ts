@@ -138,16 +138,62 @@ export function test(condition: Condition, value: unknown): boolean {
   }
 }
 
-/** Whether a row passes every condition and predicate of the spec. */
-export function matches(spec: QuerySpec, row: unknown): boolean {
-  const record = (row ?? {}) as Record<string, unknown>;
-  for (const condition of spec.conditions) if (!test(condition, record[condition.field])) return false;
-  for (const predicate of spec.predicates) if (!(predicate as (row: unknown) => boolean)(row)) return false;
-  return true;
+/** One condition as a test of a row, with the common cases (a primitive operand) made direct. */
+function compile(condition: Condition): (row: Record<string, unknown>) => boolean {
+  const { field, op, value } = condition;
+  const primitive = value === null || typeof value !== "object";
+  if (op === "=" && primitive) return (row) => row[field] === value;
+  if (op === "!=" && primitive) return (row) => row[field] !== value;
+  if (op === "in" && (value as readonly unknown[]).every((v) => v === null || typeof v !== "object")) {
+    const options = new Set(value as readonly unknown[]);
+    return (row) => options.has(row[field]);
+  }
+  return (row) => test(condition, row[field]);
 }
 
-/** The comparator of a spec's order, ties by (scope, id). */
+const matchers = new WeakMap<QuerySpec, (row: unknown) => boolean>();
+
+/** Whether a row passes every condition and predicate of the spec (compiled once per spec). */
+export function matcher(spec: QuerySpec): (row: unknown) => boolean {
+  let match = matchers.get(spec);
+  if (match) return match;
+  const tests = spec.conditions.map(compile);
+  const predicates = spec.predicates as readonly ((row: unknown) => boolean)[];
+  match = (row) => {
+    const record = (row ?? {}) as Record<string, unknown>;
+    for (const t of tests) if (!t(record)) return false;
+    for (const predicate of predicates) if (!predicate(row)) return false;
+    return true;
+  };
+  matchers.set(spec, match);
+  return match;
+}
+
+/** Ties: scope, then id. */
+function tie(a: Entry, b: Entry): number {
+  if (a.scope !== b.scope) return a.scope < b.scope ? -1 : 1;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** The comparator of a spec's order, ties by (scope, id); one field (the common case) made direct. */
 export function comparator(order: readonly Order[]): (a: Entry, b: Entry) => number {
+  const first = order[0];
+  if (order.length === 1 && first) {
+    const field = first.field;
+    const sign = first.direction === "desc" ? -1 : 1;
+    return (a, b) => {
+      const x = (a.row as Record<string, unknown>)[field];
+      const y = (b.row as Record<string, unknown>)[field];
+      if (typeof x === "string" && typeof y === "string") {
+        if (x < y) return -sign;
+        if (x > y) return sign;
+      } else if (x !== y) {
+        const c = compareValues(x, y);
+        if (c !== 0) return c * sign;
+      }
+      return tie(a, b);
+    };
+  }
   const fields = order.map((o) => o.field);
   const signs = order.map((o) => (o.direction === "desc" ? -1 : 1));
   return (a, b) => {
@@ -159,8 +205,7 @@ export function comparator(order: readonly Order[]): (a: Entry, b: Entry) => num
       const c = compareValues(x, y);
       if (c !== 0) return c * (signs[i] as number);
     }
-    if (a.scope !== b.scope) return a.scope < b.scope ? -1 : 1;
-    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+    return tie(a, b);
   };
 }
 

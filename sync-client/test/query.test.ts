@@ -1,13 +1,15 @@
 // Local queries: every operator, the value order, ordering, limit and offset, the live queries'
 // incremental upkeep and identity, and the indexes under every kind of change, against a naive
 // filter and sort over the views.
+import "fake-indexeddb/auto";
 import { describe, expect, it } from "vitest";
 import { QueryEngine, type IndexDeclarations } from "../src/engine.js";
 import { LocalData } from "../src/local.js";
+import { IndexedDbStore } from "../src/index.js";
 import { QueryBuilder, type LiveQuery } from "../src/query.js";
 import type { PendingMutation, ScopeState } from "../src/store.js";
 import type { Mutator, ScopeView } from "../src/view.js";
-import { FakeServer } from "./fake-server.js";
+import { FakeServer, until } from "./fake-server.js";
 import { client, type Todo } from "./helpers.js";
 
 type Row = { id: string; n?: unknown; s?: string; b?: boolean; g?: number };
@@ -353,6 +355,24 @@ describe("live queries", () => {
     expect(one.result).toBe(again);
   });
 
+  it("with a limit, keep the window right as its rows leave one by one and others come back", () => {
+    const h = harness();
+    h.snapshot("a", rows);
+    const ref: RefQuery = { where: [["b", "=", true]], order: [["s", "asc"]], offset: 1, limit: 2 };
+    const query = build(h, ref, h.indexed);
+    const live = h.indexed.watch<Row>(query.spec, query.key);
+    live.subscribe(() => {});
+    for (const row of [...rows].reverse()) {
+      h.pull("a", row.id, undefined);
+      expect(live.result).toEqual(naive(h, ref));
+    }
+    for (const row of rows) {
+      h.pull("a", row.id, row);
+      expect(live.result).toEqual(naive(h, ref));
+    }
+    expect(ids(live.result)).toEqual(["r16", "r14"]);
+  });
+
   it("a listener that throws does not stop the others", () => {
     const h = harness();
     h.snapshot("a", rows);
@@ -416,7 +436,8 @@ describe("random operations: indexed, unindexed and live results equal a naive f
   };
 
   for (const seed of [1, 2, 3, 4, 5, 6]) {
-    it(`seed ${seed}`, () => {
+    // Generous: the machine the tests run on may be busy; the test itself times nothing.
+    it(`seed ${seed}`, { timeout: 60_000 }, () => {
       const r = random(seed);
       const h = harness({ row: [["g", "s"], ["b"], ["n"]] }, ["a", "b"]);
       const lives = queries.map((ref) => {
@@ -502,5 +523,34 @@ describe("through the client", () => {
     expect(titles.at(-1)).toEqual(["c pending"]);
     expect(c.query("todo", { scopes: ["a"] }).run().map((t) => t.id)).toEqual(["a1", "a2"]);
     expect(() => c.watch({ key: "x" } as never)).toThrow(/this client's query/);
+  });
+});
+
+describe("with IndexedDB", () => {
+  it("an indexed query answers from the data and queue loaded at start, offline, after a reload", async () => {
+    const server = new FakeServer();
+    server.other("todo/create", { id: "s1", title: "b synced" });
+    server.other("todo/create", { id: "s2", title: "a synced" });
+    const name = `query-${Math.random()}`;
+    const indexes = { todo: [["completed", "title"]] as const };
+    const first = client(server, { store: await IndexedDbStore.open(name), indexes });
+    await first.start();
+    await first.pull();
+    server.offline = true;
+    await first.mutate("todo/create", { id: "p1", title: "c pending" });
+    await first.mutate("todo/toggle", { id: "s2" });
+    await first.close();
+
+    const second = client(server, { store: await IndexedDbStore.open(name), indexes });
+    const live = second.watch(second.query("todo").where("completed", "=", false).orderBy("title"));
+    let calls = 0;
+    live.subscribe(() => (calls += 1));
+    await second.start();
+    await until(() => live.result.length === 2);
+    expect(live.result.map((t) => t.id)).toEqual(["s1", "p1"]);
+    expect(second.query("todo").where("completed", "=", true).run().map((t) => t.id)).toEqual(["s2"]);
+    expect(calls).toBeGreaterThan(0);
+    await second.close();
+    await IndexedDbStore.destroy(name);
   });
 });
