@@ -28,10 +28,13 @@ pub struct LiveHub {
     inner: Arc<HubInner>,
 }
 
+/// The connections that joined one scope, by connection id.
+type Watchers = HashMap<u64, Arc<Outbox>>;
+
 #[derive(Default)]
 struct HubInner {
     /// The scope names are shared with the outboxes' pending pokes, which copy no name.
-    scopes: RwLock<HashMap<Arc<str>, HashMap<u64, Arc<Outbox>>>>,
+    scopes: RwLock<HashMap<Arc<str>, Watchers>>,
     next_id: AtomicU64,
 }
 

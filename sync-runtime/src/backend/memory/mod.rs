@@ -302,3 +302,45 @@ impl Transaction for MemoryTransaction {
         Ok(committed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// Pushes wait for each other only where they share a scope or a client, and one that
+    /// waited reads what the other committed.
+    #[tokio::test]
+    async fn pushes_wait_only_for_the_scopes_and_clients_they_share() {
+        let backend = MemoryBackend::new();
+        let mut first = backend.begin().await.unwrap();
+        assert_eq!(first.get("a", "item", "1").await.unwrap(), None);
+        assert_eq!(first.client_seq("c").await.unwrap(), None);
+
+        let mut other = backend.begin().await.unwrap();
+        let read = other.get("b", "item", "1").now_or_never();
+        assert!(matches!(read, Some(Ok(None))), "another scope: no wait");
+        let read = other.client_seq("d").now_or_never();
+        assert!(matches!(read, Some(Ok(None))), "another client: no wait");
+
+        let mut same_scope = backend.begin().await.unwrap();
+        let mut scope_read = Box::pin(async move { same_scope.get("a", "item", "1").await });
+        assert!(futures::poll!(&mut scope_read).is_pending());
+        let mut same_client = backend.begin().await.unwrap();
+        let mut client_read = Box::pin(async move { same_client.client_seq("c").await });
+        assert!(futures::poll!(&mut client_read).is_pending());
+
+        let commit = Commit {
+            client_seqs: vec![("c".to_owned(), 7)],
+            ..Commit::default()
+        };
+        first.commit(commit).await.unwrap();
+        assert_eq!(
+            client_read.await.unwrap(),
+            Some(7),
+            "reads the committed seq"
+        );
+        assert_eq!(scope_read.await.unwrap(), None);
+    }
+}
