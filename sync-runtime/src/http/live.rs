@@ -24,7 +24,7 @@ use super::Routes;
 use super::error::HttpError;
 use crate::auth::{Action, AuthError, Credentials};
 use crate::backend::ChangeLog;
-use crate::broker::{LiveHub, Outbox};
+use crate::broker::{LiveHub, Outbox, Poke};
 use crate::engine::Engine;
 use crate::error::Sentence;
 use crate::scope::{DEFAULT_SCOPE, validate_scope};
@@ -165,6 +165,11 @@ fn envelope<P: Serialize>(kind: u8, reference: u32, payload: &P) -> String {
     serde_json::to_string(&message).unwrap_or_default()
 }
 
+/// A POKE frame: encoded once per poke by the [`LiveHub`], whose connections share it.
+pub(crate) fn poke_frame(poke: &Poke) -> Utf8Bytes {
+    Utf8Bytes::from(envelope(kind::POKE, 0, poke))
+}
+
 /// The payload of an ERROR frame: the protocol's error body, and for a refusal the scopes it is
 /// about.
 #[derive(Serialize, TS)]
@@ -240,13 +245,9 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
                 match outbox.take() {
                     Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
                     Ok((pokes, replies)) => {
-                        let pokes = pokes.iter().map(|poke| envelope(kind::POKE, 0, poke));
-                        for frame in pokes.chain(replies) {
-                            if sink
-                                .send(Message::Text(Utf8Bytes::from(frame)))
-                                .await
-                                .is_err()
-                            {
+                        let pokes = pokes.into_iter().map(|poke| poke.text);
+                        for frame in pokes.chain(replies.into_iter().map(Utf8Bytes::from)) {
+                            if sink.send(Message::Text(frame)).await.is_err() {
                                 return;
                             }
                         }
