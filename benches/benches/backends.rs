@@ -261,12 +261,21 @@ async fn postgres_vs_raw(url: &str) {
 
 // ---------------------------------------------------------------- concurrency
 
-/// Mutations per second with `pushers` tasks pushing batches of 10 for `duration`.
+/// Whether concurrent pushers share one scope or each push into a scope of its own.
+#[derive(Clone, Copy, PartialEq)]
+enum Scopes {
+    Shared,
+    OwnEach,
+}
+
+/// Mutations per second with `pushers` tasks pushing batches of 10 for `duration`, each as a
+/// client of its own.
 async fn concurrent_round(
     engine: &Engine,
     pushers: usize,
     round: usize,
     duration: Duration,
+    scopes: Scopes,
 ) -> f64 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..pushers)
@@ -277,7 +286,14 @@ async fn concurrent_round(
                 let mut seq = 0;
                 let mut pushed = 0;
                 while start.elapsed() < duration {
-                    engine.push(batch(&client, &mut seq, 10)).await.unwrap();
+                    let mut mutations = batch(&client, &mut seq, 10);
+                    if scopes == Scopes::OwnEach {
+                        mutations = mutations
+                            .into_iter()
+                            .map(|m| m.with_scope(client.clone()))
+                            .collect();
+                    }
+                    engine.push(mutations).await.unwrap();
                     pushed += 10;
                 }
                 pushed
@@ -291,18 +307,23 @@ async fn concurrent_round(
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn concurrency(name: &str, backend: impl Backend) {
+async fn concurrency(name: &str, backend: impl Backend, scopes: Scopes) {
     let engine = Engine::builder(Put).backend(backend).build();
     let duration = Duration::from_millis(700);
     let mut medians = Vec::new();
     for pushers in [1, 4, 16] {
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
-            rounds.push(concurrent_round(&engine, pushers, round * 100 + pushers, duration).await);
+            let round = round * 100 + pushers;
+            rounds.push(concurrent_round(&engine, pushers, round, duration, scopes).await);
         }
         medians.push(median(rounds));
     }
     let one = medians[0];
+    let name = match scopes {
+        Scopes::Shared => format!("{name}, one scope"),
+        Scopes::OwnEach => format!("{name}, a scope each"),
+    };
     println!(
         "| {name} | {:.0} | {:.0} ({:.2}×) | {:.0} ({:.2}×) |",
         medians[0],
@@ -488,7 +509,8 @@ async fn pg_scaling(base: &str, schema: &str) {
 }
 
 /// `cargo bench -p sync-bench --bench backends -- NAME` runs only the parts whose name contains
-/// NAME: `sqlite`, `postgres`, `concurrency`, `scaling` (PostgreSQL's).
+/// NAME: `sqlite`, `postgres`, `concurrency` (`concurrency-memory`, `concurrency-durable`),
+/// `scaling` (PostgreSQL's).
 fn wanted(part: &str) -> bool {
     let filter = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
     filter.is_none_or(|filter| part.contains(filter.as_str()))
@@ -512,18 +534,25 @@ fn main() {
             Some(_) => {}
             None => println!("\nPostgreSQL skipped: set SYNC_TEST_POSTGRES_URL"),
         }
-        if wanted("concurrency") {
+        if wanted("concurrency-memory") || wanted("concurrency-durable") {
             println!("\n## Concurrent pushers (pushes of 10 mutations, 0.7 s per round)\n");
             println!("| backend | 1 pusher (mutations/s) | 4 pushers | 16 pushers |");
             println!("| --- | ---: | ---: | ---: |");
-            concurrency("memory", MemoryBackend::new()).await;
+        }
+        if wanted("concurrency-memory") {
+            for scopes in [Scopes::Shared, Scopes::OwnEach] {
+                concurrency("memory", MemoryBackend::new(), scopes).await;
+            }
+        }
+        if wanted("concurrency-durable") {
             let sqlite = SqliteBackend::open_with(dir.path().join("concurrency.db"), fast());
-            concurrency("SQLite", sqlite.unwrap()).await;
+            concurrency("SQLite", sqlite.unwrap(), Scopes::Shared).await;
             // With its default, an fsync per commit: what pushes sharing a commit save.
             let durable = SqliteBackend::open(dir.path().join("durable.db"));
-            concurrency("SQLite, durable (default)", durable.unwrap()).await;
+            concurrency("SQLite, durable (default)", durable.unwrap(), Scopes::Shared).await;
             if let Some((url, _, _)) = &postgres {
-                concurrency("PostgreSQL", PostgresBackend::connect(url).await.unwrap()).await;
+                let backend = PostgresBackend::connect(url).await.unwrap();
+                concurrency("PostgreSQL", backend, Scopes::Shared).await;
             }
         }
         if let Some((_, base, schema)) = &postgres

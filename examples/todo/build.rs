@@ -1,8 +1,9 @@
-//! Bundles the web app (web/src/main.ts with the sync client, and the service worker web/src/sw.ts)
-//! into OUT_DIR with esbuild, for the server to embed. The bundle is build output, so it is not
-//! committed. Where the web folder's npm packages are missing, it installs them (`npm ci`), so that
-//! `cargo run -p todo` on a fresh clone serves the app; where Node.js or npm is missing, or the
-//! install fails, the server embeds a page that says how to build the app.
+//! Bundles the web app (web/src/main.tsx, in React, with the sync client and its React bindings)
+//! and the service worker (web/src/sw.ts) into OUT_DIR with esbuild, for the server to embed. The
+//! bundle is build output, so it is not committed. Where the web folder's npm packages are missing,
+//! it installs them (`npm ci`), so that `cargo run -p todo` on a fresh clone serves the app; where
+//! Node.js or npm is missing, or the install fails, the server embeds a page that says how to build
+//! the app.
 
 #![allow(clippy::expect_used)] // a build script reports what it cannot do by panicking
 
@@ -70,9 +71,14 @@ fn build(web: &Path, out: &Path) -> Result<(), String> {
     let output = Command::new(&esbuild)
         .current_dir(web)
         .args([
-            "src/main.ts",
+            "src/main.tsx",
             "src/sw.ts",
             "--bundle",
+            // One React: the bindings' sources (../../sync-client/src/react.tsx) would otherwise
+            // import the copy in sync-client/node_modules beside the app's. An alias resolves from
+            // the web folder.
+            "--alias:react=react",
+            "--alias:react-dom=react-dom",
             "--format=esm",
             "--target=es2022",
             "--minify",

@@ -1,8 +1,10 @@
+import { QueryEngine, type IndexDeclarations } from "./engine.js";
 import { LocalData } from "./local.js";
 import { DEFAULT_SCOPE } from "./protocol.js";
 import { Session } from "./session.js";
 import type { SyncStatus } from "./status.js";
 import { EMPTY_SCOPE, MemoryStore, type LocalStore } from "./store.js";
+import { QueryBuilder, type LiveQuery, type Query } from "./query.js";
 import { Subscriptions } from "./subscriptions.js";
 import type { AnyEntities, AnyMutations, EntityMap, Events, MutationMap, Queued, SyncClientOptions, SyncStats } from "./types.js";
 import type { Mutator, View } from "./view.js";
@@ -27,6 +29,7 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
   readonly #defaultScope: string;
   readonly #data: LocalData;
   readonly #subscriptions = new Subscriptions();
+  readonly #queries: QueryEngine;
   readonly #listeners: { [K in keyof Events]: Set<Listener<Events[K]>> } = {
     status: new Set(),
     change: new Set(),
@@ -48,11 +51,17 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
     this.#data = new LocalData(
       mutators,
       (scope, touched) => {
+        this.#queries.changed(scope, touched);
         this.#subscriptions.changed(scope, touched);
         this.#emit("change", [scope]);
       },
       (count) => this.#emit("pending", count),
       (scope) => this.#scopes.includes(scope),
+    );
+    this.#queries = new QueryEngine(
+      (scope) => this.#data.scope(scope),
+      () => this.#scopes,
+      (options.indexes ?? {}) as IndexDeclarations,
     );
   }
 
@@ -128,8 +137,12 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
    * it only joins the scopes `start` syncs.
    */
   async addScope(scope: string): Promise<void> {
-    if (this.#session && !this.#session.closed) return this.#session.addScope(scope);
-    if (!this.#scopes.includes(scope)) this.#scopes.push(scope);
+    try {
+      if (this.#session && !this.#session.closed) return await this.#session.addScope(scope);
+      if (!this.#scopes.includes(scope)) this.#scopes.push(scope);
+    } finally {
+      this.#queries.scopesChanged();
+    }
   }
 
   /**
@@ -141,14 +154,18 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
    * its view. A scope not synced is left as it is.
    */
   async removeScope(scope: string): Promise<void> {
-    if (this.#session && !this.#session.closed) return this.#session.removeScope(scope);
-    const at = this.#scopes.indexOf(scope);
-    if (at < 0) return;
-    this.#scopes.splice(at, 1);
-    await this.#store.open?.();
-    await this.#store.dropScope(scope);
-    this.#store.close();
-    this.#data.drop(scope);
+    try {
+      if (this.#session && !this.#session.closed) return await this.#session.removeScope(scope);
+      const at = this.#scopes.indexOf(scope);
+      if (at < 0) return;
+      this.#scopes.splice(at, 1);
+      await this.#store.open?.();
+      await this.#store.dropScope(scope);
+      this.#store.close();
+      this.#data.drop(scope);
+    } finally {
+      this.#queries.scopesChanged();
+    }
   }
 
   /** Retries now whatever waits for a backoff delay, e.g. when the network is back. */
@@ -186,6 +203,26 @@ export class SyncClient<M extends MutationMap<M> = AnyMutations, E extends Entit
   subscribe<T>(query: (view: View<E>) => T, callback: (value: T) => void, options: { scope?: string } = {}): () => void {
     const scope = options.scope ?? this.#defaultScope;
     return this.#subscriptions.add(scope, () => this.#data.scope(scope), query as (view: View) => T, callback);
+  }
+
+  /**
+   * A query over one entity type's local data (pending optimistic writes included), across the
+   * client's scopes (whichever they are when it runs), or only the scopes given. Build it with
+   * `where`, `filter`, `orderBy`, `limit` and `offset`; `run()` answers it now, `watch` keeps it live.
+   */
+  query<K extends keyof E & string>(entity: K, options: { scopes?: readonly string[] } = {}): Query<E[K]> {
+    return QueryBuilder.create<E[K]>(this.#queries, entity, options.scopes);
+  }
+
+  /**
+   * The live query of `query`: its result, kept up to date incrementally while it has listeners.
+   * Equal queries (by `key`) share one live query while it is in use.
+   */
+  watch<T>(query: Query<T>): LiveQuery<T> {
+    if (!(query instanceof QueryBuilder) || query.host !== this.#queries) {
+      throw new TypeError("watch(query): the query must come from this client's query()");
+    }
+    return this.#queries.watch<T>(query.spec, query.key);
   }
 
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {

@@ -4,6 +4,7 @@ export type {
   EntityMap,
   Events,
   FailedMutation,
+  IndexOptions,
   LocalMutators,
   MutationMap,
   MutationOutcome,
@@ -14,6 +15,7 @@ export type {
 export type { SyncStatus } from "./status.js";
 export type { AuthReason } from "./auth.js";
 export type { Frozen, LocalTx, View } from "./view.js";
+export type { ComparisonOp, Direction, Field, FieldValue, LiveQuery, Query, StringField } from "./query.js";
 export type { RetryEvent, BackoffOptions } from "./retry.js";
 export type { ChannelLike, LockManagerLike, TabsOptions } from "./tabs.js";
 export { IndexedDbStore } from "./idb.js";

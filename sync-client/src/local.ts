@@ -74,6 +74,9 @@ export class LocalData {
 
   #requeue(): void {
     this.onPending(this.#queue.length);
+    // A scope with queued mutations gets its view now, so that what they show is flushed to the
+    // listeners (queries, indexes) rather than appearing unannounced when the view is first read.
+    for (const mutation of this.#queue) this.scope(mutation.scope);
     for (const [name, view] of this.#scopes) {
       view.setQueued(this.#queue.filter((m) => m.scope === name));
       this.flush(name);

@@ -2,6 +2,7 @@ import type { AuthReason } from "./auth.js";
 import type { LiveSocketFactory } from "./live.js";
 import type { BackoffOptions, RetryEvent } from "./retry.js";
 import type { SyncStatus } from "./status.js";
+import type { Field } from "./query.js";
 import type { LocalStore } from "./store.js";
 import type { TabsOptions } from "./tabs.js";
 import type { LocalTx } from "./view.js";
@@ -44,6 +45,9 @@ export interface FailedMutation {
   error: string;
 }
 
+/** Secondary indexes by entity type, each the fields it sorts by: `{ todo: [["completed", "title"]] }`. */
+export type IndexOptions<E> = { [K in keyof E]?: readonly (readonly Field<E[K]>[])[] };
+
 export interface SyncClientOptions<M extends MutationMap<M>, E extends EntityMap<E>> {
   /** The server's origin, e.g. `http://127.0.0.1:3000`; default: the page's. */
   url?: string;
@@ -57,6 +61,12 @@ export interface SyncClientOptions<M extends MutationMap<M>, E extends EntityMap
   /** Where state lives between runs (default: a `MemoryStore`). Tabs coordinate by the store's name. */
   store?: LocalStore;
   mutators?: LocalMutators<M, E>;
+  /**
+   * Secondary indexes for `query`: a query whose equality filters and order match an index's
+   * leading fields reads the index instead of scanning the entity type. They live in memory, built
+   * as the scopes load and kept up to date by every change of the local view.
+   */
+  indexes?: IndexOptions<E>;
   /** Headers for every request (where both set `Authorization`, `auth`'s token wins). */
   headers?: () => Record<string, string> | Promise<Record<string, string>>;
   /**

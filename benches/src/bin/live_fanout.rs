@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release -p sync-bench --bin live_fanout -- --clients 10000 --rounds 20`
 //!
+//! With `--scopes N` the clients are spread over N scopes (client k joins scope k mod N), and
+//! each round is one push of a mutation in every scope (the bare server: one frame per scope,
+//! each encoded once and sent to that scope's connections).
+//!
 //! Each server runs in a child process (this binary, `serve <kind>`), so that its memory is its
 //! own; the clients run here. Only loopback addresses are used.
 
@@ -33,6 +37,9 @@ struct Cli {
     /// Pushes (or broadcasts) measured per server.
     #[arg(long, default_value_t = 20)]
     rounds: usize,
+    /// Scopes the clients are spread over (at most 1000: one push names each).
+    #[arg(long, default_value_t = 1)]
+    scopes: usize,
     /// Internal: run a server of this kind (`engine` or `bare`) and print its address.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -51,14 +58,14 @@ fn main() {
         return;
     }
     println!(
-        "{} clients, {} rounds per server; latencies from the push request to each poke",
-        cli.clients, cli.rounds
+        "{} clients over {} scopes, {} rounds per server; latencies from the push request to each poke",
+        cli.clients, cli.scopes, cli.rounds
     );
     println!("| server | p50 ms | p99 ms | max ms | memory per idle connection |");
     println!("| --- | --- | --- | --- | --- |");
     let mut rows = Vec::new();
     for kind in ["bare", "engine"] {
-        let row = runtime.block_on(measure(kind, cli.clients, cli.rounds));
+        let row = runtime.block_on(measure(kind, cli.clients, cli.rounds, cli.scopes.max(1)));
         println!(
             "| {kind} | {:.1} | {:.1} | {:.1} | {:.1} KiB |",
             row.p50, row.p99, row.max, row.kib_per_connection
@@ -119,10 +126,20 @@ impl Server {
     }
 }
 
-async fn measure(kind: &str, clients: usize, rounds: usize) -> Row {
+/// The name of scope `k` of `scopes`; with one scope, the one the benchmark always used.
+fn scope_name(k: usize, scopes: usize) -> String {
+    if scopes == 1 {
+        SCOPE.to_owned()
+    } else {
+        format!("{SCOPE}-{k}")
+    }
+}
+
+async fn measure(kind: &str, clients: usize, rounds: usize, scopes: usize) -> Row {
     let server = Server::start(kind);
     let addr = server.addr;
-    let http = reqwest_like::Client::new(addr);
+    let names: Vec<String> = (0..scopes).map(|k| scope_name(k, scopes)).collect();
+    let http = reqwest_like::Client::new(addr, names.clone());
     // Warm the server (allocator, first push) before the memory baseline.
     http.trigger(kind, 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -139,6 +156,7 @@ async fn measure(kind: &str, clients: usize, rounds: usize) -> Row {
     let joined = Arc::new(Barrier::new(clients + 1));
     for slot in 0..clients {
         let (slots, joined) = (Arc::clone(&slots), Arc::clone(&joined));
+        let scope = names[slot % scopes].clone();
         tokio::spawn(async move {
             let url = format!("ws://{addr}/_sync/live");
             let config = WebSocketConfig::default()
@@ -148,7 +166,7 @@ async fn measure(kind: &str, clients: usize, rounds: usize) -> Row {
                 tokio_tungstenite::connect_async_with_config(url, Some(config), false)
                     .await
                     .unwrap();
-            let join = json!({"type": 1, "ref": 1, "payload": {"scopes": [SCOPE]}}).to_string();
+            let join = json!({"type": 1, "ref": 1, "payload": {"scopes": [scope]}}).to_string();
             ws.send(ClientMessage::text(join)).await.unwrap();
             let _reply = ws.next().await;
             joined.wait().await;
@@ -200,20 +218,32 @@ async fn serve(kind: &str) {
     println!("{}", listener.local_addr().unwrap());
     let app = match kind {
         "engine" => todo::app(&sync_bench::todo_engine()),
-        _ => {
-            let (sender, _) = broadcast::channel::<String>(16);
-            axum::Router::new()
-                .route("/_sync/live", axum::routing::get(bare_upgrade))
-                .route("/poke", axum::routing::post(bare_poke))
-                .with_state(sender)
-        }
+        _ => axum::Router::new()
+            .route("/_sync/live", axum::routing::get(bare_upgrade))
+            .route("/poke", axum::routing::post(bare_poke))
+            .with_state(BareScopes::default()),
     };
     axum::serve(listener, app).await.unwrap();
 }
 
-/// The baseline: each connection waits on a broadcast channel and forwards every frame.
+/// The bare server's broadcast channel per scope.
+#[derive(Clone, Default)]
+struct BareScopes(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<String>>>>,
+);
+
+impl BareScopes {
+    fn sender(&self, scope: &str) -> broadcast::Sender<String> {
+        let mut scopes = self.0.lock().unwrap();
+        let sender = scopes.entry(scope.to_owned());
+        sender.or_insert_with(|| broadcast::channel(16).0).clone()
+    }
+}
+
+/// The baseline: each connection waits on its scope's broadcast channel and forwards every
+/// frame.
 async fn bare_upgrade(
-    State(sender): State<broadcast::Sender<String>>,
+    State(scopes): State<BareScopes>,
     upgrade: WebSocketUpgrade,
 ) -> axum::response::Response {
     // The same buffer sizes as the engine's live endpoint.
@@ -223,8 +253,12 @@ async fn bare_upgrade(
         .on_upgrade(move |socket: WebSocket| async move {
             let (mut sink, mut stream) = socket.split();
             // Answer the JOIN as the engine would, then forward broadcasts.
-            let _join = stream.next().await;
-            let mut receiver = sender.subscribe();
+            let Some(Ok(Message::Text(join))) = stream.next().await else {
+                return;
+            };
+            let join: serde_json::Value = serde_json::from_str(join.as_str()).unwrap();
+            let scope = join["payload"]["scopes"][0].as_str().unwrap_or(SCOPE);
+            let mut receiver = scopes.sender(scope).subscribe();
             if sink
                 .send(Message::text(
                     r#"{"type":5,"ref":1,"payload":{"status":"ok"}}"#,
@@ -242,8 +276,16 @@ async fn bare_upgrade(
         })
 }
 
-async fn bare_poke(State(sender): State<broadcast::Sender<String>>, body: String) -> &'static str {
-    let _ = sender.send(body);
+/// A poke frame for each scope named in the body (`{"scopes": [...], "cursor": n}`), encoded
+/// once per scope as the engine's hub encodes it.
+async fn bare_poke(State(scopes): State<BareScopes>, body: String) -> &'static str {
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for scope in body["scopes"].as_array().into_iter().flatten() {
+        let scope = scope.as_str().unwrap_or(SCOPE);
+        let frame =
+            json!({"type": 11, "ref": 0, "payload": {"scope": scope, "cursor": body["cursor"]}});
+        let _ = scopes.sender(scope).send(frame.to_string());
+    }
     "ok"
 }
 
@@ -261,26 +303,28 @@ mod reqwest_like {
     pub(crate) struct Client {
         addr: SocketAddr,
         hyper: Hyper<HttpConnector, Full<Bytes>>,
+        scopes: Vec<String>,
     }
 
     impl Client {
-        pub(crate) fn new(addr: SocketAddr) -> Client {
+        pub(crate) fn new(addr: SocketAddr, scopes: Vec<String>) -> Client {
             Client {
                 addr,
                 hyper: Hyper::builder(TokioExecutor::new()).build_http(),
+                scopes,
             }
         }
 
-        /// A push to the scope (engine) or a broadcast of a poke-sized frame (bare).
+        /// A push of one todo into each scope (engine) or a poke frame for each (bare).
         pub(crate) async fn trigger(&self, kind: &str, round: usize) {
             let (path, body) = if kind == "engine" {
-                let mutation = json!({"name": "todo/create", "args": {"title": format!("round {round}")}, "scope": super::SCOPE});
-                (
-                    "/_sync/push",
-                    json!({ "mutations": [mutation] }).to_string(),
-                )
+                let mutations: Vec<_> = self.scopes.iter().map(|scope| json!({"name": "todo/create", "args": {"title": format!("round {round}")}, "scope": scope})).collect();
+                ("/_sync/push", json!({ "mutations": mutations }).to_string())
             } else {
-                ("/poke", json!({"type": 11, "ref": 0, "payload": {"scope": super::SCOPE, "cursor": round}}).to_string())
+                (
+                    "/poke",
+                    json!({"scopes": self.scopes, "cursor": round}).to_string(),
+                )
             };
             let request = hyper::Request::post(format!("http://{}{path}", self.addr))
                 .header("content-type", "application/json")

@@ -321,7 +321,8 @@ async fn existing(tx: &mut Tx, id: &str) -> Result<Todo, MutationError> {
 /// that says how to build it).
 pub const INDEX_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/index.html"));
 
-/// The web app's script: web/src/main.ts and sync-client, bundled by esbuild in `build.rs`.
+/// The web app's script: web/src/main.tsx (React) with sync-client and its React bindings, bundled
+/// by esbuild in `build.rs`.
 pub const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/main.js"));
 
 /// The web app's service worker (web/src/sw.ts), which lets the page start offline.

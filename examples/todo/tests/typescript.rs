@@ -98,6 +98,12 @@ fn tsc_accepts_typed_use_and_refuses_mistakes() {
         (11, "a missing argument"),
         (13, "an argument of the wrong type"),
         (15, "the result used as the wrong type"),
+        (18, "a query on a misspelt field"),
+        (20, "a query value of the wrong type"),
+        (22, "a prefix of a field that is not a string"),
+        (24, "an order by an unknown field"),
+        (26, "a query of an unknown entity type"),
+        (28, "an index on an unknown field"),
     ] {
         assert!(
             out.contains(&format!("bad.ts({line},")),

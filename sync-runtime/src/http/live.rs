@@ -24,7 +24,7 @@ use super::Routes;
 use super::error::HttpError;
 use crate::auth::{Action, AuthError, Credentials};
 use crate::backend::ChangeLog;
-use crate::broker::{LiveHub, Outbox};
+use crate::broker::{LiveHub, Outbox, Poke};
 use crate::engine::Engine;
 use crate::error::Sentence;
 use crate::scope::{DEFAULT_SCOPE, validate_scope};
@@ -165,6 +165,11 @@ fn envelope<P: Serialize>(kind: u8, reference: u32, payload: &P) -> String {
     serde_json::to_string(&message).unwrap_or_default()
 }
 
+/// A POKE frame: encoded once per poke by the [`LiveHub`], whose connections share it.
+pub(crate) fn poke_frame(poke: &Poke) -> Utf8Bytes {
+    Utf8Bytes::from(envelope(kind::POKE, 0, poke))
+}
+
 /// The payload of an ERROR frame: the protocol's error body, and for a refusal the scopes it is
 /// about.
 #[derive(Serialize, TS)]
@@ -242,13 +247,10 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
                     Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
                     Ok((pokes, replies)) => {
                         let count = pokes.len();
-                        let pokes = pokes.iter().map(|poke| envelope(kind::POKE, 0, poke));
-                        for (sent, frame) in pokes.chain(replies).enumerate() {
-                            if sink
-                                .send(Message::Text(Utf8Bytes::from(frame)))
-                                .await
-                                .is_err()
-                            {
+                        let pokes = pokes.into_iter().map(|poke| poke.text);
+                        let frames = pokes.chain(replies.into_iter().map(Utf8Bytes::from));
+                        for (sent, frame) in frames.enumerate() {
+                            if sink.send(Message::Text(frame)).await.is_err() {
                                 crate::metrics::pokes_sent(sent.min(count));
                                 crate::metrics::pokes_dropped(count.saturating_sub(sent));
                                 return;

@@ -31,6 +31,7 @@ use crate::engine::Engine;
 use crate::protocol::{PullRequest, PushRequest, SnapshotRequest};
 
 pub use live::LiveOptions;
+pub(crate) use live::poke_frame;
 
 /// Responses smaller than this are not compressed.
 const COMPRESS_ABOVE_BYTES: u16 = 2048;

@@ -58,6 +58,24 @@ const shown = (page) =>
     items.map((li) => `${li.querySelector(".title")?.textContent}|${li.classList.contains("done")}`).sort(),
   );
 
+/** The titles a page shows, in its order. */
+const order = (page) => page.$$eval("#todos li .title", (items) => items.map((t) => t.textContent));
+
+/** Shows the `all`, `active` or `completed` todos, and waits until the page shows `titles`. */
+async function filter(page, name, titles) {
+  await page.click(`#filters button[data-filter=${name}]`);
+  await page.waitForSelector(`#filters button[data-filter=${name}][aria-pressed=true]`);
+  await until(page, titles);
+}
+
+/** Waits until the page shows `titles`, in this order. */
+async function until(page, titles) {
+  await page.waitForFunction(
+    (titles) => JSON.stringify([...document.querySelectorAll("#todos li .title")].map((t) => t.textContent)) === JSON.stringify(titles),
+    titles,
+  );
+}
+
 async function open(context) {
   const page = await context.newPage();
   page.on("pageerror", (error) => log("page error:", error.message));
@@ -146,6 +164,26 @@ try {
   await rename(a, "eggs", "free-range eggs");
   await remove(b, "bread");
   let state = await converged([a, b], "toggle, rename, delete");
+  assert.deepEqual(state, ["free-range eggs|false", "milk|true"]);
+
+  // Filters and sorting are live queries: they follow the other browser's changes.
+  await filter(a, "active", ["free-range eggs"]);
+  await toggle(b, "free-range eggs");
+  await until(a, []);
+  await toggle(b, "free-range eggs");
+  await until(a, ["free-range eggs"]);
+  await filter(a, "completed", ["milk"]);
+  await filter(a, "all", ["milk", "free-range eggs"]); // creation order
+  await a.selectOption("#sort", "title");
+  await until(a, ["free-range eggs", "milk"]);
+  await add(b, "apples");
+  await until(a, ["apples", "free-range eggs", "milk"]);
+  await remove(b, "apples");
+  await until(a, ["free-range eggs", "milk"]);
+  await a.selectOption("#sort", "created");
+  await until(a, ["milk", "free-range eggs"]);
+  assert.deepEqual(await order(a), ["milk", "free-range eggs"]);
+  state = await converged([a, b], "filters and sorting");
   assert.deepEqual(state, ["free-range eggs|false", "milk|true"]);
 
   // 2. B goes offline and makes 20 mutations; A keeps working; the server restarts meanwhile.

@@ -1,8 +1,29 @@
 // Typed use of the generated module with the real client: this file must type-check under `tsc --strict`.
-import { SyncClient, type MutationOutcome, type Queued } from "../../../../sync-client/src/index.js";
+import { SyncClient, type LiveQuery, type MutationOutcome, type Query, type Queued } from "../../../../sync-client/src/index.js";
 import { mutationNames, type Entities, type MutationArgs, type Mutations, type Todo } from "../src/sync.gen";
 
-const sync = new SyncClient<Mutations, Entities>();
+const sync = new SyncClient<Mutations, Entities>({ indexes: { todo: [["completed", "title"], ["created_by"]] } });
+
+export function queries(): void {
+  const active: Query<Todo> = sync
+    .query("todo", { scopes: ["_default", "team"] })
+    .where("completed", "=", false)
+    .where("title", "startsWith", "Buy")
+    .where("title", "in", ["a", "b"])
+    .where("created_by", "!=", undefined)
+    .filter((todo) => todo.title.length > 2)
+    .orderBy("title")
+    .orderBy("id", "desc")
+    .offset(10)
+    .limit(50);
+  const rows: readonly Readonly<Todo>[] = active.run();
+  const key: string = active.key;
+  const live: LiveQuery<Todo> = sync.watch(active);
+  const unsubscribe: () => void = live.subscribe(() => void live.result[0]?.title);
+  unsubscribe();
+  void rows;
+  void key;
+}
 
 export async function use(): Promise<void> {
   const queued: Queued<Todo> = await sync.mutate("todo/create", { title: "x" });
