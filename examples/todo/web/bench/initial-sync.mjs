@@ -3,25 +3,20 @@
 //
 //   node bench/initial-sync.mjs [--todos N] [--rounds N] [--server PATH_TO_TODO_BINARY]
 //
-// Starts the todo server (in-memory store) on a loopback port, fills it through /_sync/push,
+// Starts the todo server (in-memory store, no sign-in) on a loopback port, fills it through /_sync/push,
 // and serves the benchmark page on the server's origin through Playwright's routing.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import * as esbuild from "esbuild";
-import { chromium } from "playwright-core";
+import { benchPage, bundle, launch, median, option } from "./harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 ? process.argv[at + 1] : fallback;
-};
 const todos = Number(option("todos", 100_000));
 const rounds = Number(option("rounds", 5));
 const binary = option("server", path.join(here, "../../../../target/release/todo"));
 
-const server = spawn(binary, ["--addr", "127.0.0.1:0", "--store", "memory"], {
+const server = spawn(binary, ["--addr", "127.0.0.1:0", "--store", "memory", "--auth", "none"], {
   stdio: ["ignore", "pipe", "inherit"],
   env: { ...process.env, RUST_LOG: "warn,todo=info" },
 });
@@ -49,29 +44,10 @@ try {
     if (response.status !== 200) throw new Error(`push answered ${response.status}`);
   }
 
-  const bundle = await esbuild.build({
-    entryPoints: [path.join(here, "page.ts")],
-    bundle: true,
-    format: "esm",
-    target: "es2022",
-    minify: true,
-    write: false,
-    tsconfig: path.join(here, "../tsconfig.json"),
-  });
-  const script = bundle.outputFiles[0].text;
-
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const script = await bundle(here, "page.ts");
+  const browser = await launch();
   try {
-    const page = await browser.newPage();
-    await page.route(`${base}/bench.html`, (route) =>
-      route.fulfill({ contentType: "text/html", body: `<!doctype html><script type="module">${script}</script>` }),
-    );
-    await page.goto(`${base}/bench.html`);
-    await page.waitForFunction(() => globalThis.bench !== undefined);
+    const page = await benchPage(browser, script, base);
     const rows = await page.evaluate(() => globalThis.bench.loadRows());
     if (rows !== todos) throw new Error(`the snapshot holds ${rows} rows, not ${todos}`);
 
@@ -98,11 +74,6 @@ try {
       ratios.push(times.sync / times.put);
       console.log(`round ${round + 1}: sync ${times.sync.toFixed(0)} ms, bulk put ${times.put.toFixed(0)} ms, ratio ${(times.sync / times.put).toFixed(2)}`);
     }
-    const median = (values) => {
-      const sorted = [...values].sort((a, b) => a - b);
-      const mid = Math.floor(sorted.length / 2);
-      return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    };
     console.log(
       `median of ${rounds}: initial sync ${median(sync).toFixed(0)} ms, bulk put ${median(put).toFixed(0)} ms; ` +
         `ratio ${median(ratios).toFixed(2)} (range ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
