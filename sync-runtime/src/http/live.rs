@@ -225,7 +225,29 @@ pub(super) async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(options.max_frame_bytes)
         .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| serve(engine, options, parts, socket))
+        .on_upgrade(move |socket| serve(engine, options, detached(parts), socket))
+}
+
+/// The request's parts with their own copies of the URI and the headers. hyper parses them as
+/// slices of the connection's read buffer (8 KiB or more), which every kept slice keeps alive:
+/// a connection that holds the parts for its authorizer would otherwise hold that buffer until
+/// it closes.
+fn detached(mut parts: Parts) -> Parts {
+    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let copy = axum::http::HeaderValue::from_bytes(value.as_bytes());
+        let name = axum::http::HeaderName::from_bytes(name.as_str().as_bytes());
+        if let (Ok(name), Ok(mut copy)) = (name, copy) {
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name, copy);
+        }
+    }
+    parts.headers = headers;
+    // A URI that was parsed parses again; should it not, the original stays.
+    if let Ok(uri) = parts.uri.to_string().parse() {
+        parts.uri = uri;
+    }
+    parts
 }
 
 /// One connection: a reader that handles the client's frames and a writer that drains the
@@ -679,6 +701,50 @@ mod tests {
         connection.handle(" \n{\"type\": 4, \"ref\": 9}").await;
         let (_, replies) = connection.outbox.take().unwrap_or_default();
         assert!(replies[0].contains(r#""ref":9"#), "{replies:?}");
+    }
+
+    #[test]
+    fn detached_parts_keep_every_header_and_the_uri_but_not_the_read_buffer() {
+        use axum::http::{HeaderName, HeaderValue, Request, Uri};
+        // As hyper parses them: slices of one buffer.
+        let buffer = axum::body::Bytes::from_static(b"/_sync/live?x=1 Bearer t a b");
+        let slice = |at: usize, to: usize| buffer.slice(at..to);
+        let mut request = Request::new(());
+        *request.uri_mut() = Uri::from_maybe_shared(slice(0, 15)).unwrap();
+        let mut token = HeaderValue::from_maybe_shared(slice(16, 24)).unwrap();
+        token.set_sensitive(true);
+        let headers = request.headers_mut();
+        headers.append(axum::http::header::AUTHORIZATION, token);
+        let custom = HeaderName::from_static("x-tag");
+        headers.append(
+            &custom,
+            HeaderValue::from_maybe_shared(slice(25, 26)).unwrap(),
+        );
+        headers.append(
+            &custom,
+            HeaderValue::from_maybe_shared(slice(27, 28)).unwrap(),
+        );
+        let parts = request.into_parts().0;
+
+        let detached = detached(parts.clone());
+        assert_eq!(detached.uri, parts.uri);
+        assert_eq!(detached.headers, parts.headers);
+        let tags: Vec<_> = detached.headers.get_all(&custom).iter().collect();
+        assert_eq!(tags, ["a", "b"]);
+        assert!(detached.headers[axum::http::header::AUTHORIZATION].is_sensitive());
+        let in_buffer = |bytes: &[u8]| buffer.as_ptr_range().contains(&bytes.as_ptr());
+        assert!(
+            parts
+                .headers
+                .values()
+                .all(|value| in_buffer(value.as_bytes()))
+        );
+        assert!(
+            !detached
+                .headers
+                .values()
+                .any(|value| in_buffer(value.as_bytes()))
+        );
     }
 
     #[tokio::test]
