@@ -24,7 +24,7 @@ use super::Routes;
 use super::error::HttpError;
 use crate::auth::{Action, AuthError, Credentials};
 use crate::backend::ChangeLog;
-use crate::broker::{LiveHub, Outbox, Poke};
+use crate::broker::{LiveHub, Outbox, PendingPokes, Poke};
 use crate::engine::Engine;
 use crate::error::Sentence;
 use crate::scope::{DEFAULT_SCOPE, validate_scope};
@@ -225,7 +225,21 @@ pub(super) async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(options.max_frame_bytes)
         .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| serve(engine, options, detached(parts), socket))
+        .on_upgrade(move |socket| {
+            let parts = kept(parts, engine.has_auth());
+            serve(engine, options, parts, socket)
+        })
+}
+
+/// What a connection keeps of its upgrade request: its parts for the authenticator, which reads
+/// them at every JOIN and re-check; nothing where the engine has none (about 0.8 KiB per idle
+/// connection: the copied headers and URI, BENCHMARKS.md).
+fn kept(parts: Parts, has_auth: bool) -> Parts {
+    if has_auth {
+        detached(parts)
+    } else {
+        axum::http::Request::new(()).into_parts().0
+    }
 }
 
 /// The request's parts with their own copies of the URI and the headers. hyper parses them as
@@ -263,14 +277,16 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
     let writer = {
         let outbox = Arc::clone(&outbox);
         async move {
+            // Swapped with the outbox's at every wake-up (`Outbox::take_into`), always empty here.
+            let mut pokes = PendingPokes::new();
             loop {
                 let ready = outbox.ready.notified();
-                match outbox.take() {
-                    Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
-                    Ok((pokes, replies)) => {
+                match outbox.take_into(&mut pokes) {
+                    Ok(replies) if pokes.is_empty() && replies.is_empty() => ready.await,
+                    Ok(replies) => {
                         let count = pokes.len();
-                        let pokes = pokes.into_iter().map(|poke| poke.text);
-                        let frames = pokes.chain(replies.into_iter().map(Utf8Bytes::from));
+                        let sending = pokes.drain(..).map(|(_, poke)| poke.text);
+                        let frames = sending.chain(replies.into_iter().map(Utf8Bytes::from));
                         for (sent, frame) in frames.enumerate() {
                             if sink.send(Message::Text(frame)).await.is_err() {
                                 crate::metrics::pokes_sent(sent.min(count));
@@ -305,9 +321,13 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
     };
     let writer_ended = async {
         debug!("live connection opened");
-        let every = options.recheck_interval.max(Duration::from_millis(1));
-        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Only where there is something to re-check: an interval holds a timer of its own.
+        let mut recheck = rechecks.then(|| {
+            let every = options.recheck_interval.max(Duration::from_millis(1));
+            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            recheck
+        });
         let mut idle_at = tokio::time::Instant::now() + options.idle_timeout;
         loop {
             let next = tokio::select! {
@@ -320,7 +340,7 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
                     });
                     break false;
                 }
-                _ = recheck.tick(), if rechecks => {
+                () = tick(&mut recheck) => {
                     Box::pin(connection.recheck()).await;
                     if connection.closing {
                         break false;
@@ -363,6 +383,16 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
         .is_err()
     {
         writer.abort();
+    }
+}
+
+/// The next tick of `interval`; never, where there is none.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -745,6 +775,23 @@ mod tests {
                 .values()
                 .any(|value| in_buffer(value.as_bytes()))
         );
+    }
+
+    /// Only an engine with an authenticator reads the upgrade request again: one without keeps
+    /// none of it.
+    #[test]
+    fn the_upgrade_request_is_kept_only_for_an_authenticator() {
+        let request = axum::http::Request::get("/_sync/live?x=1")
+            .header(axum::http::header::AUTHORIZATION, "Bearer t")
+            .body(())
+            .unwrap();
+        let parts = request.into_parts().0;
+        let with_auth = kept(parts.clone(), true);
+        assert_eq!(with_auth.uri, parts.uri);
+        assert_eq!(with_auth.headers, parts.headers);
+        let without = kept(parts, false);
+        assert!(without.headers.is_empty());
+        assert_eq!(without.uri, "/");
     }
 
     #[tokio::test]
