@@ -218,17 +218,29 @@ pub(super) async fn upgrade(
     };
     let engine = routes.engine.clone();
     let options = routes.options.live.clone();
+    let parts = kept(parts, engine.has_auth());
+    let max_frame_bytes = options.max_frame_bytes;
+    let start = Box::new(Start {
+        engine,
+        options,
+        parts,
+    });
     // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read buffer and
     // write buffer that tungstenite reserves by default.
     upgrade
         .read_buffer_size(4 << 10)
         .write_buffer_size(0)
-        .max_message_size(options.max_frame_bytes)
-        .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let parts = kept(parts, engine.has_auth());
-            serve(engine, options, parts, socket)
-        })
+        .max_message_size(max_frame_bytes)
+        .max_frame_size(max_frame_bytes)
+        .on_upgrade(move |socket| serve(*start, socket))
+}
+
+/// What a connection is served with. Boxed in the upgrade's callback: axum's task keeps the
+/// callback's room for as long as the connection lives, which should be a pointer, not this.
+struct Start {
+    engine: Engine,
+    options: LiveOptions,
+    parts: Parts,
 }
 
 /// What a connection keeps of its upgrade request: its parts for the authenticator, which reads
@@ -266,8 +278,18 @@ fn detached(mut parts: Parts) -> Parts {
 
 /// One connection: a reader that handles the client's frames and a writer that drains the
 /// outbox, so that a client that does not read never stops the reader's idle clock or heartbeat.
-async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSocket) {
-    let _open = crate::metrics::LiveConnection::open();
+///
+/// Not an `async fn`: the setup runs before the reader's future is made, so that the future keeps
+/// only what the reader uses. An `async fn` keeps room for its arguments (the `WebSocket`, the
+/// options, the request's parts) for its whole life, even once they were moved out: with what
+/// the upgrade callback captured, about 0.9 KiB per idle connection (BENCHMARKS.md).
+fn serve(start: Start, socket: WebSocket) -> impl Future<Output = ()> + Send + 'static {
+    let Start {
+        engine,
+        options,
+        parts,
+    } = start;
+    let open = crate::metrics::LiveConnection::open();
     let hub = engine.live_hub().clone();
     let id = hub.next_id();
     let span = info_span!("sync.live", connection = id);
@@ -315,74 +337,79 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
         token: None,
         hub,
         id,
-        outbox: Arc::clone(&outbox),
+        outbox,
         joined: BTreeSet::new(),
         closing: false,
     };
-    let writer_ended = async {
-        debug!("live connection opened");
-        // Only where there is something to re-check: an interval holds a timer of its own.
-        let mut recheck = rechecks.then(|| {
-            let every = options.recheck_interval.max(Duration::from_millis(1));
-            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            recheck
-        });
-        let mut idle_at = tokio::time::Instant::now() + options.idle_timeout;
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = tokio::time::sleep_until(idle_at) => {
-                    debug!("closing an idle live connection");
-                    connection.outbox.close(CloseFrame {
-                        code: axum::extract::ws::close_code::POLICY,
-                        reason: Utf8Bytes::from_static("idle timeout"),
-                    });
-                    break false;
-                }
-                () = tick(&mut recheck) => {
-                    Box::pin(connection.recheck()).await;
-                    if connection.closing {
+    let (idle_timeout, recheck_interval) = (options.idle_timeout, options.recheck_interval);
+    async move {
+        let _open = open;
+        let writer_ended = async {
+            debug!("live connection opened");
+            // Only where there is something to re-check: an interval holds a timer of its own.
+            let mut recheck = rechecks.then(|| {
+                let every = recheck_interval.max(Duration::from_millis(1));
+                let mut recheck =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                recheck
+            });
+            let mut idle_at = tokio::time::Instant::now() + idle_timeout;
+            loop {
+                let next = tokio::select! {
+                    next = stream.next() => next,
+                    () = tokio::time::sleep_until(idle_at) => {
+                        debug!("closing an idle live connection");
+                        connection.outbox.close(CloseFrame {
+                            code: axum::extract::ws::close_code::POLICY,
+                            reason: Utf8Bytes::from_static("idle timeout"),
+                        });
                         break false;
                     }
-                    continue;
+                    () = tick(&mut recheck) => {
+                        Box::pin(connection.recheck()).await;
+                        if connection.closing {
+                            break false;
+                        }
+                        continue;
+                    }
+                    // The peer is gone (a send failed) or the close went out: nothing left to read.
+                    _ = &mut writer => break true,
+                };
+                idle_at = tokio::time::Instant::now() + idle_timeout;
+                let frame = match next {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break false,
+                    Some(Ok(frame)) => frame,
+                };
+                match frame {
+                    // Boxed: an idle connection then holds no room for a JOIN's state.
+                    Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
+                    Message::Binary(_) => {
+                        connection.send(error_frame(0, "invalid_frame", "send JSON text frames"));
+                    }
+                    // Pings and pongs keep the connection alive; axum answers pings itself.
+                    _ => {}
                 }
-                // The peer is gone (a send failed) or the close went out: nothing left to read.
-                _ = &mut writer => break true,
-            };
-            idle_at = tokio::time::Instant::now() + options.idle_timeout;
-            let frame = match next {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break false,
-                Some(Ok(frame)) => frame,
-            };
-            match frame {
-                // Boxed: an idle connection then holds no room for a JOIN's state.
-                Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
-                Message::Binary(_) => {
-                    connection.send(error_frame(0, "invalid_frame", "send JSON text frames"));
+                if connection.closing {
+                    break false;
                 }
-                // Pings and pongs keep the connection alive; axum answers pings itself.
-                _ => {}
-            }
-            if connection.closing {
-                break false;
             }
         }
-    }
-    .instrument(span)
-    .await;
-    connection.leave_all();
-    if writer_ended {
-        return;
-    }
-    outbox.close_unless_closing();
-    // The writer ends after the close frame, or when a send fails; a peer that does not read
-    // gets a second to take the close frame.
-    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+        .instrument(span)
+        .await;
+        connection.leave_all();
+        if writer_ended {
+            return;
+        }
+        connection.outbox.close_unless_closing();
+        // The writer ends after the close frame, or when a send fails; a peer that does not read
+        // gets a second to take the close frame.
+        if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
     }
 }
 
