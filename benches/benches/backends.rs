@@ -310,15 +310,17 @@ async fn concurrent_round(
 async fn concurrency(name: &str, backend: impl Backend, scopes: Scopes) {
     let engine = Engine::builder(Put).backend(backend).build();
     let duration = Duration::from_millis(700);
-    let mut medians = Vec::new();
-    for pushers in [1, 4, 16] {
-        let mut rounds = Vec::new();
-        for round in 0..ROUNDS {
+    // Round by round in turn, so that each count of pushers meets a store and a log of about
+    // the same size: run one after the other, the later counts pushed into millions more.
+    let counts = [1, 4, 16];
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 0..ROUNDS {
+        for (figures, pushers) in rounds.iter_mut().zip(counts) {
             let round = round * 100 + pushers;
-            rounds.push(concurrent_round(&engine, pushers, round, duration, scopes).await);
+            figures.push(concurrent_round(&engine, pushers, round, duration, scopes).await);
         }
-        medians.push(median(rounds));
     }
+    let medians: Vec<f64> = rounds.into_iter().map(median).collect();
     let one = medians[0];
     let name = match scopes {
         Scopes::Shared => format!("{name}, one scope"),
