@@ -10,6 +10,9 @@
 //!
 //! Each server runs in a child process (this binary, `serve <kind>`), so that its memory is its
 //! own; the clients run here. Only loopback addresses are used.
+//!
+//! `--wrap 'heaptrack -o /tmp/live'` starts each server under that command, e.g. a heap profiler,
+//! to break the memory per connection down (BENCHMARKS.md, "Live fan-out").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // benchmark code
 
@@ -40,6 +43,9 @@ struct Cli {
     /// Scopes the clients are spread over (at most 1000: one push names each).
     #[arg(long, default_value_t = 1)]
     scopes: usize,
+    /// A command (split at spaces) that each server is started under, e.g. a heap profiler.
+    #[arg(long)]
+    wrap: Option<String>,
     /// Internal: run a server of this kind (`engine` or `bare`) and print its address.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -65,7 +71,9 @@ fn main() {
     println!("| --- | --- | --- | --- | --- |");
     let mut rows = Vec::new();
     for kind in ["bare", "engine"] {
-        let row = runtime.block_on(measure(kind, cli.clients, cli.rounds, cli.scopes.max(1)));
+        let scopes = cli.scopes.max(1);
+        let server = Server::start(kind, cli.wrap.as_deref());
+        let row = runtime.block_on(measure(&server, kind, cli.clients, cli.rounds, scopes));
         println!(
             "| {kind} | {:.1} | {:.1} | {:.1} | {:.1} KiB |",
             row.p50, row.p99, row.max, row.kib_per_connection
@@ -92,35 +100,62 @@ struct Row {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The serving process: the child, or the one a wrapper started.
+    pid: u32,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.pid != self.child.id() {
+            // Ends the wrapped server, and lets the wrapper finish (a profiler writes its file).
+            let _ = Command::new("kill").arg(self.pid.to_string()).status();
+            let _ = self.child.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 impl Server {
-    fn start(kind: &str) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+    fn start(kind: &str, wrap: Option<&str>) -> Server {
+        let exe = std::env::current_exe().unwrap();
+        let mut words = wrap.unwrap_or_default().split_whitespace();
+        let mut command = match words.next() {
+            Some(wrapper) => {
+                let mut command = Command::new(wrapper);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(["--serve", kind])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Server {
-            child,
-            addr: line.trim().parse().unwrap(),
-        }
+        // A wrapper may print lines of its own before the server's address.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (addr, pid) = loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the server stopped"
+            );
+            let mut words = line.split_whitespace();
+            let addr = words.next().and_then(|word| word.parse().ok());
+            let pid = words.next().and_then(|word| word.parse().ok());
+            if let (Some(addr), Some(pid)) = (addr, pid) {
+                break (addr, pid);
+            }
+        };
+        // Read on, so that a wrapper's output never fills the pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Server { child, addr, pid }
     }
 
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
@@ -135,8 +170,7 @@ fn scope_name(k: usize, scopes: usize) -> String {
     }
 }
 
-async fn measure(kind: &str, clients: usize, rounds: usize, scopes: usize) -> Row {
-    let server = Server::start(kind);
+async fn measure(server: &Server, kind: &str, clients: usize, rounds: usize, scopes: usize) -> Row {
     let addr = server.addr;
     let names: Vec<String> = (0..scopes).map(|k| scope_name(k, scopes)).collect();
     let http = reqwest_like::Client::new(addr, names.clone());
@@ -215,7 +249,8 @@ async fn measure(kind: &str, clients: usize, rounds: usize, scopes: usize) -> Ro
 /// The servers.
 async fn serve(kind: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    println!("{}", listener.local_addr().unwrap());
+    // The address, and the process to measure (a wrapper's child, where there is one).
+    println!("{} {}", listener.local_addr().unwrap(), std::process::id());
     let app = match kind {
         "engine" => todo::app(&sync_bench::todo_engine()),
         _ => axum::Router::new()

@@ -10,7 +10,7 @@
 //! reference count, no copy): with 10,000 connections on a scope, encoding it per connection
 //! was most of what the engine added to a bare broadcast server's latency (BENCHMARKS.md).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -128,10 +128,16 @@ pub(crate) struct Outbox {
     capacity: usize,
 }
 
+/// The pokes waiting in an outbox, or being sent by its writer: the latest of each scope, in the
+/// order their scopes were first poked. A vector, searched by the scope: a connection has one
+/// pending poke per scope it joined at most, and usually one, which a map would allocate a node
+/// for at every poke.
+pub(crate) type PendingPokes = Vec<(Arc<str>, PokeFrame)>;
+
 #[derive(Default)]
 struct OutboxState {
     /// The latest unsent poke of each scope.
-    pokes: BTreeMap<Arc<str>, PokeFrame>,
+    pokes: PendingPokes,
     replies: VecDeque<String>,
     closing: Option<CloseFrame>,
 }
@@ -155,14 +161,27 @@ impl Outbox {
     pub(crate) fn poke(&self, scope: &Arc<str>, frame: &PokeFrame) {
         {
             let mut state = self.state.lock();
-            match state.pokes.get_mut(scope) {
-                Some(pending) if pending.cursor >= frame.cursor => crate::metrics::poke_merged(),
-                Some(pending) => {
+            // The hub hands every outbox the same name while the scope has watchers: comparing
+            // the pointers first spares comparing the names.
+            let pending = state
+                .pokes
+                .iter_mut()
+                .find(|(name, _)| Arc::ptr_eq(name, scope) || name == scope);
+            match pending {
+                Some((_, pending)) if pending.cursor >= frame.cursor => {
+                    crate::metrics::poke_merged();
+                }
+                Some((_, pending)) => {
                     *pending = frame.clone();
                     crate::metrics::poke_merged();
                 }
                 None => {
-                    state.pokes.insert(Arc::clone(scope), frame.clone());
+                    // Room for one, not the four a first push makes: most connections watch
+                    // one scope, and the outbox and its writer each keep a vector.
+                    if state.pokes.capacity() == 0 {
+                        state.pokes.reserve_exact(1);
+                    }
+                    state.pokes.push((Arc::clone(scope), frame.clone()));
                 }
             }
         }
@@ -199,18 +218,30 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Everything queued: the pending pokes and the replies (send the pokes first, so that a
-    /// heartbeat answer follows every poke queued before it); `Err` with the close frame once
-    /// the connection closes.
-    pub(crate) fn take(&self) -> Result<(Vec<PokeFrame>, VecDeque<String>), CloseFrame> {
+    /// Everything queued: swaps the pending pokes with `pokes`, which the writer passes empty,
+    /// so that the two vectors take turns and a poke allocates nothing; returns the replies
+    /// (send the pokes first, so that a heartbeat answer follows every poke queued before it).
+    /// `Err` with the close frame once the connection closes.
+    pub(crate) fn take_into(
+        &self,
+        pokes: &mut PendingPokes,
+    ) -> Result<VecDeque<String>, CloseFrame> {
         let mut state = self.state.lock();
         if let Some(frame) = state.closing.take() {
             return Err(frame);
         }
-        let pokes = std::mem::take(&mut state.pokes);
-        let replies = std::mem::take(&mut state.replies);
-        drop(state);
-        Ok((pokes.into_values().collect(), replies))
+        std::mem::swap(&mut state.pokes, pokes);
+        // Taken, not swapped: replies are rare, and a kept queue would cost every idle
+        // connection its capacity.
+        Ok(std::mem::take(&mut state.replies))
+    }
+
+    /// Everything queued, for tests: the pending pokes and the replies.
+    #[cfg(test)]
+    pub(crate) fn take(&self) -> Result<(Vec<PokeFrame>, VecDeque<String>), CloseFrame> {
+        let mut pokes = PendingPokes::new();
+        let replies = self.take_into(&mut pokes)?;
+        Ok((pokes.into_iter().map(|(_, poke)| poke).collect(), replies))
     }
 }
 
@@ -253,12 +284,40 @@ mod tests {
         assert_eq!(
             texts,
             [
-                r#"{"type":11,"ref":0,"payload":{"scope":"a","cursor":3000}}"#,
-                r#"{"type":11,"ref":0,"payload":{"scope":"b","cursor":2999}}"#
-            ]
+                r#"{"type":11,"ref":0,"payload":{"scope":"b","cursor":2999}}"#,
+                r#"{"type":11,"ref":0,"payload":{"scope":"a","cursor":3000}}"#
+            ],
+            "in the order their scopes were first poked"
         );
         assert_eq!(replies, ["1", "2"]);
         assert_eq!(outbox.len(), 0);
+    }
+
+    /// The writer's vector and the outbox's take turns: a take hands over the pending pokes and
+    /// keeps the (emptied) vector it was given for the next pokes, which merge by the scope's
+    /// name whether or not they come with the same shared name.
+    #[test]
+    fn taking_swaps_the_pending_pokes_with_the_writers_vector() {
+        let outbox = Outbox::new(2);
+        let mut sending = PendingPokes::with_capacity(4);
+        let spare = sending.as_ptr();
+        poke(&outbox, "a", 1);
+        assert!(outbox.take_into(&mut sending).is_ok_and(|r| r.is_empty()));
+        assert_eq!(sending.len(), 1);
+        assert_eq!(sending[0].1.cursor, 1);
+        sending.clear();
+        // `poke` makes a new `Arc<str>` each time: these merge by name.
+        poke(&outbox, "a", 2);
+        poke(&outbox, "a", 3);
+        let mut next = PendingPokes::new();
+        assert!(outbox.take_into(&mut next).is_ok());
+        assert_eq!(next.len(), 1, "merged into the latest");
+        assert_eq!(next[0].1.cursor, 3);
+        assert_eq!(
+            next.as_ptr(),
+            spare,
+            "the pokes went into the vector handed over before"
+        );
     }
 
     /// A poke is encoded once per scope: every connection's outbox holds the same bytes.

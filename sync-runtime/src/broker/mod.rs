@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use ts_rs::TS;
 
 pub use hub::LiveHub;
-pub(crate) use hub::Outbox;
+pub(crate) use hub::{Outbox, PendingPokes};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresBroker, PostgresBrokerOptions};
 

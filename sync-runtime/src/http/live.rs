@@ -24,7 +24,7 @@ use super::Routes;
 use super::error::HttpError;
 use crate::auth::{Action, AuthError, Credentials};
 use crate::backend::ChangeLog;
-use crate::broker::{LiveHub, Outbox, Poke};
+use crate::broker::{LiveHub, Outbox, PendingPokes, Poke};
 use crate::engine::Engine;
 use crate::error::Sentence;
 use crate::scope::{DEFAULT_SCOPE, validate_scope};
@@ -218,14 +218,40 @@ pub(super) async fn upgrade(
     };
     let engine = routes.engine.clone();
     let options = routes.options.live.clone();
+    let parts = kept(parts, engine.has_auth());
+    let max_frame_bytes = options.max_frame_bytes;
+    let start = Box::new(Start {
+        engine,
+        options,
+        parts,
+    });
     // Small buffers: an idle connection should cost kilobytes, not the 128 KiB read buffer and
     // write buffer that tungstenite reserves by default.
     upgrade
         .read_buffer_size(4 << 10)
         .write_buffer_size(0)
-        .max_message_size(options.max_frame_bytes)
-        .max_frame_size(options.max_frame_bytes)
-        .on_upgrade(move |socket| serve(engine, options, detached(parts), socket))
+        .max_message_size(max_frame_bytes)
+        .max_frame_size(max_frame_bytes)
+        .on_upgrade(move |socket| serve(*start, socket))
+}
+
+/// What a connection is served with. Boxed in the upgrade's callback: axum's task keeps the
+/// callback's room for as long as the connection lives, which should be a pointer, not this.
+struct Start {
+    engine: Engine,
+    options: LiveOptions,
+    parts: Parts,
+}
+
+/// What a connection keeps of its upgrade request: its parts for the authenticator, which reads
+/// them at every JOIN and re-check; nothing where the engine has none (about 0.8 KiB per idle
+/// connection: the copied headers and URI, BENCHMARKS.md).
+fn kept(parts: Parts, has_auth: bool) -> Parts {
+    if has_auth {
+        detached(parts)
+    } else {
+        axum::http::Request::new(()).into_parts().0
+    }
 }
 
 /// The request's parts with their own copies of the URI and the headers. hyper parses them as
@@ -252,8 +278,18 @@ fn detached(mut parts: Parts) -> Parts {
 
 /// One connection: a reader that handles the client's frames and a writer that drains the
 /// outbox, so that a client that does not read never stops the reader's idle clock or heartbeat.
-async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSocket) {
-    let _open = crate::metrics::LiveConnection::open();
+///
+/// Not an `async fn`: the setup runs before the reader's future is made, so that the future keeps
+/// only what the reader uses. An `async fn` keeps room for its arguments (the `WebSocket`, the
+/// options, the request's parts) for its whole life, even once they were moved out: with what
+/// the upgrade callback captured, about 0.9 KiB per idle connection (BENCHMARKS.md).
+fn serve(start: Start, socket: WebSocket) -> impl Future<Output = ()> + Send + 'static {
+    let Start {
+        engine,
+        options,
+        parts,
+    } = start;
+    let open = crate::metrics::LiveConnection::open();
     let hub = engine.live_hub().clone();
     let id = hub.next_id();
     let span = info_span!("sync.live", connection = id);
@@ -263,14 +299,16 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
     let writer = {
         let outbox = Arc::clone(&outbox);
         async move {
+            // Swapped with the outbox's at every wake-up (`Outbox::take_into`), always empty here.
+            let mut pokes = PendingPokes::new();
             loop {
                 let ready = outbox.ready.notified();
-                match outbox.take() {
-                    Ok((pokes, replies)) if pokes.is_empty() && replies.is_empty() => ready.await,
-                    Ok((pokes, replies)) => {
+                match outbox.take_into(&mut pokes) {
+                    Ok(replies) if pokes.is_empty() && replies.is_empty() => ready.await,
+                    Ok(replies) => {
                         let count = pokes.len();
-                        let pokes = pokes.into_iter().map(|poke| poke.text);
-                        let frames = pokes.chain(replies.into_iter().map(Utf8Bytes::from));
+                        let sending = pokes.drain(..).map(|(_, poke)| poke.text);
+                        let frames = sending.chain(replies.into_iter().map(Utf8Bytes::from));
                         for (sent, frame) in frames.enumerate() {
                             if sink.send(Message::Text(frame)).await.is_err() {
                                 crate::metrics::pokes_sent(sent.min(count));
@@ -299,70 +337,89 @@ async fn serve(engine: Engine, options: LiveOptions, parts: Parts, socket: WebSo
         token: None,
         hub,
         id,
-        outbox: Arc::clone(&outbox),
+        outbox,
         joined: BTreeSet::new(),
         closing: false,
     };
-    let writer_ended = async {
-        debug!("live connection opened");
-        let every = options.recheck_interval.max(Duration::from_millis(1));
-        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut idle_at = tokio::time::Instant::now() + options.idle_timeout;
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = tokio::time::sleep_until(idle_at) => {
-                    debug!("closing an idle live connection");
-                    connection.outbox.close(CloseFrame {
-                        code: axum::extract::ws::close_code::POLICY,
-                        reason: Utf8Bytes::from_static("idle timeout"),
-                    });
-                    break false;
-                }
-                _ = recheck.tick(), if rechecks => {
-                    Box::pin(connection.recheck()).await;
-                    if connection.closing {
+    let (idle_timeout, recheck_interval) = (options.idle_timeout, options.recheck_interval);
+    async move {
+        let _open = open;
+        let writer_ended = async {
+            debug!("live connection opened");
+            // Only where there is something to re-check: an interval holds a timer of its own.
+            let mut recheck = rechecks.then(|| {
+                let every = recheck_interval.max(Duration::from_millis(1));
+                let mut recheck =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                recheck
+            });
+            let mut idle_at = tokio::time::Instant::now() + idle_timeout;
+            loop {
+                let next = tokio::select! {
+                    next = stream.next() => next,
+                    () = tokio::time::sleep_until(idle_at) => {
+                        debug!("closing an idle live connection");
+                        connection.outbox.close(CloseFrame {
+                            code: axum::extract::ws::close_code::POLICY,
+                            reason: Utf8Bytes::from_static("idle timeout"),
+                        });
                         break false;
                     }
-                    continue;
+                    () = tick(&mut recheck) => {
+                        Box::pin(connection.recheck()).await;
+                        if connection.closing {
+                            break false;
+                        }
+                        continue;
+                    }
+                    // The peer is gone (a send failed) or the close went out: nothing left to read.
+                    _ = &mut writer => break true,
+                };
+                idle_at = tokio::time::Instant::now() + idle_timeout;
+                let frame = match next {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break false,
+                    Some(Ok(frame)) => frame,
+                };
+                match frame {
+                    // Boxed: an idle connection then holds no room for a JOIN's state.
+                    Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
+                    Message::Binary(_) => {
+                        connection.send(error_frame(0, "invalid_frame", "send JSON text frames"));
+                    }
+                    // Pings and pongs keep the connection alive; axum answers pings itself.
+                    _ => {}
                 }
-                // The peer is gone (a send failed) or the close went out: nothing left to read.
-                _ = &mut writer => break true,
-            };
-            idle_at = tokio::time::Instant::now() + options.idle_timeout;
-            let frame = match next {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break false,
-                Some(Ok(frame)) => frame,
-            };
-            match frame {
-                // Boxed: an idle connection then holds no room for a JOIN's state.
-                Message::Text(text) => Box::pin(connection.handle(text.as_str())).await,
-                Message::Binary(_) => {
-                    connection.send(error_frame(0, "invalid_frame", "send JSON text frames"));
+                if connection.closing {
+                    break false;
                 }
-                // Pings and pongs keep the connection alive; axum answers pings itself.
-                _ => {}
-            }
-            if connection.closing {
-                break false;
             }
         }
+        .instrument(span)
+        .await;
+        connection.leave_all();
+        if writer_ended {
+            return;
+        }
+        connection.outbox.close_unless_closing();
+        // The writer ends after the close frame, or when a send fails; a peer that does not read
+        // gets a second to take the close frame.
+        if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
     }
-    .instrument(span)
-    .await;
-    connection.leave_all();
-    if writer_ended {
-        return;
-    }
-    outbox.close_unless_closing();
-    // The writer ends after the close frame, or when a send fails; a peer that does not read
-    // gets a second to take the close frame.
-    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+}
+
+/// The next tick of `interval`; never, where there is none.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -745,6 +802,23 @@ mod tests {
                 .values()
                 .any(|value| in_buffer(value.as_bytes()))
         );
+    }
+
+    /// Only an engine with an authenticator reads the upgrade request again: one without keeps
+    /// none of it.
+    #[test]
+    fn the_upgrade_request_is_kept_only_for_an_authenticator() {
+        let request = axum::http::Request::get("/_sync/live?x=1")
+            .header(axum::http::header::AUTHORIZATION, "Bearer t")
+            .body(())
+            .unwrap();
+        let parts = request.into_parts().0;
+        let with_auth = kept(parts.clone(), true);
+        assert_eq!(with_auth.uri, parts.uri);
+        assert_eq!(with_auth.headers, parts.headers);
+        let without = kept(parts, false);
+        assert!(without.headers.is_empty());
+        assert_eq!(without.uri, "/");
     }
 
     #[tokio::test]
