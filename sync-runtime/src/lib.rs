@@ -57,6 +57,7 @@ mod engine;
 mod entity;
 mod error;
 mod http;
+mod json;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]
@@ -95,6 +96,7 @@ pub use engine::{Engine, EngineBuilder, Limits};
 pub use entity::Entity;
 pub use error::{MutationError, StoreError, SyncError};
 pub use http::{HttpOptions, LiveOptions};
+pub use json::Json;
 pub use mutation::{Mutation, MutationResult};
 pub use mutator::{Mutations, Mutator, MutatorFunc};
 pub use protocol::{
