@@ -31,6 +31,14 @@ pub(crate) struct WriteSet {
 }
 
 impl WriteSet {
+    /// Room for `writes` writes without growing.
+    pub(crate) fn with_capacity(writes: usize) -> Self {
+        WriteSet {
+            writes: HashMap::with_capacity(writes),
+            undo: Vec::new(),
+        }
+    }
+
     /// What this transaction wrote to the entity: `Some(None)` where it deleted it, `None` where
     /// it did not touch it.
     pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Data>> {
