@@ -343,6 +343,17 @@ mod tests {
         let data = pulled.changes[0].data.as_ref().unwrap();
         assert_eq!(data.as_str(), r#"{"a":"x","b":[1.5]}"#);
 
+        // Valid text that is not as the engine writes it goes out as it is: it is not parsed
+        // and encoded again.
+        let stored = r#"{"b": [1.5],  "a": "x"}"#;
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE sync_changes SET data = ?1", [stored])
+            .unwrap();
+        let pulled = engine.pull(crate::PullRequest::new("s", 0)).await.unwrap();
+        let data = pulled.changes[0].data.as_ref().unwrap();
+        assert_eq!(data.as_str(), stored);
+
         let corrupt = [
             "",
             "{\"a\":1} trailing",
