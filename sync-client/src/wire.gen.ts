@@ -84,7 +84,9 @@ id: string,
  */
 op: ChangeOp, 
 /**
- * The entity's whole data after the change; absent (`None`) for deletes.
+ * The entity's whole data after the change; absent (`None`) for deletes. The server
+ * encodes it once, when the mutation writes it, and the log, the push's answer and pulls
+ * write that text as it is; [`Change::decode`] reads it as a type.
  */
 data?: unknown, 
 /**

@@ -1,9 +1,11 @@
 //! Changes: the entries of the change log, and what clients pull.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 use ts_rs::TS;
+
+use crate::json::Json;
 
 /// One entity change in the log.
 ///
@@ -20,14 +22,31 @@ pub struct Change {
     pub id: String,
     /// What happened.
     pub op: ChangeOp,
-    /// The entity's whole data after the change; absent (`None`) for deletes.
+    /// The entity's whole data after the change; absent (`None`) for deletes. The server
+    /// encodes it once, when the mutation writes it, and the log, the push's answer and pulls
+    /// write that text as it is; [`Change::decode`] reads it as a type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(type = "unknown")]
-    pub data: Option<Value>,
+    pub data: Option<Json>,
     /// When the change was committed (RFC 3339, UTC, milliseconds).
     #[serde(rename = "ts", with = "rfc3339_millis")]
     #[ts(type = "string")]
     pub timestamp: DateTime<Utc>,
+}
+
+impl Change {
+    /// The data decoded as `T` (an entity type, or [`serde_json::Value`]); `None` for a delete.
+    ///
+    /// ```
+    /// # fn show(change: &sync_runtime::Change) -> Result<(), serde_json::Error> {
+    /// if let Some(data) = change.decode::<serde_json::Value>()? {
+    ///     println!("{} is now {}", change.id, data["title"]);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.data.as_ref().map(Json::decode).transpose()
+    }
 }
 
 /// The kind of a [`Change`].

@@ -94,6 +94,30 @@ impl TestBackend {
         }
     }
 
+    /// Runs `sql` on the database behind the backend, as someone with a database client would:
+    /// to corrupt a row, say. `false` for the memory backend, which has no database.
+    pub async fn execute_sql(&self, sql: &str) -> bool {
+        match &self.place {
+            Place::Memory => false,
+            Place::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("the SQLite database opens");
+                conn.execute_batch(sql).expect("the SQL runs");
+                true
+            }
+            Place::Postgres(schema) => {
+                let (client, connection) =
+                    tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                        .await
+                        .expect("the PostgreSQL database opens");
+                let task = tokio::spawn(connection);
+                client.batch_execute(sql).await.expect("the SQL runs");
+                drop(client);
+                let _ = task.await;
+                true
+            }
+        }
+    }
+
     /// What `--store` takes for this database, for child processes: `sqlite:PATH` or a
     /// PostgreSQL URL.
     pub fn store_arg(&self) -> Option<String> {

@@ -308,13 +308,14 @@ pub fn replay(changes: &[Arc<sync_runtime::Change>]) -> ScopeData {
     let mut state = ScopeData::new();
     for change in changes {
         let ids = state.entry(change.entity.clone()).or_default();
-        match &change.data {
-            Some(data) => {
-                ids.insert(change.id.clone(), data.clone());
+        match change.decode() {
+            Ok(Some(data)) => {
+                ids.insert(change.id.clone(), data);
             }
-            None => {
+            Ok(None) => {
                 ids.remove(&change.id);
             }
+            Err(error) => panic!("change {} does not decode: {error}", change.cursor),
         }
     }
     state.retain(|_, ids| !ids.is_empty());

@@ -8,13 +8,14 @@ use hashbrown::Equivalent;
 use serde_json::Value;
 
 use crate::change::{Change, ChangeOp};
+use crate::json::Json;
 
 /// Everything one push commits: each written entity's final state, the changes in the order they
 /// were made, and the highest `client_seq` of each client. Built by [`Tx`](crate::Tx); a backend
 /// reads it and stores it whole.
 ///
-/// A change and the write of the same entity share one `Arc<Value>`: a backend that encodes data
-/// (as JSON text, say) can encode each distinct value once.
+/// Each written value was encoded as JSON text once, when the mutation wrote it: a change and the
+/// final write of its entity share that text ([`Json`]), which a backend stores as it is.
 #[derive(Debug, Default)]
 pub struct Commit {
     pub(crate) writes: Vec<Write>,
@@ -93,7 +94,10 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct Write {
     pub(crate) key: Key,
+    /// The data, for a backend that keeps values (the memory store).
     pub(crate) data: Option<Arc<Value>>,
+    /// The same data encoded, for a backend that stores text; `Some` exactly where `data` is.
+    pub(crate) json: Option<Json>,
 }
 
 impl Write {
@@ -116,6 +120,12 @@ impl Write {
     pub fn data(&self) -> Option<&Arc<Value>> {
         self.data.as_ref()
     }
+
+    /// The entity's data as JSON text, encoded once and shared with the change that wrote it;
+    /// `None` where the push deleted it.
+    pub fn json(&self) -> Option<&Json> {
+        self.json.as_ref()
+    }
 }
 
 /// A change as a mutation made it, before the log gives it a cursor and a timestamp.
@@ -129,12 +139,12 @@ pub struct NewChange {
     pub id: String,
     /// What happened.
     pub op: ChangeOp,
-    /// The entity's whole data after the change; `None` for deletes.
-    pub data: Option<Arc<Value>>,
+    /// The entity's whole data after the change, encoded; `None` for deletes.
+    pub data: Option<Json>,
 }
 
 impl NewChange {
-    /// Gives the change its place in the log. The data is moved where nothing else holds it.
+    /// Gives the change its place in the log; its encoded data goes along as it is.
     pub fn into_change(self, cursor: u64, timestamp: DateTime<Utc>) -> Change {
         Change {
             cursor,
@@ -142,7 +152,7 @@ impl NewChange {
             entity: self.entity,
             id: self.id,
             op: self.op,
-            data: self.data.map(Arc::unwrap_or_clone),
+            data: self.data,
             timestamp,
         }
     }

@@ -78,7 +78,7 @@ impl Engine {
     ) -> Result<PushResponse, SyncError> {
         let span = info_span!("sync.push", mutations = mutations.len());
         async move {
-            let mut tx = Tx::new(self.inner.backend.begin().await?, caller);
+            let mut tx = Tx::new(self.inner.backend.begin().await?, caller, mutations.len());
             let mut outcomes = Vec::with_capacity(mutations.len());
             let mut failure = None;
             for mutation in &mutations {

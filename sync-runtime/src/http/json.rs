@@ -268,14 +268,14 @@ mod tests {
     /// TypeScript is generated.
     #[test]
     fn pages_are_written_as_their_types_encode() {
-        let change = |cursor, op, data| {
+        let change = |cursor, op, data: Option<serde_json::Value>| {
             Arc::new(Change {
                 cursor,
                 scope: "s".into(),
                 entity: "todo".into(),
                 id: cursor.to_string(),
                 op,
-                data,
+                data: data.map(|value| crate::Json::encode(&value).unwrap()),
                 timestamp: chrono::DateTime::UNIX_EPOCH,
             })
         };

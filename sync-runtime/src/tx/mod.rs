@@ -14,9 +14,10 @@ use crate::backend::{AnyTransaction, Commit, Failure, NewChange, Transaction};
 use crate::change::{Change, ChangeOp};
 use crate::entity::Entity;
 use crate::error::{MutationError, StoreError};
+use crate::json::Json;
 use crate::scope::validate_scope;
 
-use write_set::WriteSet;
+use write_set::{Data, WriteSet};
 
 /// A [`Tx`] in another scope than its mutation's, from [`Tx::in_scope`]; dropping it returns
 /// the transaction to the mutation's scope.
@@ -77,15 +78,20 @@ pub struct Tx {
 
 impl Tx {
     /// Wraps a push's backend transaction; [`Tx::begin_mutation`] sets each mutation's scope.
-    pub(crate) fn new(inner: AnyTransaction, caller: Caller) -> Self {
+    ///
+    /// Sized for `mutations` mutations of one write each, the common case: a push of a hundred
+    /// would otherwise grow its writes and changes through seven doublings, and with glibc's
+    /// allocator every large reallocation among the push's many small frees costs a
+    /// consolidation of its free lists.
+    pub(crate) fn new(inner: AnyTransaction, caller: Caller, mutations: usize) -> Self {
         Tx {
             inner,
             caller,
-            writes: WriteSet::default(),
+            writes: WriteSet::with_capacity(mutations),
             scope: String::new(),
-            changes: Vec::new(),
+            changes: Vec::with_capacity(mutations),
             open_from: 0,
-            finished: Vec::new(),
+            finished: Vec::with_capacity(mutations),
             client_seqs: HashMap::new(),
             failures: Vec::new(),
         }
@@ -168,7 +174,7 @@ impl Tx {
     pub async fn get_value(&mut self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_key(entity, id)?;
         if let Some(written) = self.writes.get(&self.scope, entity, id) {
-            return Ok(written.as_deref().cloned());
+            return Ok(written.as_ref().map(|data| Value::clone(&data.value)));
         }
         self.inner.get(&self.scope, entity, id).await
     }
@@ -194,11 +200,17 @@ impl Tx {
         } else {
             ChangeOp::Create
         };
-        // One value, shared by the write and its change.
-        let data = Arc::new(data);
-        self.writes
-            .write(&self.scope, entity, id, Some(Arc::clone(&data)));
-        self.record(entity, id, op, Some(data));
+        // Encoded once, here: the write and its change share the text, which the log, the push's
+        // answer and pulls then write as it is.
+        let json = Json::encode(&data).map_err(|error| {
+            StoreError::with_source(format!("cannot encode {entity} `{id}` as JSON"), error)
+        })?;
+        self.record(entity, id, op, Some(json.clone()));
+        let data = Data {
+            value: Arc::new(data),
+            json,
+        };
+        self.writes.write(&self.scope, entity, id, Some(data));
         Ok(op)
     }
 
@@ -227,7 +239,7 @@ impl Tx {
         }
     }
 
-    fn record(&mut self, entity: &str, id: &str, op: ChangeOp, data: Option<Arc<Value>>) {
+    fn record(&mut self, entity: &str, id: &str, op: ChangeOp, data: Option<Json>) {
         self.changes.push(NewChange {
             scope: self.scope.clone(),
             entity: entity.to_owned(),

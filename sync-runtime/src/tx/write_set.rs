@@ -12,9 +12,15 @@ use hashbrown::HashMap;
 use serde_json::Value;
 
 use crate::backend::{Key, KeyRef, Write};
+use crate::json::Json;
 
-/// An entity's data as written: shared with the change that records the write.
-pub(crate) type Data = Arc<Value>;
+/// An entity's data as written: the value, which later reads of the push and the memory store
+/// take, and its encoding, which the change that records the write shares.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Data {
+    pub(crate) value: Arc<Value>,
+    pub(crate) json: Json,
+}
 
 /// The writes of one transaction: `None` is a delete.
 #[derive(Default)]
@@ -25,6 +31,14 @@ pub(crate) struct WriteSet {
 }
 
 impl WriteSet {
+    /// Room for `writes` writes without growing.
+    pub(crate) fn with_capacity(writes: usize) -> Self {
+        WriteSet {
+            writes: HashMap::with_capacity(writes),
+            undo: Vec::new(),
+        }
+    }
+
     /// What this transaction wrote to the entity: `Some(None)` where it deleted it, `None` where
     /// it did not touch it.
     pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Data>> {
@@ -58,7 +72,7 @@ impl WriteSet {
         for (key, written) in &self.writes {
             if key.scope() == scope && key.entity() == entity {
                 match written {
-                    Some(data) => ids.insert(key.id().to_owned(), Value::clone(data)),
+                    Some(data) => ids.insert(key.id().to_owned(), Value::clone(&data.value)),
                     None => ids.remove(key.id()),
                 };
             }
@@ -70,7 +84,10 @@ impl WriteSet {
         self.undo_mutation();
         self.writes
             .into_iter()
-            .map(|(key, data)| Write { key, data })
+            .map(|(key, data)| {
+                let (data, json) = data.map(|d| (d.value, d.json)).unzip();
+                Write { key, data, json }
+            })
             .collect()
     }
 }
@@ -81,7 +98,11 @@ mod tests {
     use serde_json::json;
 
     fn data(value: Value) -> Option<Data> {
-        Some(Arc::new(value))
+        let json = Json::encode(&value).ok()?;
+        Some(Data {
+            value: Arc::new(value),
+            json,
+        })
     }
 
     #[test]
@@ -133,8 +154,16 @@ mod tests {
         let committed: Vec<_> = writes
             .into_writes()
             .into_iter()
-            .map(|write| (write.id().to_owned(), write.data))
+            .map(|write| (write.id().to_owned(), write.data, write.json))
             .collect();
-        assert_eq!(committed, [("1".to_owned(), data(json!("first")))]);
+        let first = data(json!("first"));
+        assert_eq!(
+            committed,
+            [(
+                "1".to_owned(),
+                first.as_ref().map(|d| Arc::clone(&d.value)),
+                first.map(|d| d.json)
+            )]
+        );
     }
 }

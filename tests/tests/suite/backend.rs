@@ -23,6 +23,7 @@ sync_tests::on_every_backend!(
     a_write_after_a_read_knows_whether_the_entity_existed,
     concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
+    a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error,
 );
 
 /// One change per mutation: a `put` of `id` in `scope`, with data `{"id": id}`.
@@ -168,7 +169,7 @@ async fn since_reads_only_the_scope_after_the_cursor(b: TestBackend) {
     assert_eq!(cursors(&page), [5, 7]);
     assert!(page.has_more);
     assert_eq!(page.cursor, 7);
-    assert_eq!(page.changes[0].data, Some(json!({"id": "4"})));
+    assert_eq!(page.changes[0].decode().unwrap(), Some(json!({"id": "4"})));
     assert_eq!(page.changes[0].scope, "a");
     let last = engine.pull(pull("a", 7, 100)).await.unwrap();
     assert_eq!((cursors(&last), last.has_more), (vec![9], false));
@@ -343,7 +344,7 @@ async fn lists_are_ordered_by_id_bytes_and_keep_any_text(b: TestBackend) {
         .collect();
     assert_eq!(listed, sorted);
     let pulled = pull_all(&engine, "_default", 0).await;
-    assert_eq!(pulled[3].data, Some(data.clone()));
+    assert_eq!(pulled[3].decode().unwrap(), Some(data.clone()));
     assert_eq!(pulled.len(), ids.len() * 2);
 }
 
@@ -590,4 +591,46 @@ async fn concurrent_pushes_all_commit_whoever_commits_them(b: TestBackend) {
         .backend(b.open().await.unwrap())
         .build();
     assert_eq!(ids(&engine.snapshot(None).await.unwrap().data), expected);
+}
+
+/// Pulls write a change's stored data as it is, without parsing and encoding it again: valid
+/// text comes back byte for byte, and text that is not one JSON value fails the pull as a store
+/// error (503 over HTTP, with the protocol's error body), never as broken JSON in an answer.
+async fn a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error(b: TestBackend) {
+    let engine = b.rules_engine();
+    engine.push(vec![put("1")]).await.unwrap();
+    let stored = r#"{"id" : "1",   "x": [1.50]}"#;
+    if !b
+        .execute_sql(&format!("UPDATE sync_changes SET data = '{stored}'"))
+        .await
+    {
+        return; // the memory backend keeps no text to corrupt
+    }
+    let http = Http::new(&engine);
+    let pulled = engine.pull(pull("_default", 0, 10)).await.unwrap();
+    assert_eq!(pulled.changes[0].data.as_ref().unwrap().as_str(), stored);
+    let answer = http
+        .post("/_sync/pull", json!({"scope": "_default", "cursor": 0}))
+        .await;
+    assert_eq!(answer.status.as_u16(), 200, "{}", answer.body);
+    assert_eq!(
+        answer.body["changes"][0]["data"],
+        json!({"id": "1", "x": [1.5]})
+    );
+
+    for corrupt in [r#"{"id": "1"} trailing"#, r#"{"id": "#, "[1,]", ""] {
+        b.execute_sql(&format!("UPDATE sync_changes SET data = '{corrupt}'"))
+            .await;
+        let error = engine.pull(pull("_default", 0, 10)).await.unwrap_err();
+        let SyncError::Unavailable(cause) = &error else {
+            panic!("{corrupt:?}: {error}");
+        };
+        assert!(
+            cause.to_string().contains("not valid JSON"),
+            "{corrupt:?}: {cause}"
+        );
+        http.post("/_sync/pull", json!({"scope": "_default", "cursor": 0}))
+            .await
+            .assert_error(503, "unavailable");
+    }
 }

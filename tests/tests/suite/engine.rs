@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sync_runtime::{ChangeOp, Engine, Mutation, Poke, PullRequest, SyncError};
 use sync_tests::*;
 
@@ -45,7 +45,7 @@ async fn push_single_mutation(b: TestBackend) {
         (change.op, change.entity.as_str(), change.scope.as_str()),
         (ChangeOp::Create, "todo", "_default")
     );
-    assert_eq!(change.data.as_ref().unwrap()["title"], "milk");
+    assert_eq!(change.decode::<Value>().unwrap().unwrap()["title"], "milk");
     assert_eq!(result.value.as_ref().unwrap()["id"], json!(change.id));
 }
 
@@ -64,7 +64,10 @@ async fn push_multiple_mutations_in_order(b: TestBackend) {
     assert_eq!(pushed.cursor, 3);
     assert_eq!(pushed.results[1].changes[0].op, ChangeOp::Update);
     assert_eq!(
-        pushed.results[1].changes[0].data.as_ref().unwrap()["completed"],
+        pushed.results[1].changes[0]
+            .decode::<Value>()
+            .unwrap()
+            .unwrap()["completed"],
         true
     );
 }

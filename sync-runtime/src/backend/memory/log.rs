@@ -230,7 +230,7 @@ mod tests {
             entity: "todo".into(),
             id: id.into(),
             op: ChangeOp::Create,
-            data: Some(Arc::new(serde_json::json!({"id": id}))),
+            data: crate::Json::encode(&serde_json::json!({"id": id})).ok(),
         }
     }
 

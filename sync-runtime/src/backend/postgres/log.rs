@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::ClientWrapper as Client;
 
-use super::super::sql::{Context, parse_json, parse_op, timestamp, to_u64};
+use super::super::sql::{Context, parse_json, parse_op, stored_json, timestamp, to_u64};
 use super::Patience;
 use crate::backend::{LogRead, SnapshotPage, SnapshotRead};
 use crate::change::Change;
@@ -134,7 +134,7 @@ pub(super) async fn read(
             id: row.try_get(5).map_err(row_error)?,
             op: parse_op(&op)?,
             data: data
-                .map(|text| parse_json(&text, format_args!("data of change {cursor}")))
+                .map(|text| stored_json(text, format_args!("data of change {cursor}")))
                 .transpose()?,
             timestamp: timestamp(row.try_get(8).map_err(row_error)?)?,
         }));

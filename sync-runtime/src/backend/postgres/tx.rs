@@ -10,7 +10,7 @@ use hashbrown::HashSet;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use super::super::sql::{Context, Encoded, op_name, parse_json, to_i64, to_u64};
+use super::super::sql::{Context, op_name, parse_json, to_i64, to_u64};
 use super::log::row_error;
 use super::{Inner, Patience};
 use crate::backend::{Commit, CommitParts, Committed, Failure, Transaction};
@@ -255,7 +255,6 @@ impl PostgresTransaction {
     /// everything with one pipelined statement each, and commits. Returns what was committed,
     /// the transaction's id, and whether the horizon had passed it right after the commit.
     async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64, bool), StoreError> {
-        let encoded = Encoded::new(&commit)?;
         let CommitParts {
             writes,
             changes,
@@ -333,10 +332,10 @@ impl PostgresTransaction {
         let at = to_i64(before, "cursor")?;
 
         let (mut put, mut gone) = (Columns::default(), Columns::default());
-        for (index, write) in writes.iter().enumerate() {
-            let columns = match encoded.write(index) {
+        for write in &writes {
+            let columns = match write.json() {
                 Some(text) => {
-                    put.data.push(Some(text));
+                    put.data.push(Some(text.as_str()));
                     &mut put
                 }
                 None => &mut gone,
@@ -351,9 +350,11 @@ impl PostgresTransaction {
         }
         let mut logged = Columns::default();
         let mut ops = Vec::with_capacity(changes.len());
-        for (index, change) in changes.iter().enumerate() {
+        for change in &changes {
             logged.push(&change.scope, &change.entity, &change.id);
-            logged.data.push(encoded.change(index));
+            logged
+                .data
+                .push(change.data.as_ref().map(|data| data.as_str()));
             ops.push(op_name(change.op));
         }
         let now = Utc::now();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::super::sql::{Context, Encoded, parse_json, to_i64, to_u64};
+use super::super::sql::{Context, parse_json, to_i64, to_u64};
 use crate::backend::{Failure, Write};
 use crate::error::StoreError;
 use crate::protocol::ScopeData;
@@ -112,11 +112,7 @@ pub(super) fn client_seq(conn: &Connection, client_id: &str) -> Result<Option<u6
 }
 
 /// Applies a commit's entity writes; the caller commits.
-pub(super) fn write(
-    conn: &Connection,
-    writes: &[Write],
-    encoded: &Encoded,
-) -> Result<(), StoreError> {
+pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
     let mut upsert = conn
         .prepare_cached(
             "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
@@ -126,10 +122,10 @@ pub(super) fn write(
     let mut delete = conn
         .prepare_cached("DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
         .context(|| "cannot prepare the entity delete".to_owned())?;
-    for (index, write) in writes.iter().enumerate() {
+    for write in writes {
         let (scope, entity, id) = (write.scope(), write.entity(), write.id());
-        match encoded.write(index) {
-            Some(text) => upsert.execute([scope, entity, id, text]),
+        match write.json() {
+            Some(text) => upsert.execute([scope, entity, id, text.as_str()]),
             None => delete.execute([scope, entity, id]),
         }
         .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::super::sql::{
-    Context, Encoded, op_name, parse_json, parse_op, timestamp, to_i64, to_u64,
-};
+use super::super::sql::{Context, op_name, parse_op, stored_json, timestamp, to_i64, to_u64};
 use crate::backend::{Committed, LogRead, NewChange};
 use crate::change::Change;
 use crate::error::StoreError;
+use crate::json::Json;
 
 pub(super) fn head(conn: &Connection) -> Result<u64, StoreError> {
     let head: i64 = conn
@@ -76,7 +75,7 @@ fn change(scope: &str, row: &rusqlite::Row<'_>) -> Result<Change, StoreError> {
         id: row.get(2).map_err(get)?,
         op: parse_op(&op)?,
         data: data
-            .map(|text| parse_json(&text, format_args!("the data of change {cursor}")))
+            .map(|text| stored_json(text, format_args!("data of change {cursor}")))
             .transpose()?,
         timestamp: timestamp(row.get(5).map_err(get)?)?,
     })
@@ -99,7 +98,6 @@ pub(super) fn scope_cursor(conn: &Connection, scope: &str) -> Result<u64, StoreE
 pub(super) fn append(
     conn: &Connection,
     changes: Vec<NewChange>,
-    encoded: &Encoded,
     now: DateTime<Utc>,
 ) -> Result<Committed, StoreError> {
     let before = head(conn)?;
@@ -119,7 +117,7 @@ pub(super) fn append(
                 change.entity,
                 change.id,
                 op_name(change.op),
-                encoded.change(index),
+                change.data.as_ref().map(Json::as_str),
                 ts
             ])
             .context(|| format!("cannot append change {cursor} to the log"))?;

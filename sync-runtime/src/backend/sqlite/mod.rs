@@ -321,6 +321,65 @@ mod tests {
         assert!(error.contains("not valid JSON"), "{error}");
     }
 
+    /// Pulls write a change's stored text as it is, without parsing it into a value: a row that
+    /// is not exactly one JSON value must fail the read as a store error, and never reach an
+    /// answer as broken JSON. Valid text comes back as it was stored.
+    #[tokio::test]
+    async fn a_pull_checks_the_stored_text_it_passes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let backend = SqliteBackend::open(&path).unwrap();
+        let mutator = MutatorFunc::new(|tx, _| {
+            Box::pin(async move {
+                tx.put_value("e", "1", serde_json::json!({"b": [1.5], "a": "x"}))
+                    .await?;
+                Ok(None)
+            })
+        });
+        let engine = Engine::builder(mutator).backend(backend.clone()).build();
+        let put = Mutation::new("put", serde_json::json!({})).with_scope("s");
+        engine.push(vec![put]).await.unwrap();
+        let pulled = engine.pull(crate::PullRequest::new("s", 0)).await.unwrap();
+        let data = pulled.changes[0].data.as_ref().unwrap();
+        assert_eq!(data.as_str(), r#"{"a":"x","b":[1.5]}"#);
+
+        // Valid text that is not as the engine writes it goes out as it is: it is not parsed
+        // and encoded again.
+        let stored = r#"{"b": [1.5],  "a": "x"}"#;
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE sync_changes SET data = ?1", [stored])
+            .unwrap();
+        let pulled = engine.pull(crate::PullRequest::new("s", 0)).await.unwrap();
+        let data = pulled.changes[0].data.as_ref().unwrap();
+        assert_eq!(data.as_str(), stored);
+
+        let corrupt = [
+            "",
+            "{\"a\":1} trailing",
+            "{\"a\":",
+            "[1,]",
+            "1 2",
+            "\"\\q\"",
+        ];
+        for text in corrupt {
+            Connection::open(&path)
+                .unwrap()
+                .execute("UPDATE sync_changes SET data = ?1", [text])
+                .unwrap();
+            let error = backend.read("s", 0, 10, None).await.unwrap_err();
+            assert!(
+                error.to_string().contains("not valid JSON"),
+                "{text:?}: {error}"
+            );
+            let pull = engine.pull(crate::PullRequest::new("s", 0)).await;
+            assert!(
+                matches!(pull, Err(crate::SyncError::Unavailable(_))),
+                "{text:?}: {pull:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_dropped_transaction_rolls_back() {
         let dir = tempfile::tempdir().unwrap();

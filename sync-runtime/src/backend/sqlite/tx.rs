@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
-use super::super::sql::{Context, Encoded};
+use super::super::sql::Context;
 use super::conn::Connections;
 use super::group_commit::{GroupCommit, Writer};
 use super::{entities, log};
@@ -149,18 +149,15 @@ impl Transaction for SqliteTransaction {
     }
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
-        let encoded = Encoded::new(&commit)?;
         let group = Arc::clone(&self.group);
         let written = self
             .conns
             .with_writer(move |conn| {
                 let parts = commit.into_parts();
                 let result = (|| {
-                    entities::write(conn, &parts.writes, &encoded)?;
+                    entities::write(conn, &parts.writes)?;
                     entities::record_client_seqs(conn, &parts.client_seqs)?;
-                    // The changes now hold their data alone: logging moves it.
-                    drop(parts.writes);
-                    let committed = log::append(conn, parts.changes, &encoded, Utc::now())?;
+                    let committed = log::append(conn, parts.changes, Utc::now())?;
                     entities::record_failures(conn, &parts.failures, committed.before)?;
                     // Other pushes wait for the writer: hand them the transaction, and share
                     // their commit.
