@@ -76,9 +76,6 @@ pub use auth::{
     Access, Action, AllowAll, AuthError, Authenticator, Authorizer, Caller, Credentials, Reader,
     ScopeRules, Unclaimed,
 };
-#[cfg(feature = "postgres")]
-#[doc(hidden)]
-pub use backend::PostgresCommitHook;
 pub use backend::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
     LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,
@@ -86,6 +83,9 @@ pub use backend::{
 };
 #[cfg(feature = "postgres")]
 pub use backend::{PostgresBackend, PostgresOptions, PostgresTransaction};
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use backend::{PostgresCommitHook, PostgresWaiting};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteBackend, SqliteOptions, SqliteTransaction};
 pub use broker::{BroadcastBroker, FanoutBroker, LiveHub, NoopBroker, Poke, PokeBroker};

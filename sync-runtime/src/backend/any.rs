@@ -16,6 +16,7 @@ use crate::error::StoreError;
 
 /// [`Transaction`] with boxed futures.
 pub(crate) trait DynTransaction: Send {
+    fn expect_scope(&mut self, scope: &str);
     fn get<'a>(
         &'a mut self,
         scope: &'a str,
@@ -47,6 +48,10 @@ pub(crate) trait DynTransaction: Send {
 }
 
 impl<T: Transaction> DynTransaction for T {
+    fn expect_scope(&mut self, scope: &str) {
+        Transaction::expect_scope(self, scope);
+    }
+
     fn get<'a>(
         &'a mut self,
         scope: &'a str,
@@ -311,6 +316,10 @@ impl Backend for AnyBackend {
 pub struct AnyTransaction(Box<dyn DynTransaction>);
 
 impl Transaction for AnyTransaction {
+    fn expect_scope(&mut self, scope: &str) {
+        self.0.expect_scope(scope);
+    }
+
     async fn get(
         &mut self,
         scope: &str,

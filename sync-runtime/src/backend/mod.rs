@@ -41,7 +41,9 @@ pub use commit::{Commit, CommitParts, Committed, Failure, NewChange, Write};
 pub(crate) use commit::{Key, KeyRef};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresBackend, PostgresCommitHook, PostgresOptions, PostgresTransaction};
+pub use postgres::{
+    PostgresBackend, PostgresCommitHook, PostgresOptions, PostgresTransaction, PostgresWaiting,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteBackend, SqliteOptions, SqliteTransaction};
 
@@ -219,6 +221,13 @@ pub trait Backend: Store + ChangeLog {
 /// Its reads see committed data only: the push's own writes wait in [`Tx`](crate::Tx), which
 /// lays them over these reads, until they arrive whole in [`commit`](Transaction::commit).
 pub trait Transaction: Send + 'static {
+    /// The next mutation works in `scope`, and is about to read. A backend that orders the pushes
+    /// to a scope may queue for it here, before the mutation's first read takes a connection;
+    /// the others ignore it.
+    fn expect_scope(&mut self, scope: &str) {
+        let _ = scope;
+    }
+
     /// The entity's committed data.
     fn get(
         &mut self,

@@ -253,6 +253,7 @@ impl Tx {
     pub(crate) fn begin_mutation(&mut self, scope: &str) {
         self.undo_open();
         scope.clone_into(&mut self.scope);
+        self.inner.expect_scope(scope);
     }
 
     /// The highest `client_seq` recorded for `client_id`, counting the finished mutations.

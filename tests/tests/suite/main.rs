@@ -11,5 +11,6 @@ mod http;
 mod identity;
 mod live;
 mod nodes;
+mod pool;
 mod protocol11;
 mod trim;

@@ -43,11 +43,22 @@
 //!   wrote it and `prev_seq`, the number it replaced where that one was already behind the
 //!   horizon: a read whose horizon has not passed the record's writer answers `prev_seq`, so that
 //!   a pull never counts a mutation whose changes it cannot return yet.
-//! - **Few round trips.** One transaction per push; its commit takes its locks and cursors in one
-//!   pipeline, writes the entities, the clients' sequence numbers and the changes with one
-//!   statement each in another, then `COMMIT`s.
+//! - **Waiting in memory, not on the pool.** Before a push takes a pooled connection (at its
+//!   first statement), it waits for its turn at this node's *gates* of the keys it knows by then:
+//!   its first mutation's client and scope (`gate`). Pushes queued behind a busy scope thus wait
+//!   without a connection, and pulls and pushes elsewhere still get one; the advisory locks stay
+//!   for the pushes of other nodes. Once it has a connection, a push only takes the gates that
+//!   are free, and waits for the rest at the advisory lock, where PostgreSQL detects deadlocks.
+//! - **Few round trips.** One transaction per push: for one mutation, three round trips (the
+//!   client's lock and `client_seq` with `BEGIN`, the entity read with the scope's lock, then the
+//!   commit). The commit is one pipeline: its locks, the cursors under the cursor lock, the
+//!   entities, the clients' sequence numbers, the changes and the failures with one statement
+//!   each (those after the cursors read them on the server, with `currval` and
+//!   `pg_current_xact_id()`), the `COMMIT`, and the first look at the horizon. Where a statement
+//!   fails, the transaction is aborted and the `COMMIT` rolls it back.
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 
+mod gate;
 mod log;
 mod schema;
 mod tx;
@@ -167,6 +178,10 @@ pub struct PostgresBackend {
 
 struct Inner {
     pool: Pool,
+    /// This node's queues for the scopes' and clients' locks, in front of the pool.
+    gates: Arc<gate::Gates>,
+    /// How long a push waits for a gate, as for an advisory lock.
+    lock_timeout: Duration,
     /// The advisory lock keys of this log.
     keys: LockKeys,
     /// How long a snapshot waits for the horizon.
@@ -358,6 +373,8 @@ impl PostgresBackend {
         drop(client);
         let inner = Arc::new(Inner {
             pool,
+            gates: Arc::default(),
+            lock_timeout: options.lock_timeout,
             keys: LockKeys::new(&log_id),
             patience: options.statement_timeout,
             before_commit: options.before_commit,
@@ -393,6 +410,31 @@ impl PostgresBackend {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn pool_status(&self) -> deadpool_postgres::Status {
         self.inner.pool.status()
+    }
+}
+
+/// What a node's requests wait for at one moment: see [`PostgresBackend::waiting`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostgresWaiting {
+    /// Requests waiting for a pooled connection.
+    pub for_connection: usize,
+    /// Pushes waiting in memory for a scope or a client that another push of this node holds.
+    pub for_gate: usize,
+    /// Connections open and idle in the pool.
+    pub idle: usize,
+}
+
+impl PostgresBackend {
+    /// What this node's requests wait for, for tests of the pool's use.
+    #[doc(hidden)]
+    pub fn waiting(&self) -> PostgresWaiting {
+        let status = self.inner.pool.status();
+        PostgresWaiting {
+            for_connection: status.waiting,
+            for_gate: self.inner.gates.waiting(),
+            idle: status.available,
+        }
     }
 }
 
@@ -454,7 +496,7 @@ impl Backend for PostgresBackend {
     type Transaction = PostgresTransaction;
 
     async fn begin(&self) -> Result<PostgresTransaction, StoreError> {
-        PostgresTransaction::begin(&self.inner).await
+        Ok(PostgresTransaction::begin(&self.inner))
     }
 
     async fn snapshot(

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
 use super::super::sql::{Context, op_name, parse_json, to_i64, to_u64};
+use super::gate::Pass;
 use super::log::row_error;
 use super::{Inner, Patience};
 use crate::backend::{Commit, CommitParts, Committed, Failure, Transaction};
@@ -23,27 +24,63 @@ const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 /// and each scope before it reads or writes it (module docs), and takes its cursors when it
 /// commits.
 ///
+/// It takes its connection at its first statement, once it has its turn at the gates of the
+/// keys it knows by then (module `gate`): the client of the first mutation and its scope.
+///
 /// A statement that fails aborts a PostgreSQL transaction: the push's commit then fails, and
 /// the push answers 503 whole.
 pub struct PostgresTransaction {
-    /// `None` once committed; `drop` rolls back a transaction still holding it.
+    /// `None` before the first statement and once committed; `drop` rolls back a transaction
+    /// still holding it.
     client: Option<Object>,
     inner: Arc<Inner>,
     /// The advisory locks this transaction holds.
     locked: HashSet<i64>,
+    /// The keys of the scopes it expects to read before its first statement.
+    expected: Vec<i64>,
+    /// Its turns at this node's gates, kept until its advisory locks are released.
+    passes: Vec<(i64, Pass)>,
     /// Whether `BEGIN` was sent: it goes out with the first statements, in their pipeline.
     begun: bool,
 }
 
 impl PostgresTransaction {
-    pub(super) async fn begin(inner: &Arc<Inner>) -> Result<Self, StoreError> {
-        let client = inner.connection().await?;
-        Ok(PostgresTransaction {
-            client: Some(client),
+    pub(super) fn begin(inner: &Arc<Inner>) -> Self {
+        PostgresTransaction {
+            client: None,
             inner: Arc::clone(inner),
             locked: HashSet::new(),
+            expected: Vec::new(),
+            passes: Vec::new(),
             begun: false,
-        })
+        }
+    }
+
+    /// Makes sure the transaction has a connection before it locks `keys`. The first time, it
+    /// waits for its turn at the gates of `keys` and of the scopes expected, then takes the
+    /// connection; later, it only takes the turns no other push of this node holds, and waits
+    /// for the others' advisory locks with its connection, in PostgreSQL's sight.
+    async fn connect_for(&mut self, keys: &[i64]) -> Result<(), StoreError> {
+        let gates = &self.inner.gates;
+        if self.client.is_some() {
+            for key in keys {
+                if !self.passes.iter().any(|(held, _)| held == key)
+                    && let Some(pass) = gates.try_enter(*key)
+                {
+                    self.passes.push((*key, pass));
+                }
+            }
+            return Ok(());
+        }
+        let mut wanted: Vec<i64> = keys.iter().chain(&self.expected).copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for key in wanted {
+            let pass = gates.enter(key, self.inner.lock_timeout).await?;
+            self.passes.push((key, pass));
+        }
+        self.client = Some(self.inner.connection().await?);
+        Ok(())
     }
 
     /// `BEGIN` where it was not sent yet; it then counts as sent (a `BEGIN` that fails fails
@@ -84,6 +121,7 @@ impl PostgresTransaction {
         what: impl FnOnce() -> String,
         each: impl FnOnce(Vec<tokio_postgres::Row>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.connect_for(&[key]).await?;
         let lock = self.lock_to_take(key).await?;
         let begin = self.begin_first();
         let client = self.client()?;
@@ -123,9 +161,14 @@ impl Drop for PostgresTransaction {
         let Some(client) = self.client.take() else {
             return;
         };
+        // The gates open once the advisory locks are released.
+        let passes = std::mem::take(&mut self.passes);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(PostgresTransaction::rollback(client));
+                runtime.spawn(async move {
+                    PostgresTransaction::rollback(client).await;
+                    drop(passes);
+                });
             }
             // Without a runtime, closing the connection makes the server roll back.
             Err(_) => drop(Object::take(client)),
@@ -134,6 +177,12 @@ impl Drop for PostgresTransaction {
 }
 
 impl Transaction for PostgresTransaction {
+    fn expect_scope(&mut self, scope: &str) {
+        if self.client.is_none() {
+            self.expected.push(self.inner.keys.scope(scope));
+        }
+    }
+
     async fn get(
         &mut self,
         scope: &str,
@@ -231,18 +280,21 @@ impl Transaction for PostgresTransaction {
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
         let result = self.commit_on(commit).await;
-        let Some(client) = self.client.take() else {
-            return Err(StoreError::new("PostgreSQL: the transaction has ended"));
-        };
-        match result {
-            Ok((committed, xid, passed)) => {
+        let client = self.client.take();
+        match (result, client) {
+            (Ok((committed, xid, passed)), Some(client)) => {
+                // Committed: the advisory locks are released, and so are the gates.
+                self.passes.clear();
                 if !passed {
                     await_horizon(&self.inner, client, xid).await?;
                 }
                 Ok(committed)
             }
-            Err(error) => {
-                PostgresTransaction::rollback(client).await;
+            (Ok(_), None) => Err(StoreError::new("PostgreSQL: the transaction has ended")),
+            (Err(error), client) => {
+                if let Some(client) = client {
+                    PostgresTransaction::rollback(client).await;
+                }
                 Err(error)
             }
         }
@@ -252,8 +304,10 @@ impl Transaction for PostgresTransaction {
 impl PostgresTransaction {
     /// Locks the scopes the commit writes and the clients it records that the push has not
     /// locked yet, takes the cursors and the transaction id under the cursor lock, writes
-    /// everything with one pipelined statement each, and commits. Returns what was committed,
-    /// the transaction's id, and whether the horizon had passed it right after the commit.
+    /// everything and commits: all in one pipeline, one round trip (the statements after the
+    /// cursors' read them on the server: `currval` and `pg_current_xact_id`). Returns what was
+    /// committed, the transaction's id, and whether the horizon had passed it right after the
+    /// commit.
     async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64, bool), StoreError> {
         let CommitParts {
             writes,
@@ -278,58 +332,11 @@ impl PostgresTransaction {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        self.locked.extend(wanted.iter().copied());
         let cursor_lock = keys.cursors();
+        self.connect_for(&wanted).await?;
+        self.locked.extend(wanted.iter().copied());
         let count = to_i64(changes.len() as u64, "change count")?;
         let begin = self.begin_first();
-
-        let client = self.client()?;
-        let lock = client
-            .prepare_cached(LOCK)
-            .await
-            .context(|| "cannot prepare the advisory lock".to_owned())?;
-        let lock_all = client
-            .prepare_cached(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
-            )
-            .await
-            .context(|| "cannot prepare the advisory locks".to_owned())?;
-        let take = client
-            .prepare_cached(TAKE_CURSORS)
-            .await
-            .context(|| "cannot prepare the cursors' allocation".to_owned())?;
-        // One pipeline, whose statements each go out at their future's first poll, so in this
-        // order. The savepoint's rollback releases the cursor lock and keeps the transaction id
-        // and the sequence's values, which no rollback returns.
-        let locks = async {
-            if wanted.is_empty() {
-                return Ok(());
-            }
-            client.execute(&lock_all, &[&wanted]).await.map(drop)
-        };
-        let (lock_params, take_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-            ([&cursor_lock], [&count]);
-        let begin = async {
-            match begin {
-                Some(begin) => client.batch_execute(begin).await,
-                None => Ok(()),
-            }
-        };
-        let (xid, last) = async {
-            let ((), (), (), _, row, ()) = futures::try_join!(
-                begin,
-                locks,
-                client.batch_execute("SAVEPOINT sync_cursors"),
-                client.execute(&lock, &lock_params),
-                client.query_one(&take, &take_params),
-                client.batch_execute("ROLLBACK TO SAVEPOINT sync_cursors"),
-            )?;
-            Ok::<_, tokio_postgres::Error>((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?))
-        }
-        .await
-        .context(|| "cannot take the push's cursors".to_owned())?;
-        let before = to_u64(last, "cursor")?.saturating_sub(changes.len() as u64);
-        let at = to_i64(before, "cursor")?;
 
         let (mut put, mut gone) = (Columns::default(), Columns::default());
         for write in &writes {
@@ -357,86 +364,161 @@ impl PostgresTransaction {
                 .push(change.data.as_ref().map(|data| data.as_str()));
             ops.push(op_name(change.op));
         }
+        let failed = FailureColumns::new(&failures)?;
         let now = Utc::now();
         let ts = now.timestamp_micros();
 
-        let upsert = async {
+        let client = self.client()?;
+        // Every statement is prepared before the pipeline: each must go out at its future's
+        // first poll, so in this order, and none after the `COMMIT`.
+        let prepare = |sql: &'static str| client.prepare_cached(sql);
+        let (lock, lock_all, take, upsert, delete, record, append, fail, horizon) =
+            futures::try_join!(
+                prepare(LOCK),
+                prepare(LOCK_ALL),
+                prepare(TAKE_CURSORS),
+                prepare(UPSERT),
+                prepare(DELETE),
+                prepare(RECORD),
+                prepare(APPEND),
+                prepare(FAIL),
+                prepare(PASSED),
+            )
+            .context(|| "cannot prepare a push's commit".to_owned())?;
+
+        let begin = async {
+            match begin {
+                Some(begin) => client.batch_execute(begin).await,
+                None => Ok(()),
+            }
+        };
+        let locks = async {
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            client.execute(&lock_all, &[&wanted]).await.map(drop)
+        };
+        // The transaction's id, once the cursors are taken: the horizon's first look needs it.
+        let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
+        let (lock_params, take_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+            ([&cursor_lock], [&count]);
+        // The savepoint's rollback releases the cursor lock and keeps the transaction id and the
+        // sequence's values (and `currval`), which no rollback returns.
+        let cursors = async {
+            let row = client.query_one(&take, &take_params).await?;
+            let (xid, last) = (row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?);
+            // The receiver goes only with the pipeline.
+            let _ = xid_sender.send(xid);
+            Ok((xid, last))
+        };
+        let put_rows = async {
             if put.is_empty() {
                 return Ok(());
             }
-            let stmt = client.prepare_cached(UPSERT).await?;
             let params: [&(dyn ToSql + Sync); 4] =
                 [&put.scopes, &put.entities, &put.ids, &put.data];
-            client.execute(&stmt, &params).await.map(drop)
+            client.execute(&upsert, &params).await.map(drop)
         };
-        let delete = async {
+        let delete_rows = async {
             if gone.is_empty() {
                 return Ok(());
             }
-            let stmt = client.prepare_cached(DELETE).await?;
-            client
-                .execute(&stmt, &[&gone.scopes, &gone.entities, &gone.ids])
-                .await
-                .map(drop)
+            let params: [&(dyn ToSql + Sync); 3] = [&gone.scopes, &gone.entities, &gone.ids];
+            client.execute(&delete, &params).await.map(drop)
         };
-        let record = async {
+        let record_seqs = async {
             if seq_ids.is_empty() {
                 return Ok(());
             }
-            let stmt = client.prepare_cached(RECORD).await?;
-            client
-                .execute(&stmt, &[&seq_ids, &seqs, &xid])
-                .await
-                .map(drop)
+            client.execute(&record, &[&seq_ids, &seqs]).await.map(drop)
         };
-        let append = async {
+        let append_changes = async {
             if logged.is_empty() {
                 return Ok(());
             }
-            let stmt = client.prepare_cached(APPEND).await?;
-            let params: [&(dyn ToSql + Sync); 8] = [
-                &at,
+            let params: [&(dyn ToSql + Sync); 7] = [
+                &count,
                 &logged.scopes,
                 &logged.entities,
                 &logged.ids,
                 &ops,
                 &logged.data,
                 &ts,
-                &xid,
             ];
-            client.execute(&stmt, &params).await.map(drop)
+            client.execute(&append, &params).await.map(drop)
         };
-        futures::try_join!(upsert, delete, record, append)
-            .context(|| "cannot write a push".to_owned())?;
-        if !failures.is_empty() {
-            record_failures(client, &failures, before).await?;
-        }
-        if let Some(hook) = &self.inner.before_commit {
-            (hook.0)().await;
-        }
-        // The first look at the horizon goes out with the `COMMIT`, and runs after it.
-        let horizon = client
-            .prepare_cached(PASSED)
-            .await
-            .context(|| "cannot prepare the horizon query".to_owned())?;
-        let horizon_params: [&(dyn ToSql + Sync); 1] = [&xid];
-        let (commit, passed) = futures::join!(
-            client.batch_execute("COMMIT"),
-            client.query_one(&horizon, &horizon_params)
-        );
-        commit.context(|| "cannot commit a push".to_owned())?;
+        let record_failures = async {
+            if failed.ids.is_empty() {
+                return Ok(());
+            }
+            let params: [&(dyn ToSql + Sync); 5] = [
+                &failed.ids,
+                &failed.seqs,
+                &failed.codes,
+                &failed.errors,
+                &count,
+            ];
+            client.execute(&fail, &params).await.map(drop)
+        };
+        let write = async {
+            let ((), (), (), _, (xid, last), (), (), (), (), (), ()) = futures::try_join!(
+                begin,
+                locks,
+                client.batch_execute("SAVEPOINT sync_cursors"),
+                client.execute(&lock, &lock_params),
+                cursors,
+                client.batch_execute("ROLLBACK TO SAVEPOINT sync_cursors"),
+                put_rows,
+                delete_rows,
+                record_seqs,
+                append_changes,
+                record_failures,
+            )?;
+            Ok::<_, tokio_postgres::Error>((xid, last))
+        };
+        // The horizon's first look goes out with the `COMMIT`, and runs after it.
+        let finish = async {
+            let passed = async {
+                let Ok(xid) = xid_known.await else {
+                    return Ok(None);
+                };
+                let params: [&(dyn ToSql + Sync); 1] = [&xid];
+                let row = client.query_one(&horizon, &params).await?;
+                row.try_get::<_, bool>(0).map(Some)
+            };
+            futures::join!(client.batch_execute("COMMIT"), passed)
+        };
+        let (written, (committed, passed)) = match &self.inner.before_commit {
+            // One round trip: where a write fails, the `COMMIT` rolls back, and the error is
+            // the write's.
+            None => futures::join!(write, finish),
+            Some(hook) => {
+                let written = write.await;
+                if written.is_ok() {
+                    (hook.0)().await;
+                }
+                (written, finish.await)
+            }
+        };
+        let (xid, last) = written.context(|| "cannot write a push".to_owned())?;
+        committed.context(|| "cannot commit a push".to_owned())?;
         let passed = passed
-            .and_then(|row| row.try_get(0))
-            .context(|| "cannot read the change log's visibility horizon".to_owned())?;
+            .context(|| "cannot read the change log's visibility horizon".to_owned())?
+            .unwrap_or(false);
+        let before = to_u64(last, "cursor")?.saturating_sub(changes.len() as u64);
         // The changes now hold their data alone: logging moves it.
         drop(writes);
         Ok((Committed::numbered(before, changes, now), xid, passed))
     }
 }
 
+/// Takes several advisory locks in one statement, in ascending order.
+const LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k";
+
 /// Takes `$1` cursors (none: only the transaction id) and returns the transaction's id and the
-/// last cursor taken (none taken: the last one any push took). Run under the cursor lock, so
-/// that ids and cursors are taken in one order.
+/// last cursor taken (none taken: the last one any push took), which is also `currval` for the
+/// statements after it. Run under the cursor lock, so that ids and cursors are taken in one
+/// order.
 const TAKE_CURSORS: &str = "
 SELECT pg_current_xact_id()::text::bigint,
        CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
@@ -452,24 +534,35 @@ DELETE FROM sync_entities e
 USING unnest($1::text[], $2::text[], $3::text[]) AS d(scope, entity, id)
 WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id";
 
-/// Records clients' sequence numbers with the transaction's id `$3`; `prev_seq` keeps the number
+/// Records clients' sequence numbers with the transaction's id; `prev_seq` keeps the number
 /// replaced where its writer is already behind the horizon of this statement's snapshot, and
 /// otherwise the one that writer kept.
 const RECORD: &str = "
 INSERT INTO sync_clients AS c (client_id, seq, xid)
-SELECT id, seq, $3 FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
+SELECT id, seq, pg_current_xact_id()::text::bigint
+FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
 ON CONFLICT (client_id) DO UPDATE SET
     seq = GREATEST(c.seq, EXCLUDED.seq),
     xid = EXCLUDED.xid,
     prev_seq = CASE WHEN c.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                     THEN c.seq ELSE c.prev_seq END";
 
-/// Logs the changes at the cursors after `$1`, with the transaction's id `$8`.
+/// Logs the `$1` changes at the cursors taken last (`currval` after them), with the
+/// transaction's id.
 const APPEND: &str = "
 INSERT INTO sync_changes (cursor, scope, entity, id, op, data, ts, xid)
-SELECT $1 + c.ord, c.scope, c.entity, c.id, c.op, c.data, $7, $8
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+SELECT t.at + c.ord, c.scope, c.entity, c.id, c.op, c.data, $7, t.xid
+FROM (SELECT currval('sync_cursor') - $1::bigint AS at,
+             pg_current_xact_id()::text::bigint AS xid) AS t,
+     unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
      WITH ORDINALITY AS c(scope, entity, id, op, data, ord)";
+
+/// Records failures for their retries, at the cursor before the `$5` changes taken last.
+const FAIL: &str = "
+INSERT INTO sync_failures (client_id, seq, code, error, cursor)
+SELECT *, currval('sync_cursor') - $5::bigint
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
+ON CONFLICT (client_id, seq) DO NOTHING";
 
 const GET: &str = "SELECT data FROM sync_entities WHERE scope = $1 AND entity = $2 AND id = $3";
 
@@ -577,30 +670,28 @@ fn listed(
     Ok(ids)
 }
 
-/// Records failures for their retries, at the cursor `at`; the caller commits.
-async fn record_failures(client: &Client, failures: &[Failure], at: u64) -> Result<(), StoreError> {
-    let at = to_i64(at, "cursor")?;
-    let mut ids = Vec::with_capacity(failures.len());
-    let mut seqs = Vec::with_capacity(failures.len());
-    let mut codes = Vec::with_capacity(failures.len());
-    let mut errors = Vec::with_capacity(failures.len());
-    for failure in failures {
-        ids.push(failure.client_id.as_str());
-        seqs.push(to_i64(failure.client_seq, "client_seq")?);
-        codes.push(failure.code.as_str());
-        errors.push(failure.error.as_str());
+/// The failures of a commit as the columns of an `unnest`.
+struct FailureColumns<'a> {
+    ids: Vec<&'a str>,
+    seqs: Vec<i64>,
+    codes: Vec<&'a str>,
+    errors: Vec<&'a str>,
+}
+
+impl<'a> FailureColumns<'a> {
+    fn new(failures: &'a [Failure]) -> Result<Self, StoreError> {
+        let mut columns = FailureColumns {
+            ids: Vec::with_capacity(failures.len()),
+            seqs: Vec::with_capacity(failures.len()),
+            codes: Vec::with_capacity(failures.len()),
+            errors: Vec::with_capacity(failures.len()),
+        };
+        for failure in failures {
+            columns.ids.push(failure.client_id.as_str());
+            columns.seqs.push(to_i64(failure.client_seq, "client_seq")?);
+            columns.codes.push(failure.code.as_str());
+            columns.errors.push(failure.error.as_str());
+        }
+        Ok(columns)
     }
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO sync_failures (client_id, seq, code, error, cursor)
-             SELECT *, $5 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
-             ON CONFLICT (client_id, seq) DO NOTHING",
-        )
-        .await
-        .context(|| "cannot prepare the failure record".to_owned())?;
-    client
-        .execute(&stmt, &[&ids, &seqs, &codes, &errors, &at])
-        .await
-        .context(|| "cannot record the push's failures".to_owned())?;
-    Ok(())
 }
