@@ -87,7 +87,9 @@ await client.close();
   // The React entry point, with React installed beside the package (its optional peer dependency).
   const lock = JSON.parse(readFileSync(path.join(root, "package-lock.json"), "utf8"));
   const pinned = (name) => `${name}@${lock.packages[`node_modules/${name}`].version}`;
-  await npm(app, ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", ...["react", "react-dom", "@types/react", "@types/react-dom"].map(pinned)]);
+  // Prefer the cache, not only it: `npm ci` caches the tarballs it installs but not the registry's
+  // package documents that resolving a name needs, so a fresh machine has none of them yet.
+  await npm(app, ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", ...["react", "react-dom", "@types/react", "@types/react-dom"].map(pinned)]);
   writeFileSync(
     path.join(app, "hooks.ts"),
     `import { createElement, type ReactNode } from "react";
