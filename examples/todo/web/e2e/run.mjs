@@ -265,6 +265,9 @@ try {
   const done = (await snapshot()).filter((t) => t.endsWith("|true")).length;
   assert.equal(await a.textContent("#count"), `${total - done} of ${total} left`);
   await a.click("#clear-completed");
+  // Until the page shows it: the deletes are queued asynchronously, and a convergence check
+  // before they are would pass on the state from before the click.
+  await a.waitForFunction(() => document.querySelectorAll("#todos li.done").length === 0);
   state = await converged([a, b], "cleared");
   assert.ok(state.every((t) => t.endsWith("|false")) && state.length === total - done);
   assert.ok(await a.locator("#clear-completed").isHidden());
