@@ -74,13 +74,19 @@ async fn concurrent_mutations_are_isolated(b: TestBackend) {
 
 /// Concurrent pushes that put one new id: exactly one creates it, and each later one, whether
 /// it committed on its own or shared a commit with those before it (SQLite's group commit hands
-/// an open transaction on), sees it and records an update.
+/// an open transaction on), sees it and records an update. `slow_put` holds each push open a
+/// millisecond, so that the others wait for it and group commits form.
 async fn concurrent_puts_of_a_new_id_create_it_once(b: TestBackend) {
     let engine = b.rules_engine();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let engine = engine.clone();
-            tokio::spawn(async move { engine.push(vec![put("shared")]).await.unwrap() })
+            tokio::spawn(async move {
+                engine
+                    .push(vec![Mutation::new("slow_put", json!({"id": "shared"}))])
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut creates = 0;
