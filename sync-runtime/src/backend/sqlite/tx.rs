@@ -84,13 +84,13 @@ impl SqliteTransaction {
     /// Runs a lookup by primary key on the writer, in the push's transaction, here on the async
     /// worker rather than off it.
     ///
-    /// It cannot wait: this push holds the writer gate, so the connection's lock is free, and
-    /// its transaction has held SQLite's write lock and its WAL snapshot since `BEGIN
-    /// IMMEDIATE`, so no lock or busy handler stands in the way. It reads the few pages of one
-    /// path down a B-tree, which the writer's page cache mostly holds: a few microseconds, less
-    /// than the hand-off of the worker that leaving it costs each time (a hundred times in a
-    /// push of a hundred puts). A page that must come from disk blocks this worker for that
-    /// read, as a `block_in_place` call would have blocked this task.
+    /// It cannot wait on a lock: this push holds the writer gate, so the connection's lock is
+    /// free, and its transaction has held SQLite's write lock and its WAL snapshot since `BEGIN
+    /// IMMEDIATE`, so no busy handler runs. It reads the few pages of one path down a B-tree,
+    /// mostly from the writer's page cache. Leaving the worker (`block_in_place`) would wake a
+    /// thread to take over the worker's queue on every read, a hundred times in a push of a
+    /// hundred puts, and copy the key into the closure. The cost: a page that must come from
+    /// disk blocks this worker, and the tasks queued on it, for that read.
     fn look_up<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
