@@ -4,6 +4,7 @@
 
 mod write_set;
 
+use std::fmt;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -357,17 +358,16 @@ const MAX_ID_BYTES: usize = 1024;
 /// alike on every backend, for good, with `invalid_args`.
 fn check_key(entity: &str, id: &str) -> Result<(), StoreError> {
     check_entity(entity)?;
-    check_name(|| format!("{entity} id"), id, MAX_ID_BYTES)
+    check_name(format_args!("{entity} id"), id, MAX_ID_BYTES)
 }
 
 /// Refuses an entity type, as [`check_key`] does.
 fn check_entity(entity: &str) -> Result<(), StoreError> {
-    check_name(|| "the entity type".to_owned(), entity, MAX_ENTITY_BYTES)
+    check_name(format_args!("the entity type"), entity, MAX_ENTITY_BYTES)
 }
 
-/// `what` names the checked string in the error; it is made only for an error, since every
-/// read and write of a push checks its key.
-fn check_name(what: impl FnOnce() -> String, name: &str, max: usize) -> Result<(), StoreError> {
+/// `what` is formatted only for the error: every read and write checks its key.
+fn check_name(what: fmt::Arguments<'_>, name: &str, max: usize) -> Result<(), StoreError> {
     let problem = if name.is_empty() {
         "is empty".to_owned()
     } else if name.len() > max {
@@ -379,8 +379,7 @@ fn check_name(what: impl FnOnce() -> String, name: &str, max: usize) -> Result<(
     };
     let shown: String = name.chars().take(40).collect();
     Err(StoreError::invalid_input(format!(
-        "{} {shown:?} {problem}",
-        what()
+        "{what} {shown:?} {problem}"
     )))
 }
 

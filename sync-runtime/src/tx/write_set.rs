@@ -6,9 +6,10 @@
 //! go. Reads lay the buffered writes over the committed state.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde_json::Value;
 
 use crate::backend::{Key, KeyRef, Write};
@@ -23,33 +24,68 @@ pub(crate) struct Data {
 }
 
 /// The writes of one transaction: `None` is a delete.
+///
+/// The entries stay in the order of each key's first write, found through a table of their
+/// positions: the undo log names an entry by its position rather than by a copy of its key (one
+/// allocation less per write), and the commit writes the keys in the order the push wrote them.
 #[derive(Default)]
 pub(crate) struct WriteSet {
-    writes: HashMap<Key, Option<Data>>,
-    /// How to undo the open mutation's writes: each key's earlier entry in `writes`.
-    undo: Vec<(Key, Option<Option<Data>>)>,
+    /// Each written key with its latest write.
+    entries: Vec<(Key, Option<Data>)>,
+    /// The position in `entries` of each key.
+    positions: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+    /// How to undo the open mutation's writes: per write, the entry it changed and what the entry
+    /// held before, `None` where the write added the entry.
+    undo: Vec<(usize, Option<Option<Data>>)>,
 }
 
 impl WriteSet {
     /// Room for `writes` writes without growing.
     pub(crate) fn with_capacity(writes: usize) -> Self {
         WriteSet {
-            writes: HashMap::with_capacity(writes),
-            undo: Vec::new(),
+            entries: Vec::with_capacity(writes),
+            positions: HashTable::with_capacity(writes),
+            ..WriteSet::default()
         }
+    }
+
+    /// Where the entry of `key` is in `entries`.
+    fn position(&self, hash: u64, key: KeyRef<'_>) -> Option<usize> {
+        let entries = &self.entries;
+        let is_key = |&at: &usize| entries.get(at).is_some_and(|(k, _)| k.parts() == key);
+        self.positions.find(hash, is_key).copied()
     }
 
     /// What this transaction wrote to the entity: `Some(None)` where it deleted it, `None` where
     /// it did not touch it.
     pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Data>> {
-        self.writes.get(&KeyRef(scope, entity, id))
+        let key = KeyRef(scope, entity, id);
+        let at = self.position(self.hasher.hash_one(key), key)?;
+        self.entries.get(at).map(|(_, data)| data)
     }
 
     /// Records a write (`None`: a delete) of the open mutation.
     pub(crate) fn write(&mut self, scope: &str, entity: &str, id: &str, data: Option<Data>) {
-        let key = KeyRef(scope, entity, id).to_owned();
-        let earlier = self.writes.insert(key.clone(), data);
-        self.undo.push((key, earlier));
+        let key = KeyRef(scope, entity, id);
+        let hash = self.hasher.hash_one(key);
+        if let Some(at) = self.position(hash, key)
+            && let Some((_, written)) = self.entries.get_mut(at)
+        {
+            let earlier = std::mem::replace(written, data);
+            self.undo.push((at, Some(earlier)));
+            return;
+        }
+        let at = self.entries.len();
+        self.entries.push((key.to_owned(), data));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        let rehash = |&at: &usize| {
+            entries
+                .get(at)
+                .map_or(0, |(k, _)| hasher.hash_one(k.parts()))
+        };
+        self.positions.insert_unique(hash, at, rehash);
+        self.undo.push((at, None));
     }
 
     /// Ends the open mutation: its writes stay.
@@ -59,17 +95,29 @@ impl WriteSet {
 
     /// Undoes the open mutation's writes.
     pub(crate) fn undo_mutation(&mut self) {
-        while let Some((key, earlier)) = self.undo.pop() {
+        while let Some((at, earlier)) = self.undo.pop() {
             match earlier {
-                Some(data) => self.writes.insert(key, data),
-                None => self.writes.remove(&key),
-            };
+                Some(data) => {
+                    if let Some((_, written)) = self.entries.get_mut(at) {
+                        *written = data;
+                    }
+                }
+                // Undone last first, so the entry this write added is the last one.
+                None => {
+                    if let Some((key, _)) = self.entries.pop() {
+                        let hash = self.hasher.hash_one(key.parts());
+                        if let Ok(entry) = self.positions.find_entry(hash, |&p| p == at) {
+                            entry.remove();
+                        }
+                    }
+                }
+            }
         }
     }
 
     /// Lays the writes to one entity type of a scope over its committed entities.
     pub(crate) fn overlay(&self, scope: &str, entity: &str, ids: &mut BTreeMap<String, Value>) {
-        for (key, written) in &self.writes {
+        for (key, written) in &self.entries {
             if key.scope() == scope && key.entity() == entity {
                 match written {
                     Some(data) => ids.insert(key.id().to_owned(), Value::clone(&data.value)),
@@ -79,10 +127,11 @@ impl WriteSet {
         }
     }
 
-    /// The writes to commit, without those of a mutation that was begun but not finished.
+    /// The writes to commit, in the order of their keys' first writes, without those of a
+    /// mutation that was begun but not finished.
     pub(crate) fn into_writes(mut self) -> Vec<Write> {
         self.undo_mutation();
-        self.writes
+        self.entries
             .into_iter()
             .map(|(key, data)| {
                 let (data, json) = data.map(|d| (d.value, d.json)).unzip();
@@ -165,5 +214,64 @@ mod tests {
                 first.map(|d| d.json)
             )]
         );
+    }
+
+    #[test]
+    fn writes_commit_in_the_order_of_their_first_write() {
+        let mut writes = WriteSet::default();
+        for id in ["c", "a", "b", "a"] {
+            writes.write("s", "todo", id, data(json!(id)));
+        }
+        writes.keep_mutation();
+        writes.write("s", "todo", "d", data(json!("d")));
+        writes.write("s", "todo", "c", None);
+        writes.undo_mutation();
+        writes.write("s", "todo", "e", data(json!("e")));
+        writes.keep_mutation();
+        assert_eq!(writes.get("s", "todo", "d"), None, "undone");
+        assert_eq!(writes.get("s", "todo", "c"), Some(&data(json!("c"))));
+        let committed: Vec<_> = writes
+            .into_writes()
+            .iter()
+            .map(|w| {
+                (
+                    w.id().to_owned(),
+                    w.json.as_ref().map(|j| j.as_str().to_owned()),
+                )
+            })
+            .collect();
+        let expected: Vec<_> = [("c", "c"), ("a", "a"), ("b", "b"), ("e", "e")]
+            .iter()
+            .map(|(id, text)| ((*id).to_owned(), Some(format!("{text:?}"))))
+            .collect();
+        assert_eq!(committed, expected);
+    }
+
+    /// Enough keys that the position table grows, with a mutation of new keys undone between.
+    #[test]
+    fn many_keys_stay_found_through_growth_and_undo() {
+        let mut writes = WriteSet::default();
+        for n in 0..100 {
+            writes.write("s", "todo", &n.to_string(), data(json!(n)));
+        }
+        writes.keep_mutation();
+        for n in 100..200 {
+            writes.write("s", "todo", &n.to_string(), data(json!(n)));
+        }
+        writes.write("s", "todo", "7", None);
+        writes.undo_mutation();
+        for n in 200..300 {
+            writes.write("s", "todo", &n.to_string(), data(json!(n)));
+        }
+        for n in 0..300 {
+            let found = writes.get("s", "todo", &n.to_string());
+            if (100..200).contains(&n) {
+                assert_eq!(found, None, "{n} was undone");
+            } else {
+                assert_eq!(found, Some(&data(json!(n))), "{n}");
+            }
+        }
+        writes.keep_mutation();
+        assert_eq!(writes.into_writes().len(), 200);
     }
 }

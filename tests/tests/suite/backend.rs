@@ -21,6 +21,7 @@ sync_tests::on_every_backend!(
     a_cancelled_push_leaves_nothing_behind,
     a_reopened_backend_keeps_everything,
     a_write_after_a_read_knows_whether_the_entity_existed,
+    puts_and_deletes_across_a_push_record_what_existed,
     concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
     a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error,
@@ -484,6 +485,86 @@ async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
     let ops: Vec<_> = pushed.results[1].changes.iter().map(|c| c.op).collect();
     use sync_runtime::ChangeOp::{Create, Delete};
     assert_eq!(ops, [Create, Delete, Create]);
+}
+
+/// Each put is a `create` where the id did not exist at that point and an `update` where it
+/// did, whoever holds the entity at that moment: this mutation, an earlier one of the push, one
+/// undone, or the store (checked with no read before, so only the backend's existence check
+/// answers).
+async fn puts_and_deletes_across_a_push_record_what_existed(b: TestBackend) {
+    let (engine, _) = script_engine(&b);
+    let in_s = |steps| script(steps).with_scope("s");
+    let pushed = engine
+        .push(vec![
+            in_s(json!([["put", "todo", "a", 1]])),
+            in_s(json!([["put", "todo", "a", 2], ["put", "todo", "a", 3]])),
+            in_s(json!([
+                ["delete", "todo", "a"],
+                ["put", "todo", "a", 4],
+                ["delete", "todo", "a"],
+                ["delete", "todo", "a"]
+            ])),
+            // Undone: its `b` does not stay.
+            in_s(json!([["put", "todo", "b", 1], ["fail"]])),
+            in_s(json!([["put", "todo", "b", 2], ["put", "todo", "a", 5]])),
+        ])
+        .await
+        .unwrap();
+    let values: Vec<_> = pushed.results.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(
+        values,
+        [
+            Some(json!(["create"])),
+            Some(json!(["update", "update"])),
+            Some(json!([true, "create", true, false])),
+            None,
+            Some(json!(["create", "create"])),
+        ]
+    );
+    // Now from the store: `a` and `b` exist, `c` does not.
+    let again = engine
+        .push(vec![
+            in_s(json!([["put", "todo", "a", 6], ["put", "todo", "c", 1]])),
+            in_s(json!([["delete", "todo", "b"], ["put", "todo", "b", 3]])),
+        ])
+        .await
+        .unwrap();
+    let values: Vec<_> = again.results.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(
+        values,
+        [
+            Some(json!(["update", "create"])),
+            Some(json!([true, "create"]))
+        ]
+    );
+    use sync_runtime::ChangeOp::{Create, Delete, Update};
+    let logged: Vec<_> = pull_all(&engine, "s", 0)
+        .await
+        .iter()
+        .map(|c| (c.id.clone(), c.op))
+        .collect();
+    let expected = [
+        ("a", Create),
+        ("a", Update),
+        ("a", Update),
+        ("a", Delete),
+        ("a", Create),
+        ("a", Delete),
+        ("b", Create),
+        ("a", Create),
+        ("a", Update),
+        ("c", Create),
+        ("b", Delete),
+        ("b", Create),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(id, op)| ((*id).to_owned(), *op))
+        .collect();
+    assert_eq!(
+        logged, expected,
+        "the log records the ops the mutations saw"
+    );
 }
 
 /// PostgreSQL's text cannot hold U+0000: an id or entity type with one fails its mutation for

@@ -12,6 +12,7 @@ sync_tests::on_every_backend!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     concurrent_identical_duplicates_apply_once,
     concurrent_mutations_are_isolated,
+    concurrent_puts_of_a_new_id_create_it_once,
     concurrent_pullers_never_skip_or_repeat_a_change,
     snapshots_under_concurrent_pushes_are_exact,
     changelog_appends_from_threads_get_unique_ascending_cursors,
@@ -69,6 +70,42 @@ async fn concurrent_mutations_are_isolated(b: TestBackend) {
     }
     let state = engine.snapshot(None).await.unwrap();
     assert_eq!(state.data["item"]["counter"]["count"], 16, "no lost update");
+}
+
+/// Concurrent pushes that put one new id: exactly one creates it, and each later one, whether
+/// it committed on its own or shared a commit with those before it (SQLite's group commit hands
+/// an open transaction on), sees it and records an update. `slow_put` holds each push open a
+/// millisecond, so that the others wait for it and group commits form.
+async fn concurrent_puts_of_a_new_id_create_it_once(b: TestBackend) {
+    let engine = b.rules_engine();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .push(vec![Mutation::new("slow_put", json!({"id": "shared"}))])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut creates = 0;
+    for task in tasks {
+        let result = &task.await.unwrap().results[0];
+        assert!(result.ok, "{result:?}");
+        if result.changes[0].op == sync_runtime::ChangeOp::Create {
+            creates += 1;
+        }
+    }
+    assert_eq!(creates, 1, "one push creates it, the others update it");
+    let ops: Vec<_> = pull_all(&engine, "_default", 0)
+        .await
+        .iter()
+        .map(|c| c.op)
+        .collect();
+    let mut expected = vec![sync_runtime::ChangeOp::Update; 16];
+    expected[0] = sync_runtime::ChangeOp::Create;
+    assert_eq!(ops, expected, "the log creates it first");
 }
 
 /// Pulls `scope` until `expected` changes were seen, checking that cursors only ascend.
