@@ -1,13 +1,11 @@
 //! The memory backend's entity data.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use crate::backend::Write;
 use crate::protocol::ScopeData;
 
 /// One scope's entities: entity type → id → data.
@@ -91,43 +89,31 @@ impl MemoryStore {
         page
     }
 
-    /// Stores a commit's writes under one hold of the lock: one per write let the readers on
-    /// the other thread in between, and woke them as often.
-    pub(super) fn apply(&self, writes: Vec<Write>) {
+    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) {
         let mut scopes = self.scopes.write();
-        for write in writes {
-            let (scope, entity, id) = (write.key.scope(), write.key.entity(), write.key.id());
-            match write.data {
-                // The write's own data, not a copy: the change that shares it holds its text.
-                Some(data) => set(&mut scopes, scope, entity, id, Arc::unwrap_or_clone(data)),
-                None => delete(&mut scopes, scope, entity, id),
-            }
-        }
+        // `entry_ref` allocates the names only when they are new.
+        let ids = scopes
+            .entry_ref(scope)
+            .or_default()
+            .entry_ref(entity)
+            .or_default();
+        ids.insert(id.to_owned(), data);
     }
-}
 
-fn set(scopes: &mut HashMap<String, Entities>, scope: &str, entity: &str, id: &str, data: Value) {
-    // `entry_ref` allocates the names only when they are new.
-    let ids = scopes
-        .entry_ref(scope)
-        .or_default()
-        .entry_ref(entity)
-        .or_default();
-    ids.insert(id.to_owned(), data);
-}
-
-fn delete(scopes: &mut HashMap<String, Entities>, scope: &str, entity: &str, id: &str) {
-    let Some(entities) = scopes.get_mut(scope) else {
-        return;
-    };
-    let Some(ids) = entities.get_mut(entity) else {
-        return;
-    };
-    ids.remove(id);
-    if ids.is_empty() {
-        entities.remove(entity);
-        if entities.is_empty() {
-            scopes.remove(scope);
+    pub(super) fn delete(&self, scope: &str, entity: &str, id: &str) {
+        let mut scopes = self.scopes.write();
+        let Some(entities) = scopes.get_mut(scope) else {
+            return;
+        };
+        let Some(ids) = entities.get_mut(entity) else {
+            return;
+        };
+        ids.remove(id);
+        if ids.is_empty() {
+            entities.remove(entity);
+            if entities.is_empty() {
+                scopes.remove(scope);
+            }
         }
     }
 }
