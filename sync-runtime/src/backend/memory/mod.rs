@@ -155,7 +155,8 @@ impl Backend for MemoryBackend {
         Ok(MemoryTransaction {
             holder: self.shared.locks.holder(),
             shared: Arc::clone(&self.shared),
-            held: HashMap::new(),
+            // A push of 10 mutations of one write each, without growing.
+            held: HashMap::with_capacity(16),
         })
     }
 
@@ -262,13 +263,11 @@ impl Transaction for MemoryTransaction {
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
         // What the push writes without having read it (the engine reads before every write, but
-        // the contract does not ask it to) is locked now; the locks go when `self` does.
+        // the contract does not ask it to) is locked now; the locks go when `self` does. Each
+        // change is of an entity the push wrote or read (`Tx` records one per write, after its
+        // read), so its lock is held already.
         for write in commit.writes() {
             self.lock_entity(write.scope(), write.entity(), write.id())
-                .await?;
-        }
-        for change in commit.changes() {
-            self.lock_entity(&change.scope, &change.entity, &change.id)
                 .await?;
         }
         let clients = commit
