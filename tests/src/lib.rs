@@ -162,6 +162,9 @@ impl PokeLog {
 ///   a concurrent mutation could interleave, were mutations not isolated;
 /// - `put_many {n, tag}` writes entities `0`..`n` with data `{tag}` in one mutation;
 /// - `put_then_stall {id}` writes, then waits a minute: a push to cancel mid-way;
+/// - `append {entity?}` lists the entities of the type, yields, then creates one whose id is
+///   their count: two concurrent appends that both listed before either wrote would both write
+///   the same id, were the listing not isolated from the other's write;
 /// - `put_group {group, n}` writes entities `{group}-0`..`{group}-{n-1}` in one mutation: a
 ///   crash must leave all of them or none;
 /// - `delete {id}` deletes;
@@ -218,6 +221,13 @@ impl Mutator for RulesMutator {
                     tx.put_value(&entity, &id, json!({ "id": id, "group": group }))
                         .await?;
                 }
+                Ok(None)
+            }
+            "append" => {
+                let count = tx.list_values(&entity).await?.len();
+                tokio::task::yield_now().await;
+                let id = count.to_string();
+                tx.put_value(&entity, &id, json!({ "id": id })).await?;
                 Ok(None)
             }
             "delete" => {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use sync_runtime::{Engine, Mutation, PullRequest};
+use sync_runtime::{ChangeOp, Engine, Mutation, PullRequest};
 use sync_tests::*;
 
 sync_tests::on_every_backend!(
@@ -16,6 +16,8 @@ sync_tests::on_every_backend!(
     concurrent_pullers_never_skip_or_repeat_a_change,
     snapshots_under_concurrent_pushes_are_exact,
     changelog_appends_from_threads_get_unique_ascending_cursors,
+    many_pushers_in_one_scope_lose_and_repeat_nothing,
+    concurrent_appends_in_one_scope_see_each_others_rows,
 );
 
 async fn concurrent_identical_duplicates_apply_once(b0: TestBackend) {
@@ -291,5 +293,102 @@ async fn changelog_appends_from_threads_get_unique_ascending_cursors(b: TestBack
         all,
         (1..=TASKS * APPENDS).collect::<Vec<u64>>(),
         "every cursor once, no gaps"
+    );
+}
+
+/// Sixteen clients push batches into one scope at once, each retrying some of its pushes: every
+/// mutation is logged once, under contiguous cursors that a concurrent puller sees in order.
+async fn many_pushers_in_one_scope_lose_and_repeat_nothing(b: TestBackend) {
+    const PUSHERS: usize = 16;
+    const PUSHES: usize = 12;
+    const BATCH: usize = 5;
+    let engine = b.rules_engine();
+    let total = PUSHERS * PUSHES * BATCH;
+    let puller = tokio::spawn(pull_until(engine.clone(), "_default".to_owned(), total));
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let client = format!("c{p}");
+                let mut seq = 0;
+                for i in 0..PUSHES {
+                    let batch: Vec<Mutation> = (0..BATCH)
+                        .map(|_| {
+                            seq += 1;
+                            put(&format!("{p}-{seq}")).with_client(&client, seq)
+                        })
+                        .collect();
+                    let first = engine.push(batch.clone()).await.unwrap();
+                    assert!(first.results.iter().all(|r| r.ok && !r.duplicate));
+                    if i % 3 == 0 {
+                        let again = engine.push(batch).await.unwrap();
+                        assert!(
+                            again.results.iter().all(|r| r.duplicate),
+                            "a retry is answered as a duplicate: {again:?}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        pusher.await.unwrap();
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(60), puller)
+        .await
+        .expect("the puller never saw every change: one was skipped")
+        .unwrap();
+    let changes = pull_all(&engine, "_default", 0).await;
+    let cursors: Vec<u64> = changes.iter().map(|c| c.cursor).collect();
+    assert_eq!(
+        cursors,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "contiguous"
+    );
+    assert_eq!(seen, cursors, "the puller saw every change once, in order");
+    let ids: BTreeSet<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids.len(), total, "no mutation logged twice");
+    assert!(changes.iter().all(|c| c.op == ChangeOp::Create));
+    assert_eq!(engine.head().await.unwrap(), total as u64);
+    let state = engine.snapshot(None).await.unwrap();
+    assert_eq!(state.data["item"].len(), total);
+}
+
+/// Pushes that list a type and then create one of it, at once in one scope: each sees the rows
+/// of those before it, so that none writes an id another took.
+async fn concurrent_appends_in_one_scope_see_each_others_rows(b: TestBackend) {
+    const PUSHERS: usize = 8;
+    const APPENDS: usize = 8;
+    let engine = b.rules_engine();
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                for i in 0..APPENDS {
+                    // An entity of another type in the same push, and the listing after it.
+                    let other = put(&format!("other-{p}-{i}"));
+                    let append = Mutation::new("append", json!({"entity": "row"}));
+                    engine.push(vec![other, append]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        pusher.await.unwrap();
+    }
+    let rows: Vec<_> = pull_all(&engine, "_default", 0)
+        .await
+        .into_iter()
+        .filter(|c| c.entity == "row")
+        .collect();
+    assert!(
+        rows.iter().all(|c| c.op == ChangeOp::Create),
+        "an append overwrote a row it did not see"
+    );
+    let ids: BTreeSet<usize> = rows.iter().map(|c| c.id.parse().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (0..PUSHERS * APPENDS).collect(),
+        "rows 0, 1, 2, ... each once"
     );
 }

@@ -16,14 +16,15 @@ use super::{
     Transaction,
 };
 use crate::error::StoreError;
-use locks::{LockKey, Locks};
+use locks::{LockKey, Locks, Mode};
 
 pub use log::MemoryChangeLog;
 pub use store::MemoryStore;
 
 /// The in-memory backend: a [`MemoryStore`], a [`MemoryChangeLog`] and the clients' sequence
-/// numbers. Pushes that share a scope or a client run one at a time, others side by side; pulls
-/// and snapshots run beside them. Cheap to clone; clones share the data.
+/// numbers. Pushes that share an entity, a listed entity type or a client run one at a time,
+/// others side by side, within a scope too; pulls and snapshots run beside them. Cheap to clone;
+/// clones share the data.
 ///
 /// ```
 /// use sync_runtime::{Engine, MemoryBackend, Mutation, MutatorFunc};
@@ -54,9 +55,10 @@ struct Shared {
     client_seqs: Mutex<HashMap<String, u64>>,
     /// Mutations that failed for good, with the head they were committed after.
     failures: Mutex<HashMap<(String, u64), (Failure, u64)>>,
-    /// A lock per scope and per client, each held by a transaction from its first read of it
-    /// until commit or rollback. One lock for every push made concurrent pushers slower than one
-    /// (0.5×, BENCHMARKS.md): each handed the writer to a pusher on the other thread.
+    /// A lock per entity, per entity type of a scope and per client, each held by a transaction
+    /// from its first read of it until commit or rollback (`locks`). One lock for every push made
+    /// concurrent pushers slower than one (0.5×, BENCHMARKS.md), and so did one per scope for
+    /// pushers in one scope.
     locks: Locks,
     /// Taken for writing while a commit applies, for reading while a snapshot copies: a snapshot
     /// never sees half a commit.
@@ -153,8 +155,8 @@ impl Backend for MemoryBackend {
         Ok(MemoryTransaction {
             holder: self.shared.locks.holder(),
             shared: Arc::clone(&self.shared),
-            scopes: Vec::new(),
-            clients: Vec::new(),
+            // A push of 10 mutations of one write each, without growing.
+            held: HashMap::with_capacity(16),
         })
     }
 
@@ -172,43 +174,48 @@ impl Backend for MemoryBackend {
     }
 }
 
-/// A push's transaction on a [`MemoryBackend`]: it locks each scope and client as it first
-/// reads it (or at commit, writes it) and holds them until it commits or is dropped.
+/// A push's transaction on a [`MemoryBackend`]: it locks each entity, listed entity type and
+/// client as it first reads it (or at commit, writes it) and holds them until it commits or is
+/// dropped.
 pub struct MemoryTransaction {
     shared: Arc<Shared>,
     /// This transaction in the lock table.
     holder: u64,
-    /// The scopes it holds (a push touches a few: a list is quicker than a set).
-    scopes: Vec<String>,
-    /// The clients it holds.
-    clients: Vec<String>,
+    /// The locks it holds, and how.
+    held: HashMap<LockKey, Mode>,
 }
 
 impl MemoryTransaction {
-    async fn lock_scope(&mut self, scope: &str) -> Result<(), StoreError> {
-        if !self.scopes.iter().any(|held| held == scope) {
-            let key = LockKey::Scope(scope.to_owned());
-            self.shared.locks.lock(self.holder, key).await?;
-            self.scopes.push(scope.to_owned());
+    async fn lock(&mut self, key: LockKey, mode: Mode) -> Result<(), StoreError> {
+        let holds = self.held.get(&key);
+        if holds.is_none_or(|held| *held == Mode::Shared && mode == Mode::Exclusive) {
+            self.shared.locks.lock(self.holder, key, mode).await?;
+            self.held.insert(key, mode);
         }
         Ok(())
     }
 
+    /// Locks an entity, and its type shared with the other pushes that touch its entities.
+    async fn lock_entity(&mut self, scope: &str, entity: &str, id: &str) -> Result<(), StoreError> {
+        let locks = &self.shared.locks;
+        let (entities, key) = (
+            locks.entities(scope, entity),
+            locks.entity(scope, entity, id),
+        );
+        self.lock(entities, Mode::Shared).await?;
+        self.lock(key, Mode::Exclusive).await
+    }
+
     async fn lock_client(&mut self, client_id: &str) -> Result<(), StoreError> {
-        if !self.clients.iter().any(|held| held == client_id) {
-            let key = LockKey::Client(client_id.to_owned());
-            self.shared.locks.lock(self.holder, key).await?;
-            self.clients.push(client_id.to_owned());
-        }
-        Ok(())
+        let key = self.shared.locks.client(client_id);
+        self.lock(key, Mode::Exclusive).await
     }
 }
 
 impl Drop for MemoryTransaction {
     fn drop(&mut self) {
-        let scopes = self.scopes.drain(..).map(LockKey::Scope);
-        let clients = self.clients.drain(..).map(LockKey::Client);
-        self.shared.locks.unlock(scopes.chain(clients));
+        let keys = self.held.drain().map(|(key, _)| key);
+        self.shared.locks.unlock(self.holder, keys);
     }
 }
 
@@ -219,12 +226,12 @@ impl Transaction for MemoryTransaction {
         entity: &str,
         id: &str,
     ) -> Result<Option<Value>, StoreError> {
-        self.lock_scope(scope).await?;
+        self.lock_entity(scope, entity, id).await?;
         Ok(self.shared.store.get(scope, entity, id))
     }
 
     async fn contains(&mut self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
-        self.lock_scope(scope).await?;
+        self.lock_entity(scope, entity, id).await?;
         Ok(self.shared.store.contains(scope, entity, id))
     }
 
@@ -233,7 +240,8 @@ impl Transaction for MemoryTransaction {
         scope: &str,
         entity: &str,
     ) -> Result<BTreeMap<String, Value>, StoreError> {
-        self.lock_scope(scope).await?;
+        let key = self.shared.locks.entities(scope, entity);
+        self.lock(key, Mode::Exclusive).await?;
         Ok(self.shared.store.list(scope, entity))
     }
 
@@ -255,12 +263,12 @@ impl Transaction for MemoryTransaction {
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
         // What the push writes without having read it (the engine reads before every write, but
-        // the contract does not ask it to) is locked now; the locks go when `self` does.
+        // the contract does not ask it to) is locked now; the locks go when `self` does. Each
+        // change is of an entity the push wrote or read (`Tx` records one per write, after its
+        // read), so its lock is held already.
         for write in commit.writes() {
-            self.lock_scope(write.scope()).await?;
-        }
-        for change in commit.changes() {
-            self.lock_scope(&change.scope).await?;
+            self.lock_entity(write.scope(), write.entity(), write.id())
+                .await?;
         }
         let clients = commit
             .client_seqs()
@@ -276,6 +284,9 @@ impl Transaction for MemoryTransaction {
         // Logging copies each change's data once (its entity's write still shares it); the
         // store then takes the write's own without another copy.
         let committed = shared.log.append(parts.changes);
+        // The store's lock is taken per write, not once for all: held through a whole commit, it
+        // made the readers on the other thread sleep and the commit wake them (16 pushers in
+        // scopes of their own served about a sixth less; BENCHMARKS.md, 2026-12-03).
         for write in parts.writes {
             match write.data {
                 Some(data) => {
@@ -309,10 +320,10 @@ mod tests {
 
     use super::*;
 
-    /// Pushes wait for each other only where they share a scope or a client, and one that
-    /// waited reads what the other committed.
+    /// Pushes wait for each other only where they share an entity, a listed type or a client,
+    /// and one that waited reads what the other committed.
     #[tokio::test]
-    async fn pushes_wait_only_for_the_scopes_and_clients_they_share() {
+    async fn pushes_wait_only_for_the_entities_and_clients_they_share() {
         let backend = MemoryBackend::new();
         let mut first = backend.begin().await.unwrap();
         assert_eq!(first.get("a", "item", "1").await.unwrap(), None);
@@ -321,12 +332,22 @@ mod tests {
         let mut other = backend.begin().await.unwrap();
         let read = other.get("b", "item", "1").now_or_never();
         assert!(matches!(read, Some(Ok(None))), "another scope: no wait");
+        let read = other.get("a", "item", "2").now_or_never();
+        assert!(matches!(read, Some(Ok(None))), "another entity: no wait");
         let read = other.client_seq("d").now_or_never();
         assert!(matches!(read, Some(Ok(None))), "another client: no wait");
+        let mut lister = backend.begin().await.unwrap();
+        let mut listing = Box::pin(async move { lister.list("a", "item").await });
+        assert!(
+            futures::poll!(&mut listing).is_pending(),
+            "a listing waits for the type's users"
+        );
+        drop(listing);
+        drop(other);
 
-        let mut same_scope = backend.begin().await.unwrap();
-        let mut scope_read = Box::pin(async move { same_scope.get("a", "item", "1").await });
-        assert!(futures::poll!(&mut scope_read).is_pending());
+        let mut same_entity = backend.begin().await.unwrap();
+        let mut entity_read = Box::pin(async move { same_entity.get("a", "item", "1").await });
+        assert!(futures::poll!(&mut entity_read).is_pending());
         let mut same_client = backend.begin().await.unwrap();
         let mut client_read = Box::pin(async move { same_client.client_seq("c").await });
         assert!(futures::poll!(&mut client_read).is_pending());
@@ -341,6 +362,6 @@ mod tests {
             Some(7),
             "reads the committed seq"
         );
-        assert_eq!(scope_read.await.unwrap(), None);
+        assert_eq!(entity_read.await.unwrap(), None);
     }
 }
