@@ -78,7 +78,7 @@ pub use auth::{
 };
 pub use backend::{
     AnyBackend, AnyTransaction, Backend, ChangeLog, Commit, CommitParts, Committed, Failure,
-    LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange,
+    LogRead, MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction, NewChange, PendingOps,
     SnapshotPage, SnapshotRead, Store, Transaction, Write,
 };
 #[cfg(feature = "postgres")]

@@ -161,7 +161,8 @@ impl PokeLog {
 /// - `slow_put {id}` reads the entity, waits a millisecond, then writes it: a window in which
 ///   a concurrent mutation could interleave, were mutations not isolated;
 /// - `put_many {n, tag}` writes entities `0`..`n` with data `{tag}` in one mutation;
-/// - `put_then_stall {id}` writes, then waits a minute: a push to cancel mid-way;
+/// - `put_then_stall {id}` reads the entity (on PostgreSQL, locking its scope), writes it, then
+///   waits a minute: a push to cancel mid-way;
 /// - `append {entity?}` lists the entities of the type, yields, then creates one whose id is
 ///   their count: two concurrent appends that both listed before either wrote would both write
 ///   the same id, were the listing not isolated from the other's write;
@@ -210,6 +211,7 @@ impl Mutator for RulesMutator {
                 Ok(None)
             }
             "put_then_stall" => {
+                tx.get_value(&entity, &id).await?;
                 tx.put_value(&entity, &id, data).await?;
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 Ok(None)
@@ -245,7 +247,9 @@ impl Mutator for RulesMutator {
 /// each step in order in the mutation's scope, and records what each one answered, in [`Script::seen`],
 /// before the mutation ends (so that a cancelled or failed push still shows them):
 ///
-/// - `["put", entity, id, data]` → `"create"` or `"update"`;
+/// - `["put", entity, id, data]` → `null` (a put does not read whether the entity existed: its
+///   change, logged as `create` or `update`, tells);
+/// - `["exists", entity, id]` → whether the entity exists, with the push's writes applied;
 /// - `["get", entity, id]` → the data, or `null`;
 /// - `["list", entity]` → the entities' data, by id;
 /// - `["delete", entity, id]` → whether it existed;
@@ -280,13 +284,11 @@ impl Mutator for Script {
         for step in steps {
             let text = |i: usize| step[i].as_str().unwrap_or_default().to_owned();
             let answer = match text(0).as_str() {
-                "put" => json!(
-                    format!(
-                        "{:?}",
-                        tx.put_value(&text(1), &text(2), step[3].clone()).await?
-                    )
-                    .to_lowercase()
-                ),
+                "put" => {
+                    tx.put_value(&text(1), &text(2), step[3].clone()).await?;
+                    Value::Null
+                }
+                "exists" => json!(tx.exists_value(&text(1), &text(2)).await?),
                 "get" => tx
                     .get_value(&text(1), &text(2))
                     .await?

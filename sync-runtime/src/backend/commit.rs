@@ -8,6 +8,7 @@ use hashbrown::Equivalent;
 use serde_json::Value;
 
 use crate::change::{Change, ChangeOp};
+use crate::error::StoreError;
 use crate::json::Json;
 
 /// Everything one push commits: each written entity's final state, the changes in the order they
@@ -16,12 +17,18 @@ use crate::json::Json;
 ///
 /// Each written value was encoded as JSON text once, when the mutation wrote it: a change and the
 /// final write of its entity share that text ([`Json`]), which a backend stores as it is.
+///
+/// A put of a key the push had not written yet does not read whether the entity exists (no read
+/// per write): its change's op is left for the commit to decide ([`PendingOps`]). The backend
+/// learns from each such write ([`Write::existence_unknown`]) whether the entity existed, and
+/// sets those ops with [`PendingOps::resolve`] before it logs the changes.
 #[derive(Debug, Default)]
 pub struct Commit {
     pub(crate) writes: Vec<Write>,
     pub(crate) changes: Vec<NewChange>,
     pub(crate) client_seqs: Vec<(String, u64)>,
     pub(crate) failures: Vec<Failure>,
+    pub(crate) pending: PendingOps,
 }
 
 impl Commit {
@@ -30,7 +37,8 @@ impl Commit {
         &self.writes
     }
 
-    /// The changes, in order; cursors follow this order.
+    /// The changes, in order; cursors follow this order. The op of a change in
+    /// [`pending`](Commit::pending) is not decided yet (it reads `create`).
     pub fn changes(&self) -> &[NewChange] {
         &self.changes
     }
@@ -43,6 +51,11 @@ impl Commit {
     /// The mutations that failed for good, to answer their retries as they were answered.
     pub fn failures(&self) -> &[Failure] {
         &self.failures
+    }
+
+    /// The changes whose op (`create` or `update`) the writes decide.
+    pub fn pending(&self) -> &PendingOps {
+        &self.pending
     }
 
     /// Whether the push committed nothing at all.
@@ -60,6 +73,7 @@ impl Commit {
             changes: self.changes,
             client_seqs: self.client_seqs,
             failures: self.failures,
+            pending: self.pending,
         }
     }
 }
@@ -75,6 +89,89 @@ pub struct CommitParts {
     pub client_seqs: Vec<(String, u64)>,
     /// As [`Commit::failures`].
     pub failures: Vec<Failure>,
+    /// As [`Commit::pending`].
+    pub pending: PendingOps,
+}
+
+/// The changes of a [`Commit`] recorded without knowing whether their entity existed: a put of a
+/// key the push had not written before. Each is decided by the commit of its key's write, which
+/// the backend makes [`existence_unknown`](Write::existence_unknown): `update` where the entity
+/// existed before the commit, `create` where it did not. Exact under concurrent pushes as long
+/// as the backend learns it from the write itself (an insert that reports a conflict, a delete
+/// that reports a row), not from an earlier read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingOps(Vec<Pending>);
+
+/// One pending change: its index in the commit's changes and its key's write's in its writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) change: usize,
+    pub(crate) write: usize,
+}
+
+impl PendingOps {
+    /// Whether every op is decided already.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many ops are pending.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The pending changes, as `(index in the changes, index in the writes)`, by change.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.0.iter().map(|p| (p.change, p.write))
+    }
+
+    /// Whether the change at `index` is pending.
+    pub fn contains(&self, index: usize) -> bool {
+        self.0
+            .binary_search_by_key(&index, |pending| pending.change)
+            .is_ok()
+    }
+
+    /// Decides each pending change's op: `update` where `existed(change, write)` says its
+    /// entity existed before the commit, `create` where it did not. A pending change left
+    /// unanswered (`None`) or out of range is an error: the backend did not report its write.
+    pub fn resolve(
+        &self,
+        changes: &mut [NewChange],
+        mut existed: impl FnMut(usize, usize) -> Option<bool>,
+    ) -> Result<(), StoreError> {
+        for pending in &self.0 {
+            let unreported = || {
+                StoreError::new(format!(
+                    "the backend did not report whether write {} existed",
+                    pending.write
+                ))
+            };
+            let existed = existed(pending.change, pending.write).ok_or_else(unreported)?;
+            let change = changes.get_mut(pending.change).ok_or_else(unreported)?;
+            change.op = if existed {
+                ChangeOp::Update
+            } else {
+                ChangeOp::Create
+            };
+        }
+        Ok(())
+    }
+
+    pub(crate) fn push(&mut self, change: usize, write: usize) {
+        self.0.push(Pending { change, write });
+    }
+
+    /// Forgets the pending changes from `change` on (an undone mutation's).
+    pub(crate) fn truncate(&mut self, change: usize) {
+        while self.0.last().is_some_and(|p| p.change >= change) {
+            self.0.pop();
+        }
+    }
+
+    pub(crate) fn writes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().map(|p| p.write)
+    }
 }
 
 /// A mutation that failed for good: what its retry is answered.
@@ -98,6 +195,8 @@ pub struct Write {
     pub(crate) data: Option<Arc<Value>>,
     /// The same data encoded, for a backend that stores text; `Some` exactly where `data` is.
     pub(crate) json: Option<Json>,
+    /// Whether a pending change waits on whether this write found its entity.
+    pub(crate) existence_unknown: bool,
 }
 
 impl Write {
@@ -125,6 +224,14 @@ impl Write {
     /// `None` where the push deleted it.
     pub fn json(&self) -> Option<&Json> {
         self.json.as_ref()
+    }
+
+    /// Whether the backend must tell, from this write itself, whether the entity existed before
+    /// the commit: the push put the key without reading it, and a change's op waits on the
+    /// answer ([`PendingOps::resolve`]). A write whose answer is not wanted may be a blind
+    /// upsert or delete.
+    pub fn existence_unknown(&self) -> bool {
+        self.existence_unknown
     }
 }
 

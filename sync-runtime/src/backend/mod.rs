@@ -37,7 +37,7 @@ use crate::error::StoreError;
 use crate::protocol::ScopeData;
 
 pub use any::{AnyBackend, AnyTransaction};
-pub use commit::{Commit, CommitParts, Committed, Failure, NewChange, Write};
+pub use commit::{Commit, CommitParts, Committed, Failure, NewChange, PendingOps, Write};
 pub(crate) use commit::{Key, KeyRef};
 pub use memory::{MemoryBackend, MemoryChangeLog, MemoryStore, MemoryTransaction};
 #[cfg(feature = "postgres")]
@@ -270,5 +270,9 @@ pub trait Transaction: Send + 'static {
     /// Writes the commit's entities, records its clients' sequence numbers and failures (at the
     /// head before the commit), and appends its changes with the cursors after every earlier
     /// commit's, together or not at all.
+    ///
+    /// The changes in [`Commit::pending`] are logged with the op their writes decide: each such
+    /// write ([`Write::existence_unknown`]) tells whether its entity existed before, which
+    /// [`PendingOps::resolve`] turns into `update` or `create`.
     fn commit(self, commit: Commit) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 }

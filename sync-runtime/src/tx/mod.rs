@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::backend::{AnyTransaction, Commit, Failure, NewChange, Transaction};
+use crate::backend::{AnyTransaction, Commit, Failure, NewChange, PendingOps, Transaction};
 use crate::change::{Change, ChangeOp};
 use crate::entity::Entity;
 use crate::error::{MutationError, StoreError};
@@ -54,9 +54,11 @@ pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
 ///
 /// Every write through [`put`](Tx::put) or [`delete`](Tx::delete) (and their untyped forms) is
 /// recorded as a [`Change`](crate::Change) with the entity's whole data: a put of a new id is a
-/// `create`, of an existing one an `update`. Reads see the push's own writes. The writes, the
-/// changes and the client's sequence number commit together when the mutator returns `Ok`, and
-/// are discarded when it returns an error.
+/// `create`, of an existing one an `update`. A put does not read whether the entity exists: the
+/// commit decides create or update from the write itself, so a put costs no read of the store;
+/// code that needs to know asks [`exists`](Tx::exists). Reads see the push's own writes. The
+/// writes, the changes and the client's sequence number commit together when the mutator
+/// returns `Ok`, and are discarded when it returns an error.
 ///
 /// A mutation reads and writes its own scope, the one the authorizer allowed, unless its code
 /// names another with [`in_scope`](Tx::in_scope).
@@ -67,6 +69,8 @@ pub struct Tx {
     scope: String,
     /// The finished mutations' changes, then the open one's.
     changes: Vec<NewChange>,
+    /// The changes whose op the commit decides: puts of keys not written before in the push.
+    pending: PendingOps,
     /// Where the open mutation's changes start in `changes`.
     open_from: usize,
     /// How many changes there were after each finished mutation.
@@ -91,6 +95,7 @@ impl Tx {
             writes: WriteSet::with_capacity(mutations),
             scope: String::new(),
             changes: Vec::with_capacity(mutations),
+            pending: PendingOps::default(),
             open_from: 0,
             finished: Vec::with_capacity(mutations),
             client_seqs: HashMap::new(),
@@ -155,7 +160,11 @@ impl Tx {
 
     /// Stores the entity and records a `create` change if its id is new, else an `update`,
     /// with its whole data.
-    pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<ChangeOp, StoreError> {
+    ///
+    /// It does not answer which: finding out would cost a read of the store per put, and the
+    /// commit decides it exactly from the write itself, also where a concurrent push creates
+    /// the same id. Code that needs to know asks [`exists`](Tx::exists) first.
+    pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<(), StoreError> {
         let data = serde_json::to_value(entity).map_err(|error| {
             StoreError::with_source(
                 format!("cannot encode {} `{}`", E::NAME, entity.id()),
@@ -169,6 +178,12 @@ impl Tx {
     /// no change) where it did not exist.
     pub async fn delete<E: Entity>(&mut self, id: &str) -> Result<bool, StoreError> {
         self.delete_value(E::NAME, id).await
+    }
+
+    /// Whether the entity of type `E` with this id exists in this scope, with this push's writes
+    /// applied; reads no data.
+    pub async fn exists<E: Entity>(&mut self, id: &str) -> Result<bool, StoreError> {
+        self.exists_value(E::NAME, id).await
     }
 
     /// The entity's data in this scope, with this push's writes applied.
@@ -188,38 +203,48 @@ impl Tx {
         Ok(ids.into_values().collect())
     }
 
-    /// Stores the entity's whole data and records a `create` or `update` change.
+    /// Stores the entity's whole data and records a `create` or `update` change, as
+    /// [`put`](Tx::put) does (without reading which).
     pub async fn put_value(
         &mut self,
         entity: &str,
         id: &str,
         data: Value,
-    ) -> Result<ChangeOp, StoreError> {
+    ) -> Result<(), StoreError> {
         check_key(entity, id)?;
-        let op = if self.exists(entity, id).await? {
-            ChangeOp::Update
-        } else {
-            ChangeOp::Create
+        // What the push wrote to the key tells; where it wrote nothing yet, the commit does.
+        let op = match self.writes.get(&self.scope, entity, id) {
+            Some(Some(_)) => Some(ChangeOp::Update),
+            Some(None) => Some(ChangeOp::Create),
+            None => None,
         };
         // Encoded once, here: the write and its change share the text, which the log, the push's
         // answer and pulls then write as it is.
         let json = Json::encode(&data).map_err(|error| {
             StoreError::with_source(format!("cannot encode {entity} `{id}` as JSON"), error)
         })?;
-        self.record(entity, id, op, Some(json.clone()));
+        self.record(
+            entity,
+            id,
+            op.unwrap_or(ChangeOp::Create),
+            Some(json.clone()),
+        );
         let data = Data {
             value: Arc::new(data),
             json,
         };
-        self.writes.write(&self.scope, entity, id, Some(data));
-        Ok(op)
+        let at = self.writes.write(&self.scope, entity, id, Some(data));
+        if op.is_none() {
+            self.pending.push(self.changes.len() - 1, at);
+        }
+        Ok(())
     }
 
     /// Removes the entity and records a `delete` change; `false` (and no change) where it did not
     /// exist.
     pub async fn delete_value(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
         check_key(entity, id)?;
-        let existed = self.exists(entity, id).await?;
+        let existed = self.exists_value(entity, id).await?;
         if existed {
             self.writes.write(&self.scope, entity, id, None);
             self.record(entity, id, ChangeOp::Delete, None);
@@ -227,13 +252,10 @@ impl Tx {
         Ok(existed)
     }
 
-    /// The changes this mutation has recorded so far.
-    pub fn changes(&self) -> &[NewChange] {
-        self.changes.get(self.open_from..).unwrap_or_default()
-    }
-
-    /// Whether the entity exists, with this push's writes applied; reads no data.
-    async fn exists(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+    /// Whether the entity exists in this scope, with this push's writes applied; reads no data,
+    /// and reads the store only where the push has not written the entity.
+    pub async fn exists_value(&mut self, entity: &str, id: &str) -> Result<bool, StoreError> {
+        check_key(entity, id)?;
         match self.writes.get(&self.scope, entity, id) {
             Some(written) => Ok(written.is_some()),
             None => self.inner.contains(&self.scope, entity, id).await,
@@ -317,6 +339,8 @@ impl Tx {
     fn undo_open(&mut self) {
         self.writes.undo_mutation();
         self.changes.truncate(self.open_from);
+        // The writes that added these keys are undone with them.
+        self.pending.truncate(self.open_from);
     }
 
     /// Commits every finished mutation; a mutation still open leaves nothing. Returns, per
@@ -324,11 +348,18 @@ impl Tx {
     /// made none, the log's cursor before it.
     pub(crate) async fn commit(mut self) -> Result<Committed, StoreError> {
         self.undo_open();
+        let mut writes = self.writes.into_writes();
+        for at in self.pending.writes() {
+            if let Some(write) = writes.get_mut(at) {
+                write.existence_unknown = true;
+            }
+        }
         let commit = Commit {
-            writes: self.writes.into_writes(),
+            writes,
             changes: self.changes,
             client_seqs: self.client_seqs.into_iter().collect(),
             failures: self.failures,
+            pending: self.pending,
         };
         let committed = self.inner.commit(commit).await?;
         let mut logged = committed.changes.into_iter();

@@ -65,8 +65,16 @@ impl WriteSet {
         self.entries.get(at).map(|(_, data)| data)
     }
 
-    /// Records a write (`None`: a delete) of the open mutation.
-    pub(crate) fn write(&mut self, scope: &str, entity: &str, id: &str, data: Option<Data>) {
+    /// Records a write (`None`: a delete) of the open mutation; returns the key's position in
+    /// the writes to commit ([`into_writes`](Self::into_writes)), which stays until the write
+    /// that added the key is undone.
+    pub(crate) fn write(
+        &mut self,
+        scope: &str,
+        entity: &str,
+        id: &str,
+        data: Option<Data>,
+    ) -> usize {
         let key = KeyRef(scope, entity, id);
         let hash = self.hasher.hash_one(key);
         if let Some(at) = self.position(hash, key)
@@ -74,7 +82,7 @@ impl WriteSet {
         {
             let earlier = std::mem::replace(written, data);
             self.undo.push((at, Some(earlier)));
-            return;
+            return at;
         }
         let at = self.entries.len();
         self.entries.push((key.to_owned(), data));
@@ -86,6 +94,7 @@ impl WriteSet {
         };
         self.positions.insert_unique(hash, at, rehash);
         self.undo.push((at, None));
+        at
     }
 
     /// Ends the open mutation: its writes stay.
@@ -135,7 +144,12 @@ impl WriteSet {
             .into_iter()
             .map(|(key, data)| {
                 let (data, json) = data.map(|d| (d.value, d.json)).unzip();
-                Write { key, data, json }
+                Write {
+                    key,
+                    data,
+                    json,
+                    existence_unknown: false,
+                }
             })
             .collect()
     }

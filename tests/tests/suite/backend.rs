@@ -22,6 +22,7 @@ sync_tests::on_every_backend!(
     a_reopened_backend_keeps_everything,
     a_write_after_a_read_knows_whether_the_entity_existed,
     puts_and_deletes_across_a_push_record_what_existed,
+    puts_read_nothing_and_their_commit_tells_create_from_update,
     concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
     a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error,
@@ -49,7 +50,9 @@ fn script_engine(b: &TestBackend) -> (Engine, Script) {
 async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend) {
     let (engine, observer) = script_engine(&b);
     let steps = json!([
+        ["exists", "todo", "1"],
         ["put", "todo", "1", 1],
+        ["exists", "todo", "1"],
         ["put", "todo", "1", 2],
         ["get", "todo", "1"],
         ["list", "todo"],
@@ -63,7 +66,15 @@ async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend)
     assert!(cancelled.is_err(), "the push was cancelled");
     assert_eq!(
         observer.seen(),
-        [json!("create"), json!("update"), json!(2), json!([2])]
+        [
+            json!(false),
+            json!(null),
+            json!(true),
+            json!(null),
+            json!(2),
+            json!([2])
+        ],
+        "`exists` sees the push's own writes"
     );
     let read = b
         .backend()
@@ -453,6 +464,8 @@ async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
                 ["get", "todo", "new"],
                 ["put", "todo", "old", 2],
                 ["put", "todo", "new", 2],
+                ["exists", "todo", "old"],
+                ["exists", "todo", "new"],
                 ["fail"]
             ])),
             // Undone: `new` does not exist again, `old` still does.
@@ -467,20 +480,22 @@ async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
         .await
         .unwrap();
     assert_eq!(pushed.results[0].code.as_deref(), Some("rejected"));
-    let failed_saw = observer.seen().get(1..5).map(<[_]>::to_vec);
+    let failed_saw = observer.seen().get(1..7).map(<[_]>::to_vec);
     assert_eq!(
         failed_saw,
         Some(vec![
             json!(1),
             json!(null),
-            json!("update"),
-            json!("create")
+            json!(null),
+            json!(null),
+            json!(true),
+            json!(true)
         ]),
         "the failed mutation saw the committed state and its own writes"
     );
     assert_eq!(
         pushed.results[1].value,
-        Some(json!([null, "create", true, false, "create"]))
+        Some(json!([null, null, true, false, null]))
     );
     let ops: Vec<_> = pushed.results[1].changes.iter().map(|c| c.op).collect();
     use sync_runtime::ChangeOp::{Create, Delete};
@@ -510,16 +525,24 @@ async fn puts_and_deletes_across_a_push_record_what_existed(b: TestBackend) {
         ])
         .await
         .unwrap();
-    let values: Vec<_> = pushed.results.iter().map(|r| r.value.clone()).collect();
+    use sync_runtime::ChangeOp::{Create, Delete, Update};
+    let ops = |pushed: &sync_runtime::PushResponse| -> Vec<Vec<sync_runtime::ChangeOp>> {
+        let ops = |r: &sync_runtime::MutationResult| r.changes.iter().map(|c| c.op).collect();
+        pushed.results.iter().map(ops).collect()
+    };
     assert_eq!(
-        values,
+        ops(&pushed),
         [
-            Some(json!(["create"])),
-            Some(json!(["update", "update"])),
-            Some(json!([true, "create", true, false])),
-            None,
-            Some(json!(["create", "create"])),
+            vec![Create],
+            vec![Update, Update],
+            vec![Delete, Create, Delete],
+            vec![],
+            vec![Create, Create],
         ]
+    );
+    assert_eq!(
+        pushed.results[2].value,
+        Some(json!([true, null, true, false]))
     );
     // Now from the store: `a` and `b` exist, `c` does not.
     let again = engine
@@ -529,15 +552,7 @@ async fn puts_and_deletes_across_a_push_record_what_existed(b: TestBackend) {
         ])
         .await
         .unwrap();
-    let values: Vec<_> = again.results.iter().map(|r| r.value.clone()).collect();
-    assert_eq!(
-        values,
-        [
-            Some(json!(["update", "create"])),
-            Some(json!([true, "create"]))
-        ]
-    );
-    use sync_runtime::ChangeOp::{Create, Delete, Update};
+    assert_eq!(ops(&again), [vec![Update, Create], vec![Delete, Create]]);
     let logged: Vec<_> = pull_all(&engine, "s", 0)
         .await
         .iter()
@@ -565,6 +580,101 @@ async fn puts_and_deletes_across_a_push_record_what_existed(b: TestBackend) {
         logged, expected,
         "the log records the ops the mutations saw"
     );
+}
+
+/// A put reads nothing from the store, not even whether its entity exists: pushes of puts run
+/// on a backend that fails every transaction read, and their commit still logs `create` where
+/// the entity did not exist before the push and `update` where it did, for a key put once or
+/// several times, put again after a mutation that put it failed, or put and then deleted.
+/// `exists` answers from the push's own writes without reading either.
+async fn puts_read_nothing_and_their_commit_tells_create_from_update(b: TestBackend) {
+    use sync_runtime::ChangeOp::{Create, Delete, Update};
+    let (engine, _) = script_engine(&b);
+    let in_s = |steps| script(steps).with_scope("s");
+    engine
+        .push(vec![in_s(json!([
+            ["put", "todo", "old", 1],
+            ["put", "todo", "doomed", 1]
+        ]))])
+        .await
+        .unwrap();
+    let blind = Engine::builder(Script::default())
+        .backend(FailingBackend::new(b.backend(), 0))
+        .build();
+    let pushed = blind
+        .push(vec![
+            in_s(json!([
+                ["put", "todo", "new1", 1],
+                ["put", "todo", "old", 2]
+            ])),
+            // Undone: `new2` is new again for the next mutation.
+            in_s(json!([
+                ["put", "todo", "new2", 1],
+                ["put", "todo", "new2", 2],
+                ["fail"]
+            ])),
+            in_s(json!([
+                ["put", "todo", "new2", 3],
+                ["put", "todo", "old", 3],
+                ["put", "todo", "new1", 2]
+            ])),
+            in_s(json!([
+                ["put", "todo", "fresh", 1],
+                ["delete", "todo", "fresh"]
+            ])),
+            in_s(json!([
+                ["put", "todo", "doomed", 2],
+                ["delete", "todo", "doomed"],
+                ["exists", "todo", "doomed"],
+                ["exists", "todo", "new2"]
+            ])),
+        ])
+        .await
+        .unwrap();
+    let ops: Vec<Vec<_>> = pushed
+        .results
+        .iter()
+        .map(|r| r.changes.iter().map(|c| (c.id.clone(), c.op)).collect())
+        .collect();
+    let expected: Vec<Vec<_>> = [
+        vec![("new1", Create), ("old", Update)],
+        vec![],
+        vec![("new2", Create), ("old", Update), ("new1", Update)],
+        vec![("fresh", Create), ("fresh", Delete)],
+        vec![("doomed", Update), ("doomed", Delete)],
+    ]
+    .iter()
+    .map(|ops| ops.iter().map(|(id, op)| ((*id).to_owned(), *op)).collect())
+    .collect();
+    assert_eq!(ops, expected, "the push's answer");
+    assert_eq!(
+        pushed.results[4].value,
+        Some(json!([null, true, false, true]))
+    );
+    let logged: Vec<_> = pull_all(&engine, "s", 2)
+        .await
+        .iter()
+        .map(|c| (c.id.clone(), c.op))
+        .collect();
+    let answered: Vec<_> = expected.into_iter().flatten().collect();
+    assert_eq!(logged, answered, "the log records what the push answered");
+    let data = engine.snapshot(Some("s")).await.unwrap().data;
+    assert_eq!(
+        serde_json::to_value(&data).unwrap(),
+        json!({"todo": {"new1": 2, "new2": 3, "old": 3}})
+    );
+
+    // Many puts in one mutation: all new, then all existing.
+    let blind = Engine::builder(RulesMutator)
+        .backend(FailingBackend::new(b.backend(), 0))
+        .build();
+    let many = Mutation::new("put_many", json!({"n": 100, "tag": "t"}));
+    for expected in [Create, Update] {
+        let pushed = blind.push(vec![many.clone()]).await.unwrap();
+        let changes = &pushed.results[0].changes;
+        assert_eq!(changes.len(), 100);
+        assert!(changes.iter().all(|c| c.op == expected), "{expected:?}");
+    }
 }
 
 /// PostgreSQL's text cannot hold U+0000: an id or entity type with one fails its mutation for

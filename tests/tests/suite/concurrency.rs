@@ -77,37 +77,41 @@ async fn concurrent_mutations_are_isolated(b: TestBackend) {
 /// Concurrent pushes that put one new id: exactly one creates it, and each later one, whether
 /// it committed on its own or shared a commit with those before it (SQLite's group commit hands
 /// an open transaction on), sees it and records an update. `slow_put` holds each push open a
-/// millisecond, so that the others wait for it and group commits form.
+/// millisecond, so that the others wait for it and group commits form; a blind `put` reads
+/// nothing, so its commit alone tells.
 async fn concurrent_puts_of_a_new_id_create_it_once(b: TestBackend) {
     let engine = b.rules_engine();
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let engine = engine.clone();
-            tokio::spawn(async move {
-                engine
-                    .push(vec![Mutation::new("slow_put", json!({"id": "shared"}))])
-                    .await
-                    .unwrap()
+    // Read first (`slow_put`), or put blind (`put`): either way the commit decides, from the
+    // write, which push created it.
+    for (name, scope) in [("slow_put", "read"), ("put", "blind")] {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let engine = engine.clone();
+                let mutation = Mutation::new(name, json!({"id": "shared"})).with_scope(scope);
+                tokio::spawn(async move { engine.push(vec![mutation]).await.unwrap() })
             })
-        })
-        .collect();
-    let mut creates = 0;
-    for task in tasks {
-        let result = &task.await.unwrap().results[0];
-        assert!(result.ok, "{result:?}");
-        if result.changes[0].op == sync_runtime::ChangeOp::Create {
-            creates += 1;
+            .collect();
+        let mut creates = 0;
+        for task in tasks {
+            let result = &task.await.unwrap().results[0];
+            assert!(result.ok, "{name}: {result:?}");
+            if result.changes[0].op == sync_runtime::ChangeOp::Create {
+                creates += 1;
+            }
         }
+        assert_eq!(
+            creates, 1,
+            "{name}: one push creates it, the others update it"
+        );
+        let ops: Vec<_> = pull_all(&engine, scope, 0)
+            .await
+            .iter()
+            .map(|c| c.op)
+            .collect();
+        let mut expected = vec![sync_runtime::ChangeOp::Update; 16];
+        expected[0] = sync_runtime::ChangeOp::Create;
+        assert_eq!(ops, expected, "{name}: the log creates it first");
     }
-    assert_eq!(creates, 1, "one push creates it, the others update it");
-    let ops: Vec<_> = pull_all(&engine, "_default", 0)
-        .await
-        .iter()
-        .map(|c| c.op)
-        .collect();
-    let mut expected = vec![sync_runtime::ChangeOp::Update; 16];
-    expected[0] = sync_runtime::ChangeOp::Create;
-    assert_eq!(ops, expected, "the log creates it first");
 }
 
 /// Pulls `scope` until `expected` changes were seen, checking that cursors only ascend.

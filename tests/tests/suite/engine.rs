@@ -434,17 +434,19 @@ async fn a_failing_mutation_leaves_nothing_behind(b: TestBackend) {
 }
 
 async fn a_store_failure_stops_the_push_and_the_retry_completes_it(b: TestBackend) {
-    // The first mutation's two reads (its client_seq, whether its entity exists) succeed.
+    // The first mutation's two reads (its client_seq, its entity) succeed; the second's read
+    // of its entity fails (a put alone reads nothing, and the client's seq is staged by then).
     let backend = FailingBackend::new(b.backend(), 2);
     let pokes = PokeLog::default();
     let engine = Engine::builder(RulesMutator)
         .backend(backend.clone())
         .broker(pokes.broker())
         .build();
+    let read_put = |id: &str| Mutation::new("slow_put", json!({ "id": id }));
     let batch = vec![
-        put("1").with_client("c", 1),
-        put("2").with_client("c", 2),
-        put("3").with_client("c", 3),
+        read_put("1").with_client("c", 1),
+        read_put("2").with_client("c", 2),
+        read_put("3").with_client("c", 3),
     ];
     let error = engine.push(batch.clone()).await.unwrap_err();
     assert_eq!(error.code(), "unavailable");

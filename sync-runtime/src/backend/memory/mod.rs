@@ -262,10 +262,9 @@ impl Transaction for MemoryTransaction {
     }
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
-        // What the push writes without having read it (the engine reads before every write, but
-        // the contract does not ask it to) is locked now; the locks go when `self` does. Each
-        // change is of an entity the push wrote or read (`Tx` records one per write, after its
-        // read), so its lock is held already.
+        // What the push writes without having read it (a put does not read) is locked now; the
+        // locks go when `self` does. Each change is of an entity the push wrote, so its lock is
+        // held once these are.
         for write in commit.writes() {
             self.lock_entity(write.scope(), write.entity(), write.id())
                 .await?;
@@ -278,28 +277,28 @@ impl Transaction for MemoryTransaction {
         for client_id in clients.chain(failed) {
             self.lock_client(client_id).await?;
         }
-        let parts = commit.into_parts();
+        let mut parts = commit.into_parts();
         let shared = &self.shared;
         let _gate = shared.commit_gate.write();
-        // Logging copies each change's data once (its entity's write still shares it); the
-        // store then takes the write's own without another copy.
-        let committed = shared.log.append(parts.changes);
         // The store's lock is taken per write, not once for all: held through a whole commit, it
         // made the readers on the other thread sleep and the commit wake them (16 pushers in
-        // scopes of their own served about a sixth less; BENCHMARKS.md, 2026-12-03).
+        // scopes of their own served about a sixth less; BENCHMARKS.md, 2026-12-03). Each write
+        // tells whether its entity existed, which decides the pending changes' ops; the entity
+        // locks make that exact.
+        let mut existed = Vec::with_capacity(parts.writes.len());
         for write in parts.writes {
-            match write.data {
-                Some(data) => {
-                    let data = Arc::unwrap_or_clone(data);
-                    shared
-                        .store
-                        .set(write.key.scope(), write.key.entity(), write.key.id(), data);
-                }
-                None => shared
+            let (scope, entity, id) = (write.key.scope(), write.key.entity(), write.key.id());
+            existed.push(match write.data {
+                Some(data) => shared
                     .store
-                    .delete(write.key.scope(), write.key.entity(), write.key.id()),
-            }
+                    .set(scope, entity, id, Arc::unwrap_or_clone(data)),
+                None => shared.store.delete(scope, entity, id),
+            });
         }
+        parts
+            .pending
+            .resolve(&mut parts.changes, |_, write| existed.get(write).copied())?;
+        let committed = shared.log.append(parts.changes);
         let mut seqs = shared.client_seqs.lock();
         for (client_id, seq) in parts.client_seqs {
             let last = seqs.entry(client_id).or_default();

@@ -89,7 +89,8 @@ impl MemoryStore {
         page
     }
 
-    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) {
+    /// Stores the entity; whether it existed before.
+    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) -> bool {
         let mut scopes = self.scopes.write();
         // `entry_ref` allocates the names only when they are new.
         let ids = scopes
@@ -97,24 +98,26 @@ impl MemoryStore {
             .or_default()
             .entry_ref(entity)
             .or_default();
-        ids.insert(id.to_owned(), data);
+        ids.insert(id.to_owned(), data).is_some()
     }
 
-    pub(super) fn delete(&self, scope: &str, entity: &str, id: &str) {
+    /// Removes the entity; whether it existed.
+    pub(super) fn delete(&self, scope: &str, entity: &str, id: &str) -> bool {
         let mut scopes = self.scopes.write();
         let Some(entities) = scopes.get_mut(scope) else {
-            return;
+            return false;
         };
         let Some(ids) = entities.get_mut(entity) else {
-            return;
+            return false;
         };
-        ids.remove(id);
+        let existed = ids.remove(id).is_some();
         if ids.is_empty() {
             entities.remove(entity);
             if entities.is_empty() {
                 scopes.remove(scope);
             }
         }
+        existed
     }
 }
 

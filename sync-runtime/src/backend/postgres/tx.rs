@@ -311,9 +311,10 @@ impl PostgresTransaction {
     async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64, bool), StoreError> {
         let CommitParts {
             writes,
-            changes,
+            mut changes,
             client_seqs,
             failures,
+            pending,
         } = commit.into_parts();
 
         // Sorted, so that two commits that lock the same ones do so in one order.
@@ -364,6 +365,12 @@ impl PostgresTransaction {
                 .push(change.data.as_ref().map(|data| data.as_str()));
             ops.push(op_name(change.op));
         }
+        // The statement that writes the entities decides these (`WRITE_AND_APPEND`).
+        for (change, _) in pending.iter() {
+            if let Some(op) = ops.get_mut(change) {
+                *op = PENDING;
+            }
+        }
         let failed = FailureColumns::new(&failures)?;
         let now = Utc::now();
         let ts = now.timestamp_micros();
@@ -372,19 +379,16 @@ impl PostgresTransaction {
         // Every statement is prepared before the pipeline: each must go out at its future's
         // first poll, so in this order, and none after the `COMMIT`.
         let prepare = |sql: &'static str| client.prepare_cached(sql);
-        let (lock, lock_all, take, upsert, delete, record, append, fail, horizon) =
-            futures::try_join!(
-                prepare(LOCK),
-                prepare(LOCK_ALL),
-                prepare(TAKE_CURSORS),
-                prepare(UPSERT),
-                prepare(DELETE),
-                prepare(RECORD),
-                prepare(APPEND),
-                prepare(FAIL),
-                prepare(PASSED),
-            )
-            .context(|| "cannot prepare a push's commit".to_owned())?;
+        let (lock, lock_all, take, record, append, fail, horizon) = futures::try_join!(
+            prepare(LOCK),
+            prepare(LOCK_ALL),
+            prepare(TAKE_CURSORS),
+            prepare(RECORD),
+            prepare(WRITE_AND_APPEND),
+            prepare(FAIL),
+            prepare(PASSED),
+        )
+        .context(|| "cannot prepare a push's commit".to_owned())?;
 
         let begin = async {
             match begin {
@@ -411,32 +415,18 @@ impl PostgresTransaction {
             let _ = xid_sender.send(xid);
             Ok((xid, last))
         };
-        let put_rows = async {
-            if put.is_empty() {
-                return Ok(());
-            }
-            let params: [&(dyn ToSql + Sync); 4] =
-                [&put.scopes, &put.entities, &put.ids, &put.data];
-            client.execute(&upsert, &params).await.map(drop)
-        };
-        let delete_rows = async {
-            if gone.is_empty() {
-                return Ok(());
-            }
-            let params: [&(dyn ToSql + Sync); 3] = [&gone.scopes, &gone.entities, &gone.ids];
-            client.execute(&delete, &params).await.map(drop)
-        };
         let record_seqs = async {
             if seq_ids.is_empty() {
                 return Ok(());
             }
             client.execute(&record, &[&seq_ids, &seqs]).await.map(drop)
         };
-        let append_changes = async {
-            if logged.is_empty() {
-                return Ok(());
+        // Every write records a change, and every change is of a written entity: both or none.
+        let write_and_append = async {
+            if logged.is_empty() && put.is_empty() && gone.is_empty() {
+                return Ok(Vec::new());
             }
-            let params: [&(dyn ToSql + Sync); 7] = [
+            let params: [&(dyn ToSql + Sync); 14] = [
                 &count,
                 &logged.scopes,
                 &logged.entities,
@@ -444,8 +434,15 @@ impl PostgresTransaction {
                 &ops,
                 &logged.data,
                 &ts,
+                &put.scopes,
+                &put.entities,
+                &put.ids,
+                &put.data,
+                &gone.scopes,
+                &gone.entities,
+                &gone.ids,
             ];
-            client.execute(&append, &params).await.map(drop)
+            client.query(&append, &params).await
         };
         let record_failures = async {
             if failed.ids.is_empty() {
@@ -461,20 +458,18 @@ impl PostgresTransaction {
             client.execute(&fail, &params).await.map(drop)
         };
         let write = async {
-            let ((), (), (), _, (xid, last), (), (), (), (), (), ()) = futures::try_join!(
+            let ((), (), (), _, (xid, last), (), (), decided, ()) = futures::try_join!(
                 begin,
                 locks,
                 client.batch_execute("SAVEPOINT sync_cursors"),
                 client.execute(&lock, &lock_params),
                 cursors,
                 client.batch_execute("ROLLBACK TO SAVEPOINT sync_cursors"),
-                put_rows,
-                delete_rows,
                 record_seqs,
-                append_changes,
+                write_and_append,
                 record_failures,
             )?;
-            Ok::<_, tokio_postgres::Error>((xid, last))
+            Ok::<_, tokio_postgres::Error>((xid, last, decided))
         };
         // The horizon's first look goes out with the `COMMIT`, and runs after it.
         let finish = async {
@@ -500,8 +495,24 @@ impl PostgresTransaction {
                 (written, finish.await)
             }
         };
-        let (xid, last) = written.context(|| "cannot write a push".to_owned())?;
+        let (xid, last, decided) = written.context(|| "cannot write a push".to_owned())?;
         committed.context(|| "cannot commit a push".to_owned())?;
+        // Committed: what the writes found is final.
+        let mut existed = vec![None; changes.len()];
+        for row in decided {
+            let ord: i64 = row.try_get(0).map_err(row_error)?;
+            let found: bool = row.try_get(1).map_err(row_error)?;
+            let slot = usize::try_from(ord)
+                .ok()
+                .and_then(|ord| ord.checked_sub(1))
+                .and_then(|at| existed.get_mut(at));
+            if let Some(slot) = slot {
+                *slot = Some(found);
+            }
+        }
+        pending.resolve(&mut changes, |change, _| {
+            existed.get(change).copied().flatten()
+        })?;
         let passed = passed
             .context(|| "cannot read the change log's visibility horizon".to_owned())?
             .unwrap_or(false);
@@ -524,15 +535,8 @@ SELECT pg_current_xact_id()::text::bigint,
        CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
             ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END";
 
-const UPSERT: &str = "
-INSERT INTO sync_entities (scope, entity, id, data)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data";
-
-const DELETE: &str = "
-DELETE FROM sync_entities e
-USING unnest($1::text[], $2::text[], $3::text[]) AS d(scope, entity, id)
-WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id";
+/// The op a pending change is sent with, which [`WRITE_AND_APPEND`] decides.
+const PENDING: &str = "put";
 
 /// Records clients' sequence numbers with the transaction's id; `prev_seq` keeps the number
 /// replaced where its writer is already behind the horizon of this statement's snapshot, and
@@ -547,15 +551,43 @@ ON CONFLICT (client_id) DO UPDATE SET
     prev_seq = CASE WHEN c.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                     THEN c.seq ELSE c.prev_seq END";
 
-/// Logs the `$1` changes at the cursors taken last (`currval` after them), with the
-/// transaction's id.
-const APPEND: &str = "
-INSERT INTO sync_changes (cursor, scope, entity, id, op, data, ts, xid)
-SELECT t.at + c.ord, c.scope, c.entity, c.id, c.op, c.data, $7, t.xid
-FROM (SELECT currval('sync_cursor') - $1::bigint AS at,
-             pg_current_xact_id()::text::bigint AS xid) AS t,
-     unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-     WITH ORDINALITY AS c(scope, entity, id, op, data, ord)";
+/// Writes the entities (`$8`-`$11` put, `$12`-`$14` deleted) and logs the `$1` changes at the
+/// cursors taken last (`currval` after them), with the transaction's id, in one statement: a
+/// change sent with the op `put` (a put of a key the push had not read) is logged as the write of
+/// its key found it, `update` where the entity existed (the upsert met a conflict, `xmax` set on
+/// the updated row; or the delete removed a row), else `create`. An insert that meets a
+/// concurrent push's insert of the key waits for it, and then updates: exact under concurrency.
+/// Returns, per pending change, its position (from 1) and whether its entity existed.
+const WRITE_AND_APPEND: &str = "
+WITH put AS (
+    INSERT INTO sync_entities AS e (scope, entity, id, data)
+    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[])
+    ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data
+    RETURNING e.scope, e.entity, e.id, NOT (e.xmax = 0) AS existed
+), gone AS (
+    DELETE FROM sync_entities e
+    USING unnest($12::text[], $13::text[], $14::text[]) AS d(scope, entity, id)
+    WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id
+    RETURNING e.scope, e.entity, e.id
+), c AS (
+    SELECT u.ord, u.scope, u.entity, u.id, u.data, u.op = 'put' AS pending,
+           COALESCE(p.existed, g.id IS NOT NULL) AS existed,
+           CASE WHEN u.op <> 'put' THEN u.op
+                WHEN COALESCE(p.existed, g.id IS NOT NULL) THEN 'update'
+                ELSE 'create' END AS op
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+         WITH ORDINALITY AS u(scope, entity, id, op, data, ord)
+    LEFT JOIN put p
+        ON u.op = 'put' AND p.scope = u.scope AND p.entity = u.entity AND p.id = u.id
+    LEFT JOIN gone g
+        ON u.op = 'put' AND g.scope = u.scope AND g.entity = u.entity AND g.id = u.id
+), logged AS (
+    INSERT INTO sync_changes (cursor, scope, entity, id, op, data, ts, xid)
+    SELECT t.at + c.ord, c.scope, c.entity, c.id, c.op, c.data, $7, t.xid
+    FROM (SELECT currval('sync_cursor') - $1::bigint AS at,
+                 pg_current_xact_id()::text::bigint AS xid) AS t, c
+)
+SELECT ord, existed FROM c WHERE pending";
 
 /// Records failures for their retries, at the cursor before the `$5` changes taken last.
 const FAIL: &str = "

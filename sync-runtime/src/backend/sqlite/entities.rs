@@ -111,8 +111,11 @@ pub(super) fn client_seq(conn: &Connection, client_id: &str) -> Result<Option<u6
     seq.map(|seq| to_u64(seq, "client_seq")).transpose()
 }
 
-/// Applies a commit's entity writes; the caller commits.
-pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
+/// Applies a commit's entity writes; the caller commits. Returns, per write whose entity's
+/// existence is wanted ([`Write::existence_unknown`]), whether the entity existed before, which
+/// the write itself tells: an insert that finds the key inserts nothing (and an update follows),
+/// a delete reports whether it removed a row. The other writes are upserts and deletes, `None`.
+pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<Vec<Option<bool>>, StoreError> {
     let mut upsert = conn
         .prepare_cached(
             "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
@@ -122,15 +125,42 @@ pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<(), StoreErro
     let mut delete = conn
         .prepare_cached("DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
         .context(|| "cannot prepare the entity delete".to_owned())?;
+    let mut existed = Vec::with_capacity(writes.len());
     for write in writes {
         let (scope, entity, id) = (write.scope(), write.entity(), write.id());
-        match write.json() {
-            Some(text) => upsert.execute([scope, entity, id, text.as_str()]),
-            None => delete.execute([scope, entity, id]),
+        let found = match (write.json(), write.existence_unknown()) {
+            (Some(text), false) => upsert
+                .execute([scope, entity, id, text.as_str()])
+                .map(|_| None),
+            (Some(text), true) => {
+                insert_or_update(conn, [scope, entity, id, text.as_str()]).map(Some)
+            }
+            (None, unknown) => delete
+                .execute([scope, entity, id])
+                .map(|removed| unknown.then_some(removed > 0)),
         }
         .context(|| format!("cannot write {entity} `{id}` in scope `{scope}`"))?;
+        existed.push(found);
     }
-    Ok(())
+    Ok(existed)
+}
+
+/// Inserts the entity, or where it exists, updates it: whether it existed.
+fn insert_or_update(conn: &Connection, row: [&str; 4]) -> Result<bool, rusqlite::Error> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (scope, entity, id) DO NOTHING",
+        )?
+        .execute(row)?;
+    if inserted == 1 {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE sync_entities SET data = ?4 WHERE scope = ?1 AND entity = ?2 AND id = ?3",
+    )?
+    .execute(row)?;
+    Ok(true)
 }
 
 /// Records each client's highest sequence number; the caller commits.

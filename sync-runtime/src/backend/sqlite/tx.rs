@@ -162,9 +162,12 @@ impl Transaction for SqliteTransaction {
         let written = self
             .conns
             .with_writer(move |conn| {
-                let parts = commit.into_parts();
+                let mut parts = commit.into_parts();
                 let result = (|| {
-                    entities::write(conn, &parts.writes)?;
+                    let existed = entities::write(conn, &parts.writes)?;
+                    parts.pending.resolve(&mut parts.changes, |_, write| {
+                        existed.get(write).copied().flatten()
+                    })?;
                     entities::record_client_seqs(conn, &parts.client_seqs)?;
                     let committed = log::append(conn, parts.changes, Utc::now())?;
                     entities::record_failures(conn, &parts.failures, committed.before)?;
