@@ -107,7 +107,7 @@ impl TodoMutator {
             Some(id) => id,
             None => tx.new_id(),
         };
-        if tx.get::<Todo>(&id).await?.is_some() {
+        if tx.exists::<Todo>(&id).await? {
             return Err(MutationError::new(
                 "already_exists",
                 format!("todo `{id}` already exists"),
@@ -185,7 +185,7 @@ impl TodoMutator {
     ) -> Result<ListInfo, MutationError> {
         let title = checked_title(title)?;
         list_scope(tx)?;
-        if tx.get::<ListInfo>(INFO).await?.is_some() {
+        if tx.exists::<ListInfo>(INFO).await? {
             return Err(MutationError::new(
                 "already_exists",
                 format!("the list `{}` exists already", tx.scope()),
