@@ -464,7 +464,7 @@ impl PostgresTransaction {
                 client.batch_execute("SAVEPOINT sync_cursors"),
                 client.execute(&lock, &lock_params),
                 cursors,
-                client.batch_execute("ROLLBACK TO SAVEPOINT sync_cursors"),
+                client.batch_execute(AFTER_CURSORS),
                 record_seqs,
                 write_and_append,
                 record_failures,
@@ -534,6 +534,14 @@ const TAKE_CURSORS: &str = "
 SELECT pg_current_xact_id()::text::bigint,
        CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
             ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END";
+
+/// Releases the cursor lock (the savepoint's rollback), then has the rest of the transaction run
+/// its prepared statements on their generic plans. [`WRITE_AND_APPEND`] is big enough that
+/// PostgreSQL's default keeps planning it afresh for its parameters, about 0.25 ms of the
+/// server's CPU per push, which cost a third of the throughput of 16 pushers on 2 cores
+/// (BENCHMARKS.md, 2026-12-03); its generic plan serves every size of push alike.
+const AFTER_CURSORS: &str =
+    "ROLLBACK TO SAVEPOINT sync_cursors; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The op a pending change is sent with, which [`WRITE_AND_APPEND`] decides.
 const PENDING: &str = "put";
