@@ -39,10 +39,36 @@ const DIALECT: Dialect = Dialect {
     keyed_table: "",
 };
 
+/// The oldest server this backend runs on, as `server_version_num`: the visibility horizon reads
+/// transaction ids with `pg_current_xact_id()` and `pg_current_snapshot()`, new in PostgreSQL 13.
+const MIN_SERVER_VERSION: i32 = 130_000;
+
+/// Refuses a server older than [`MIN_SERVER_VERSION`] at connect, with what to do, rather than
+/// let every push fail later on a missing function. `shown` is the server's `server_version`.
+fn check_server_version(number: i32, shown: &str, target: &str) -> Result<(), StoreError> {
+    if number >= MIN_SERVER_VERSION {
+        return Ok(());
+    }
+    Err(StoreError::new(format!(
+        "PostgreSQL: {target} runs PostgreSQL {shown}, and sync-runtime needs PostgreSQL 13 or \
+         later (its visibility horizon reads transaction ids with pg_current_xact_id): upgrade \
+         the server"
+    )))
+}
+
 /// Creates the schema in a new database, or migrates an existing one from the version it
 /// records up to this crate's; returns the log's identity, which every node reads from the
 /// database.
 pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<String, StoreError> {
+    let (number, shown): (i32, String) = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+            &[],
+        )
+        .await
+        .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .context(|| format!("cannot read the server version of {target}"))?;
+    check_server_version(number, &shown, target)?;
     let tx = client
         .transaction()
         .await
@@ -111,4 +137,22 @@ pub(super) async fn migrate(client: &mut Client, target: &str) -> Result<String,
         .await
         .context(|| format!("cannot commit the schema of {target}"))?;
     Ok(log_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_older_than_13_is_refused_with_what_to_do() {
+        let refused = check_server_version(120_017, "12.17", "db").err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("runs PostgreSQL 12.17"), "{message}");
+        assert!(
+            message.contains("needs PostgreSQL 13 or later"),
+            "{message}"
+        );
+        assert!(check_server_version(130_000, "13.0", "db").is_ok());
+        assert!(check_server_version(150_019, "15.19", "db").is_ok());
+    }
 }
