@@ -110,26 +110,9 @@ pub(crate) struct Pending {
 }
 
 impl PendingOps {
-    /// Whether every op is decided already.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// How many ops are pending.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// The pending changes, as `(index in the changes, index in the writes)`, by change.
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.0.iter().map(|p| (p.change, p.write))
-    }
-
-    /// Whether the change at `index` is pending.
-    pub fn contains(&self, index: usize) -> bool {
-        self.0
-            .binary_search_by_key(&index, |pending| pending.change)
-            .is_ok()
     }
 
     /// Decides each pending change's op: `update` where `existed(change, write)` says its
