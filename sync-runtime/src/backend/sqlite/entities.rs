@@ -116,15 +116,29 @@ pub(super) fn client_seq(conn: &Connection, client_id: &str) -> Result<Option<u6
 /// the write itself tells: an insert that finds the key inserts nothing (and an update follows),
 /// a delete reports whether it removed a row. The other writes are upserts and deletes, `None`.
 pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<Vec<Option<bool>>, StoreError> {
-    let mut upsert = conn
-        .prepare_cached(
-            "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (scope, entity, id) DO UPDATE SET data = excluded.data",
-        )
-        .context(|| "cannot prepare the entity write".to_owned())?;
-    let mut delete = conn
-        .prepare_cached("DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3")
-        .context(|| "cannot prepare the entity delete".to_owned())?;
+    // Each statement is taken from the cache once per commit, not once per write.
+    let prepare = |sql: &str, what: &str| {
+        conn.prepare_cached(sql)
+            .context(|| format!("cannot prepare the entity {what}"))
+    };
+    let mut upsert = prepare(
+        "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (scope, entity, id) DO UPDATE SET data = excluded.data",
+        "write",
+    )?;
+    let mut insert = prepare(
+        "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (scope, entity, id) DO NOTHING",
+        "insert",
+    )?;
+    let mut update = prepare(
+        "UPDATE sync_entities SET data = ?4 WHERE scope = ?1 AND entity = ?2 AND id = ?3",
+        "update",
+    )?;
+    let mut delete = prepare(
+        "DELETE FROM sync_entities WHERE scope = ?1 AND entity = ?2 AND id = ?3",
+        "delete",
+    )?;
     let mut existed = Vec::with_capacity(writes.len());
     for write in writes {
         let (scope, entity, id) = (write.scope(), write.entity(), write.id());
@@ -132,8 +146,14 @@ pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<Vec<Option<bo
             (Some(text), false) => upsert
                 .execute([scope, entity, id, text.as_str()])
                 .map(|_| None),
+            // Inserted, or found: then updated.
             (Some(text), true) => {
-                insert_or_update(conn, [scope, entity, id, text.as_str()]).map(Some)
+                let row = [scope, entity, id, text.as_str()];
+                match insert.execute(row) {
+                    Ok(1) => Ok(Some(false)),
+                    Ok(_) => update.execute(row).map(|_| Some(true)),
+                    Err(error) => Err(error),
+                }
             }
             (None, unknown) => delete
                 .execute([scope, entity, id])
@@ -143,24 +163,6 @@ pub(super) fn write(conn: &Connection, writes: &[Write]) -> Result<Vec<Option<bo
         existed.push(found);
     }
     Ok(existed)
-}
-
-/// Inserts the entity, or where it exists, updates it: whether it existed.
-fn insert_or_update(conn: &Connection, row: [&str; 4]) -> Result<bool, rusqlite::Error> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO sync_entities (scope, entity, id, data) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (scope, entity, id) DO NOTHING",
-        )?
-        .execute(row)?;
-    if inserted == 1 {
-        return Ok(false);
-    }
-    conn.prepare_cached(
-        "UPDATE sync_entities SET data = ?4 WHERE scope = ?1 AND entity = ?2 AND id = ?3",
-    )?
-    .execute(row)?;
-    Ok(true)
 }
 
 /// Records each client's highest sequence number; the caller commits.
