@@ -174,9 +174,9 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct Write {
     pub(crate) key: Key,
-    /// The data, for a backend that keeps values (the memory store).
+    /// The data, for a backend that keeps values ([`Transaction::keeps_values`](super::Transaction::keeps_values)).
     pub(crate) data: Option<Arc<Value>>,
-    /// The same data encoded, for a backend that stores text; `Some` exactly where `data` is.
+    /// The same data encoded, for a backend that stores text; `None` where the push deleted it.
     pub(crate) json: Option<Json>,
     /// Whether a pending change waits on whether this write found its entity.
     pub(crate) existence_unknown: bool,
@@ -198,7 +198,8 @@ impl Write {
         self.key.id()
     }
 
-    /// The entity's data; `None` where the push deleted it.
+    /// The entity's data, for a backend that keeps values ([`Transaction::keeps_values`](super::Transaction::keeps_values));
+    /// `None` where the push deleted it, and for a backend that stores the text alone.
     pub fn data(&self) -> Option<&Arc<Value>> {
         self.data.as_ref()
     }

@@ -64,6 +64,9 @@ pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
 /// names another with [`in_scope`](Tx::in_scope).
 pub struct Tx {
     inner: AnyTransaction,
+    /// Whether the backend takes the values written, not their text alone
+    /// ([`Transaction::keeps_values`]).
+    keeps_values: bool,
     caller: Caller,
     writes: WriteSet,
     scope: String,
@@ -90,6 +93,7 @@ impl Tx {
     /// consolidation of its free lists.
     pub(crate) fn new(inner: AnyTransaction, caller: Caller, mutations: usize) -> Self {
         Tx {
+            keeps_values: inner.keeps_values(),
             inner,
             caller,
             writes: WriteSet::with_capacity(mutations),
@@ -190,7 +194,7 @@ impl Tx {
     pub async fn get_value(&mut self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_key(entity, id)?;
         if let Some(written) = self.writes.get(&self.scope, entity, id) {
-            return Ok(written.as_ref().map(|data| Value::clone(&data.value)));
+            return written.as_ref().map(Data::value).transpose();
         }
         self.inner.get(&self.scope, entity, id).await
     }
@@ -199,7 +203,7 @@ impl Tx {
     pub async fn list_values(&mut self, entity: &str) -> Result<Vec<Value>, StoreError> {
         check_entity(entity)?;
         let mut ids = self.inner.list(&self.scope, entity).await?;
-        self.writes.overlay(&self.scope, entity, &mut ids);
+        self.writes.overlay(&self.scope, entity, &mut ids)?;
         Ok(ids.into_values().collect())
     }
 
@@ -230,7 +234,7 @@ impl Tx {
             Some(json.clone()),
         );
         let data = Data {
-            value: Arc::new(data),
+            value: self.keeps_values.then(|| Arc::new(data)),
             json,
         };
         let at = self.writes.write(&self.scope, entity, id, Some(data));

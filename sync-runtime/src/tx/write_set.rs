@@ -13,14 +13,29 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use serde_json::Value;
 
 use crate::backend::{Key, KeyRef, Write};
+use crate::error::StoreError;
 use crate::json::Json;
 
-/// An entity's data as written: the value, which later reads of the push and the memory store
-/// take, and its encoding, which the change that records the write shares.
+/// An entity's data as written: its encoding, which the change that records the write shares,
+/// and the value, where the backend stores values (the memory store). A backend that stores the
+/// text alone gets no value: the push drops each one once it is encoded, rather than holding a
+/// copy of everything it wrote until its commit, and a read of its own write decodes the text.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Data {
-    pub(crate) value: Arc<Value>,
+    pub(crate) value: Option<Arc<Value>>,
     pub(crate) json: Json,
+}
+
+impl Data {
+    /// The value written.
+    pub(crate) fn value(&self) -> Result<Value, StoreError> {
+        match &self.value {
+            Some(value) => Ok(Value::clone(value)),
+            None => self.json.to_value().map_err(|error| {
+                StoreError::with_source("cannot decode an entity this push wrote", error)
+            }),
+        }
+    }
 }
 
 /// The writes of one transaction: `None` is a delete.
@@ -125,15 +140,21 @@ impl WriteSet {
     }
 
     /// Lays the writes to one entity type of a scope over its committed entities.
-    pub(crate) fn overlay(&self, scope: &str, entity: &str, ids: &mut BTreeMap<String, Value>) {
+    pub(crate) fn overlay(
+        &self,
+        scope: &str,
+        entity: &str,
+        ids: &mut BTreeMap<String, Value>,
+    ) -> Result<(), StoreError> {
         for (key, written) in &self.entries {
             if key.scope() == scope && key.entity() == entity {
                 match written {
-                    Some(data) => ids.insert(key.id().to_owned(), Value::clone(&data.value)),
+                    Some(data) => ids.insert(key.id().to_owned(), data.value()?),
                     None => ids.remove(key.id()),
                 };
             }
         }
+        Ok(())
     }
 
     /// The writes to commit, in the order of their keys' first writes, without those of a
@@ -144,6 +165,7 @@ impl WriteSet {
             .into_iter()
             .map(|(key, data)| {
                 let (data, json) = data.map(|d| (d.value, d.json)).unzip();
+                let data = data.flatten();
                 Write {
                     key,
                     data,
@@ -163,7 +185,7 @@ mod tests {
     fn data(value: Value) -> Option<Data> {
         let json = Json::encode(&value).ok()?;
         Some(Data {
-            value: Arc::new(value),
+            value: Some(Arc::new(value)),
             json,
         })
     }
@@ -224,7 +246,7 @@ mod tests {
             committed,
             [(
                 "1".to_owned(),
-                first.as_ref().map(|d| Arc::clone(&d.value)),
+                first.as_ref().and_then(|d| d.value.clone()),
                 first.map(|d| d.json)
             )]
         );
