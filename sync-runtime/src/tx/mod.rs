@@ -168,14 +168,23 @@ impl Tx {
     /// It does not answer which: finding out would cost a read of the store per put, and the
     /// commit decides it exactly from the write itself, also where a concurrent push creates
     /// the same id. Code that needs to know asks [`exists`](Tx::exists) first.
+    ///
+    /// A backend that stores JSON text (SQLite, PostgreSQL) gets the entity's own encoding, its
+    /// fields in their order; one that keeps values (memory) gets its
+    /// [`Value`](serde_json::Value), whose keys are sorted. An entity that does not encode fails
+    /// its mutation for good (`invalid_args`).
     pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<(), StoreError> {
-        let data = serde_json::to_value(entity).map_err(|error| {
-            StoreError::with_source(
-                format!("cannot encode {} `{}`", E::NAME, entity.id()),
-                error,
-            )
-        })?;
-        self.put_value(E::NAME, &entity.id(), data).await
+        let id = entity.id();
+        let not_encoded = |error| not_encoded(E::NAME, &id, &error);
+        if self.keeps_values {
+            let value = serde_json::to_value(entity).map_err(not_encoded)?;
+            return self.put_value(E::NAME, &id, value).await;
+        }
+        // A backend of text gets the entity's own encoding, without a `Value` between.
+        check_key(E::NAME, &id)?;
+        let json = Json::encode(entity).map_err(not_encoded)?;
+        self.write_data(E::NAME, &id, Data { value: None, json });
+        Ok(())
     }
 
     /// Removes the entity of type `E` with this id and records a `delete` change; `false` (and
@@ -216,32 +225,28 @@ impl Tx {
         data: Value,
     ) -> Result<(), StoreError> {
         check_key(entity, id)?;
-        // What the push wrote to the key tells; where it wrote nothing yet, the commit does.
+        // Encoded once, here: the write and its change share the text, which the log, the push's
+        // answer and pulls then write as it is.
+        let json = Json::encode(&data).map_err(|error| not_encoded(entity, id, &error))?;
+        let value = self.keeps_values.then(|| Arc::new(data));
+        self.write_data(entity, id, Data { value, json });
+        Ok(())
+    }
+
+    /// Records a put of encoded data, and its change: an `update` or `create` where the push
+    /// wrote the key before, else pending, for the commit to decide.
+    fn write_data(&mut self, entity: &str, id: &str, data: Data) {
         let op = match self.writes.get(&self.scope, entity, id) {
             Some(Some(_)) => Some(ChangeOp::Update),
             Some(None) => Some(ChangeOp::Create),
             None => None,
         };
-        // Encoded once, here: the write and its change share the text, which the log, the push's
-        // answer and pulls then write as it is.
-        let json = Json::encode(&data).map_err(|error| {
-            StoreError::with_source(format!("cannot encode {entity} `{id}` as JSON"), error)
-        })?;
-        self.record(
-            entity,
-            id,
-            op.unwrap_or(ChangeOp::Create),
-            Some(json.clone()),
-        );
-        let data = Data {
-            value: self.keeps_values.then(|| Arc::new(data)),
-            json,
-        };
+        let json = data.json.clone();
+        self.record(entity, id, op.unwrap_or(ChangeOp::Create), Some(json));
         let at = self.writes.write(&self.scope, entity, id, Some(data));
         if op.is_none() {
             self.pending.push(self.changes.len() - 1, at);
         }
-        Ok(())
     }
 
     /// Removes the entity and records a `delete` change; `false` (and no change) where it did not
@@ -416,6 +421,12 @@ fn check_name(what: fmt::Arguments<'_>, name: &str, max: usize) -> Result<(), St
     Err(StoreError::invalid_input(format!(
         "{what} {shown:?} {problem}"
     )))
+}
+
+/// Data that does not encode as JSON (a map with keys that are not strings, a `Serialize` that
+/// fails) fails the same way on every retry: its mutation fails for good, with `invalid_args`.
+fn not_encoded(entity: &str, id: &str, error: &serde_json::Error) -> StoreError {
+    StoreError::invalid_input(format!("cannot encode {entity} `{id}` as JSON: {error}"))
 }
 
 pub(crate) fn decode<E: Entity>(id: &str, data: Value) -> Result<E, StoreError> {

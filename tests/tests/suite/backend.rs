@@ -26,6 +26,7 @@ sync_tests::on_every_backend!(
     concurrent_pushes_all_commit_whoever_commits_them,
     ids_with_a_nul_character_fail_for_good,
     a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error,
+    typed_puts_read_back_as_put_and_one_that_cannot_encode_fails_for_good,
 );
 
 /// One change per mutation: a `put` of `id` in `scope`, with data `{"id": id}`.
@@ -826,4 +827,123 @@ async fn a_stored_change_goes_out_as_stored_and_a_corrupt_one_is_a_store_error(b
             .await
             .assert_error(503, "unavailable");
     }
+}
+
+/// An entity with what JSON makes awkward: floats, the integer extremes, escapes, an absent
+/// option, a nested map.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Gadget {
+    id: String,
+    zeta: f64,
+    big: u64,
+    small: i64,
+    text: String,
+    tags: Option<Vec<String>>,
+    nested: std::collections::BTreeMap<String, i32>,
+}
+
+impl sync_runtime::Entity for Gadget {
+    const NAME: &'static str = "gadget";
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// Its map has keys that are not strings: it does not encode as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Broken {
+    id: String,
+    by_pair: std::collections::BTreeMap<(u8, u8), u8>,
+}
+
+impl sync_runtime::Entity for Broken {
+    const NAME: &'static str = "broken";
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// A typed put reads back within its push, and goes out in its change and in the snapshot, as
+/// the entity that was put, whichever encoding the backend takes (its own or its `Value`'s); an
+/// entity that does not encode fails its mutation for good, and the push goes on.
+async fn typed_puts_read_back_as_put_and_one_that_cannot_encode_fails_for_good(b: TestBackend) {
+    let gadget = Gadget {
+        id: "g1".to_owned(),
+        zeta: -1.5e-300,
+        big: u64::MAX,
+        small: i64::MIN,
+        text: "é\"\\\n\u{1F600}".to_owned(),
+        tags: None,
+        nested: [("b".to_owned(), 2), ("a".to_owned(), 1)].into(),
+    };
+    let mutator = sync_runtime::MutatorFunc::new({
+        let gadget = gadget.clone();
+        move |tx, m| {
+            let gadget = gadget.clone();
+            Box::pin(async move {
+                if m.name == "broken" {
+                    let by_pair = [((1, 2), 3)].into();
+                    tx.put(&Broken {
+                        id: "b1".to_owned(),
+                        by_pair,
+                    })
+                    .await?;
+                    return Ok(None);
+                }
+                tx.put(&gadget).await?;
+                let read = tx.get::<Gadget>("g1").await?;
+                let listed = tx.list::<Gadget>().await?;
+                Ok(Some(json!([
+                    read == Some(gadget.clone()),
+                    listed == [gadget]
+                ])))
+            })
+        }
+    });
+    let engine = b.builder(mutator).build();
+    let pushed = engine
+        .push(vec![
+            Mutation::new("broken", json!({})).with_client("c", 1),
+            Mutation::new("gadget", json!({})).with_client("c", 2),
+        ])
+        .await
+        .unwrap();
+    let (broken, put) = (&pushed.results[0], &pushed.results[1]);
+    assert_eq!(broken.code.as_deref(), Some("invalid_args"), "{broken:?}");
+    assert!(
+        broken
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cannot encode broken `b1`"),
+        "{broken:?}"
+    );
+    assert_eq!(
+        put.value,
+        Some(json!([true, true])),
+        "read back within the push"
+    );
+    let change = &put.changes[0];
+    let data = change.data.as_ref().map(|data| data.decode::<Gadget>());
+    assert!(
+        matches!(data, Some(Ok(ref got)) if *got == gadget),
+        "{data:?}"
+    );
+    let snapshot = engine.snapshot(None).await.unwrap();
+    let stored = snapshot
+        .data
+        .get("gadget")
+        .and_then(|ids| ids.get("g1"))
+        .cloned();
+    let stored = stored.map(serde_json::from_value::<Gadget>);
+    assert!(
+        matches!(stored, Some(Ok(ref got)) if *got == gadget),
+        "{stored:?}"
+    );
+    assert!(
+        !snapshot.data.contains_key("broken"),
+        "nothing of the failed mutation"
+    );
 }
