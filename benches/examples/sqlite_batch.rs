@@ -1,14 +1,18 @@
-//! 200 pushes of 100 one-put mutations each on SQLite (WAL, `synchronous = NORMAL`), and nothing
-//! else: the workload of `backends -- sqlite` at 100 mutations per push, fixed so that its
-//! instruction count compares two versions of the engine's SQLite path:
+//! 200 pushes of 100 mutations each on SQLite (WAL, `synchronous = NORMAL`), and nothing else: a
+//! fixed workload whose instruction count compares two versions of the engine's SQLite path.
+//! By default each mutation is the `backends -- sqlite` bench's `put` (`Tx::put_value` of the
+//! mutation's args); with `todo`, the todo example's `todo/create` (a typed `Tx::put`):
 //!
 //! ```sh
 //! cargo build --release -p sync-bench --example sqlite_batch
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/sqlite_batch
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/sqlite_batch todo
 //! ```
 
 use serde_json::json;
-use sync_runtime::{Engine, Mutation, MutationError, Mutator, SqliteBackend, SqliteOptions, Tx};
+use sync_runtime::{
+    Engine, Mutation, MutationError, Mutator, SqliteBackend, SqliteOptions, SyncError, Tx,
+};
 
 /// `put {id, title, completed}`, as the backends bench pushes it.
 struct Put;
@@ -19,18 +23,42 @@ impl Mutator for Put {
         tx: &mut Tx,
         m: &Mutation,
     ) -> Result<Option<serde_json::Value>, MutationError> {
-        let id = m
-            .args
-            .get("id")
-            .and_then(|id| id.as_str())
-            .unwrap_or("x")
-            .to_owned();
-        tx.put_value("item", &id, m.args.clone()).await?;
+        let id = m.args.get("id").and_then(|id| id.as_str()).unwrap_or("x");
+        tx.put_value("item", id, m.args.clone()).await?;
         Ok(None)
     }
 }
 
+/// The pushes of the `put` workload, as the backends bench builds them.
+fn puts() -> Vec<Vec<Mutation>> {
+    let mut seq = 0u64;
+    (0..200)
+        .map(|_| {
+            (0..100)
+                .map(|_| {
+                    seq += 1;
+                    let id = format!("bench-{seq}");
+                    let data = json!({"id": id, "title": format!("todo {id}"), "completed": false});
+                    Mutation::new("put", data).with_client("bench", seq)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn run(engine: Engine, pushes: Vec<Vec<Mutation>>) -> Result<(), SyncError> {
+    for push in pushes {
+        engine.push(push).await?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let todo = match std::env::args().nth(1).as_deref() {
+        None | Some("put") => false,
+        Some("todo") => true,
+        Some(other) => return Err(format!("unknown workload `{other}`: put or todo").into()),
+    };
     let dir = tempfile::tempdir()?;
     let mut options = SqliteOptions::default();
     options.durable = false;
@@ -39,19 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(1)
         .build()?;
     runtime.block_on(async {
-        let engine = Engine::builder(Put).backend(backend).build();
-        let mut seq = 0u64;
-        for _ in 0..200 {
-            let push = (0..100)
-                .map(|_| {
-                    seq += 1;
-                    let id = format!("bench-{seq}");
-                    let data = json!({"id": id, "title": format!("todo {id}"), "completed": false});
-                    Mutation::new("put", data).with_client("bench", seq)
-                })
-                .collect();
-            engine.push(push).await?;
+        if todo {
+            let engine = Engine::builder(todo::TodoMutator).backend(backend).build();
+            run(engine, sync_bench::Ids::new().create_calls(200, 100)).await
+        } else {
+            run(Engine::builder(Put).backend(backend).build(), puts()).await
         }
-        Ok(())
-    })
+    })?;
+    Ok(())
 }
