@@ -379,10 +379,6 @@ impl FailingTransaction {
 }
 
 impl Transaction for FailingTransaction {
-    fn keeps_values(&self) -> bool {
-        self.inner.keeps_values()
-    }
-
     async fn get(
         &mut self,
         scope: &str,

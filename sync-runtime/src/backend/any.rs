@@ -16,7 +16,6 @@ use crate::error::StoreError;
 
 /// [`Transaction`] with boxed futures.
 pub(crate) trait DynTransaction: Send {
-    fn keeps_values(&self) -> bool;
     fn expect_scope(&mut self, scope: &str);
     fn get<'a>(
         &'a mut self,
@@ -49,10 +48,6 @@ pub(crate) trait DynTransaction: Send {
 }
 
 impl<T: Transaction> DynTransaction for T {
-    fn keeps_values(&self) -> bool {
-        Transaction::keeps_values(self)
-    }
-
     fn expect_scope(&mut self, scope: &str) {
         Transaction::expect_scope(self, scope);
     }
@@ -321,10 +316,6 @@ impl Backend for AnyBackend {
 pub struct AnyTransaction(Box<dyn DynTransaction>);
 
 impl Transaction for AnyTransaction {
-    fn keeps_values(&self) -> bool {
-        self.0.keeps_values()
-    }
-
     fn expect_scope(&mut self, scope: &str) {
         self.0.expect_scope(scope);
     }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hashbrown::Equivalent;
-use serde_json::Value;
 
 use crate::change::{Change, ChangeOp};
 use crate::error::StoreError;
@@ -174,9 +173,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct Write {
     pub(crate) key: Key,
-    /// The data, for a backend that keeps values ([`Transaction::keeps_values`](super::Transaction::keeps_values)).
-    pub(crate) data: Option<Arc<Value>>,
-    /// The same data encoded, for a backend that stores text; `None` where the push deleted it.
+    /// The data, encoded; `None` where the push deleted the entity.
     pub(crate) json: Option<Json>,
     /// Whether a pending change waits on whether this write found its entity.
     pub(crate) existence_unknown: bool,
@@ -196,12 +193,6 @@ impl Write {
     /// The entity id.
     pub fn id(&self) -> &str {
         self.key.id()
-    }
-
-    /// The entity's data, for a backend that keeps values ([`Transaction::keeps_values`](super::Transaction::keeps_values));
-    /// `None` where the push deleted it, and for a backend that stores the text alone.
-    pub fn data(&self) -> Option<&Arc<Value>> {
-        self.data.as_ref()
     }
 
     /// The entity's data as JSON text, encoded once and shared with the change that wrote it;

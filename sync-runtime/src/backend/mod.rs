@@ -228,15 +228,6 @@ pub trait Transaction: Send + 'static {
         let _ = scope;
     }
 
-    /// Whether the commit's writes carry their values ([`Write::data`]) as well as their JSON
-    /// text ([`Write::json`]): `true` unless overridden. A backend that stores the text alone
-    /// answers `false`, so that a push drops each value as soon as it is encoded rather than
-    /// holding a copy of everything it wrote until its commit (on SQLite, a tenth of a
-    /// hundred-mutation push's cost went to the allocator that held them; BENCHMARKS.md).
-    fn keeps_values(&self) -> bool {
-        true
-    }
-
     /// The entity's committed data.
     fn get(
         &mut self,

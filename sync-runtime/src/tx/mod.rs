@@ -18,7 +18,7 @@ use crate::error::{MutationError, StoreError};
 use crate::json::Json;
 use crate::scope::validate_scope;
 
-use write_set::{Data, WriteSet};
+use write_set::{WriteSet, decoded};
 
 /// A [`Tx`] in another scope than its mutation's, from [`Tx::in_scope`]; dropping it returns
 /// the transaction to the mutation's scope.
@@ -64,9 +64,6 @@ pub(crate) type Committed = Vec<(Vec<Arc<Change>>, u64)>;
 /// names another with [`in_scope`](Tx::in_scope).
 pub struct Tx {
     inner: AnyTransaction,
-    /// Whether the backend takes the values written, not their text alone
-    /// ([`Transaction::keeps_values`]).
-    keeps_values: bool,
     caller: Caller,
     writes: WriteSet,
     scope: String,
@@ -93,7 +90,6 @@ impl Tx {
     /// consolidation of its free lists.
     pub(crate) fn new(inner: AnyTransaction, caller: Caller, mutations: usize) -> Self {
         Tx {
-            keeps_values: inner.keeps_values(),
             inner,
             caller,
             writes: WriteSet::with_capacity(mutations),
@@ -169,21 +165,14 @@ impl Tx {
     /// commit decides it exactly from the write itself, also where a concurrent push creates
     /// the same id. Code that needs to know asks [`exists`](Tx::exists) first.
     ///
-    /// A backend that stores JSON text (SQLite, PostgreSQL) gets the entity's own encoding, its
-    /// fields in their order; one that keeps values (memory) gets its
-    /// [`Value`](serde_json::Value), whose keys are sorted. An entity that does not encode fails
-    /// its mutation for good (`invalid_args`).
+    /// The entity is encoded as it serializes, its fields in their order; one that does not
+    /// encode fails its mutation for good (`invalid_args`).
     pub async fn put<E: Entity>(&mut self, entity: &E) -> Result<(), StoreError> {
         let id = entity.id();
-        let not_encoded = |error| not_encoded(E::NAME, &id, &error);
-        if self.keeps_values {
-            let value = serde_json::to_value(entity).map_err(not_encoded)?;
-            return self.put_value(E::NAME, &id, value).await;
-        }
-        // A backend of text gets the entity's own encoding, without a `Value` between.
         check_key(E::NAME, &id)?;
-        let json = Json::encode(entity).map_err(not_encoded)?;
-        self.write_data(E::NAME, &id, Data { value: None, json });
+        // The entity's own encoding, without a `Value` between.
+        let json = Json::encode(entity).map_err(|error| not_encoded(E::NAME, &id, &error))?;
+        self.write_data(E::NAME, &id, json);
         Ok(())
     }
 
@@ -203,7 +192,7 @@ impl Tx {
     pub async fn get_value(&mut self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_key(entity, id)?;
         if let Some(written) = self.writes.get(&self.scope, entity, id) {
-            return written.as_ref().map(Data::value).transpose();
+            return written.as_ref().map(decoded).transpose();
         }
         self.inner.get(&self.scope, entity, id).await
     }
@@ -228,22 +217,21 @@ impl Tx {
         // Encoded once, here: the write and its change share the text, which the log, the push's
         // answer and pulls then write as it is.
         let json = Json::encode(&data).map_err(|error| not_encoded(entity, id, &error))?;
-        let value = self.keeps_values.then(|| Arc::new(data));
-        self.write_data(entity, id, Data { value, json });
+        self.write_data(entity, id, json);
         Ok(())
     }
 
     /// Records a put of encoded data, and its change: an `update` or `create` where the push
     /// wrote the key before, else pending, for the commit to decide.
-    fn write_data(&mut self, entity: &str, id: &str, data: Data) {
+    fn write_data(&mut self, entity: &str, id: &str, json: Json) {
         let op = match self.writes.get(&self.scope, entity, id) {
             Some(Some(_)) => Some(ChangeOp::Update),
             Some(None) => Some(ChangeOp::Create),
             None => None,
         };
-        let json = data.json.clone();
-        self.record(entity, id, op.unwrap_or(ChangeOp::Create), Some(json));
-        let at = self.writes.write(&self.scope, entity, id, Some(data));
+        let change = json.clone();
+        self.record(entity, id, op.unwrap_or(ChangeOp::Create), Some(change));
+        let at = self.writes.write(&self.scope, entity, id, Some(json));
         if op.is_none() {
             self.pending.push(self.changes.len() - 1, at);
         }

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde_json::Value;
@@ -16,26 +15,11 @@ use crate::backend::{Key, KeyRef, Write};
 use crate::error::StoreError;
 use crate::json::Json;
 
-/// An entity's data as written: its encoding, which the change that records the write shares,
-/// and the value, where the backend stores values (the memory store). A backend that stores the
-/// text alone gets no value: the push drops each one once it is encoded, rather than holding a
-/// copy of everything it wrote until its commit, and a read of its own write decodes the text.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Data {
-    pub(crate) value: Option<Arc<Value>>,
-    pub(crate) json: Json,
-}
-
-impl Data {
-    /// The value written.
-    pub(crate) fn value(&self) -> Result<Value, StoreError> {
-        match &self.value {
-            Some(value) => Ok(Value::clone(value)),
-            None => self.json.to_value().map_err(|error| {
-                StoreError::with_source("cannot decode an entity this push wrote", error)
-            }),
-        }
-    }
+/// An entity's data as the push wrote it, decoded from its encoding (the text its change
+/// shares): what a read of the push's own write answers.
+pub(crate) fn decoded(json: &Json) -> Result<Value, StoreError> {
+    json.to_value()
+        .map_err(|error| StoreError::with_source("cannot decode an entity this push wrote", error))
 }
 
 /// The writes of one transaction: `None` is a delete.
@@ -46,13 +30,13 @@ impl Data {
 #[derive(Default)]
 pub(crate) struct WriteSet {
     /// Each written key with its latest write.
-    entries: Vec<(Key, Option<Data>)>,
+    entries: Vec<(Key, Option<Json>)>,
     /// The position in `entries` of each key.
     positions: HashTable<usize>,
     hasher: DefaultHashBuilder,
     /// How to undo the open mutation's writes: per write, the entry it changed and what the entry
     /// held before, `None` where the write added the entry.
-    undo: Vec<(usize, Option<Option<Data>>)>,
+    undo: Vec<(usize, Option<Option<Json>>)>,
 }
 
 impl WriteSet {
@@ -74,7 +58,7 @@ impl WriteSet {
 
     /// What this transaction wrote to the entity: `Some(None)` where it deleted it, `None` where
     /// it did not touch it.
-    pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Data>> {
+    pub(crate) fn get(&self, scope: &str, entity: &str, id: &str) -> Option<&Option<Json>> {
         let key = KeyRef(scope, entity, id);
         let at = self.position(self.hasher.hash_one(key), key)?;
         self.entries.get(at).map(|(_, data)| data)
@@ -88,7 +72,7 @@ impl WriteSet {
         scope: &str,
         entity: &str,
         id: &str,
-        data: Option<Data>,
+        data: Option<Json>,
     ) -> usize {
         let key = KeyRef(scope, entity, id);
         let hash = self.hasher.hash_one(key);
@@ -149,7 +133,7 @@ impl WriteSet {
         for (key, written) in &self.entries {
             if key.scope() == scope && key.entity() == entity {
                 match written {
-                    Some(data) => ids.insert(key.id().to_owned(), data.value()?),
+                    Some(json) => ids.insert(key.id().to_owned(), decoded(json)?),
                     None => ids.remove(key.id()),
                 };
             }
@@ -163,15 +147,10 @@ impl WriteSet {
         self.undo_mutation();
         self.entries
             .into_iter()
-            .map(|(key, data)| {
-                let (data, json) = data.map(|d| (d.value, d.json)).unzip();
-                let data = data.flatten();
-                Write {
-                    key,
-                    data,
-                    json,
-                    existence_unknown: false,
-                }
+            .map(|(key, json)| Write {
+                key,
+                json,
+                existence_unknown: false,
             })
             .collect()
     }
@@ -182,12 +161,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn data(value: Value) -> Option<Data> {
-        let json = Json::encode(&value).ok()?;
-        Some(Data {
-            value: Some(Arc::new(value)),
-            json,
-        })
+    fn data(value: Value) -> Option<Json> {
+        Json::encode(&value).ok()
     }
 
     #[test]
@@ -239,17 +214,9 @@ mod tests {
         let committed: Vec<_> = writes
             .into_writes()
             .into_iter()
-            .map(|write| (write.id().to_owned(), write.data, write.json))
+            .map(|write| (write.id().to_owned(), write.json))
             .collect();
-        let first = data(json!("first"));
-        assert_eq!(
-            committed,
-            [(
-                "1".to_owned(),
-                first.as_ref().and_then(|d| d.value.clone()),
-                first.map(|d| d.json)
-            )]
-        );
+        assert_eq!(committed, [("1".to_owned(), data(json!("first")))]);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use store::MemoryStore;
 /// }));
 /// let engine = Engine::builder(mutator).backend(backend.clone()).build();
 /// engine.push(vec![Mutation::new("note/set", serde_json::json!({"text": "hi"}))]).await?;
-/// assert_eq!(backend.store().list("_default", "note").len(), 1);
+/// assert_eq!(backend.store().list("_default", "note")?.len(), 1);
 /// assert_eq!(backend.log().len(), 1);
 /// # Ok(()) }
 /// ```
@@ -104,11 +104,11 @@ impl MemoryBackend {
 
 impl Store for MemoryBackend {
     async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.shared.store.get(scope, entity, id))
+        self.shared.store.get(scope, entity, id)
     }
 
     async fn list(&self, scope: &str, entity: &str) -> Result<BTreeMap<String, Value>, StoreError> {
-        Ok(self.shared.store.list(scope, entity))
+        self.shared.store.list(scope, entity)
     }
 }
 
@@ -167,7 +167,7 @@ impl Backend for MemoryBackend {
     ) -> Result<SnapshotRead, StoreError> {
         let _gate = self.shared.commit_gate.read();
         Ok(SnapshotRead {
-            data: self.shared.store.page(scope, page.after, page.limit),
+            data: self.shared.store.page(scope, page.after, page.limit)?,
             head: self.shared.log.head(),
             client_seq: self.shared.client_seq(page.client_id),
         })
@@ -227,7 +227,7 @@ impl Transaction for MemoryTransaction {
         id: &str,
     ) -> Result<Option<Value>, StoreError> {
         self.lock_entity(scope, entity, id).await?;
-        Ok(self.shared.store.get(scope, entity, id))
+        self.shared.store.get(scope, entity, id)
     }
 
     async fn contains(&mut self, scope: &str, entity: &str, id: &str) -> Result<bool, StoreError> {
@@ -242,7 +242,7 @@ impl Transaction for MemoryTransaction {
     ) -> Result<BTreeMap<String, Value>, StoreError> {
         let key = self.shared.locks.entities(scope, entity);
         self.lock(key, Mode::Exclusive).await?;
-        Ok(self.shared.store.list(scope, entity))
+        self.shared.store.list(scope, entity)
     }
 
     async fn client_seq(&mut self, client_id: &str) -> Result<Option<u64>, StoreError> {
@@ -278,21 +278,6 @@ impl Transaction for MemoryTransaction {
             self.lock_client(client_id).await?;
         }
         let mut parts = commit.into_parts();
-        // A commit built for a backend of text (by a wrapper that asked for no values) gets its
-        // values decoded before anything is stored: all of it commits, or none.
-        for write in &mut parts.writes {
-            if write.data.is_none()
-                && let Some(json) = &write.json
-            {
-                let value = json.to_value().map_err(|error| {
-                    StoreError::with_source(
-                        format!("cannot decode {} `{}`", write.entity(), write.id()),
-                        error,
-                    )
-                })?;
-                write.data = Some(Arc::new(value));
-            }
-        }
         let shared = &self.shared;
         let _gate = shared.commit_gate.write();
         // The store's lock is taken per write, not once for all: held through a whole commit, it
@@ -303,10 +288,8 @@ impl Transaction for MemoryTransaction {
         let mut existed = Vec::with_capacity(parts.writes.len());
         for write in parts.writes {
             let (scope, entity, id) = (write.key.scope(), write.key.entity(), write.key.id());
-            existed.push(match write.data {
-                Some(data) => shared
-                    .store
-                    .set(scope, entity, id, Arc::unwrap_or_clone(data)),
+            existed.push(match write.json {
+                Some(json) => shared.store.set(scope, entity, id, json),
                 None => shared.store.delete(scope, entity, id),
             });
         }
@@ -382,10 +365,10 @@ mod tests {
         assert_eq!(entity_read.await.unwrap(), None);
     }
 
-    /// A commit whose writes carry their text alone (built for a backend of text) stores the
-    /// values the text encodes, and decides its pending op from the store.
+    /// A commit stores the text its writes encode, which reads decode, and decides its pending op
+    /// from the store.
     #[tokio::test]
-    async fn a_commit_of_text_alone_stores_the_values_it_encodes() {
+    async fn a_commit_stores_the_text_its_writes_encode() {
         let backend = MemoryBackend::new();
         let value = serde_json::json!({"title": "milk", "n": [1.5, u64::MAX]});
         let json = Json::encode(&value).unwrap();
@@ -394,7 +377,6 @@ mod tests {
         let commit = Commit {
             writes: vec![Write {
                 key: KeyRef("s", "item", "1").to_owned(),
-                data: None,
                 json: Some(json.clone()),
                 existence_unknown: true,
             }],

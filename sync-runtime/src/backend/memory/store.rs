@@ -6,17 +6,20 @@ use hashbrown::HashMap;
 use parking_lot::RwLock;
 use serde_json::Value;
 
+use crate::error::StoreError;
+use crate::json::Json;
 use crate::protocol::ScopeData;
 
 /// One scope's entities: entity type → id → data.
-type Entities = HashMap<String, HashMap<String, Value>>;
+type Entities = HashMap<String, HashMap<String, Json>>;
 
 /// Entity data in memory: scope → entity → id → data. The entity half of a
 /// [`MemoryBackend`](super::MemoryBackend).
 ///
 /// Lookups go through hash maps with a fast hasher (hashbrown's default) and borrowed keys, so a
 /// commit allocates only for what it stores; listings and snapshots sort by id when they are
-/// read.
+/// read. The data is kept as the JSON text a push encoded, as the SQL stores keep it: a commit
+/// stores what its changes share, and a read decodes it.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     scopes: RwLock<HashMap<String, Entities>>,
@@ -24,9 +27,13 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// The entity's data.
-    pub fn get(&self, scope: &str, entity: &str, id: &str) -> Option<Value> {
-        let scopes = self.scopes.read();
-        scopes.get(scope)?.get(entity)?.get(id).cloned()
+    pub fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        let json = {
+            let scopes = self.scopes.read();
+            let ids = scopes.get(scope).and_then(|entities| entities.get(entity));
+            ids.and_then(|ids| ids.get(id)).cloned()
+        };
+        json.map(|json| decode(&json, entity, id)).transpose()
     }
 
     /// Whether the entity exists; clones nothing.
@@ -37,22 +44,28 @@ impl MemoryStore {
     }
 
     /// Every entity of one type in a scope, by id.
-    pub fn list(&self, scope: &str, entity: &str) -> BTreeMap<String, Value> {
+    pub fn list(&self, scope: &str, entity: &str) -> Result<BTreeMap<String, Value>, StoreError> {
         let scopes = self.scopes.read();
-        scopes
-            .get(scope)
-            .and_then(|entities| entities.get(entity))
-            .map(sorted)
-            .unwrap_or_default()
+        let Some(ids) = scopes.get(scope).and_then(|entities| entities.get(entity)) else {
+            return Ok(BTreeMap::new());
+        };
+        ids.iter()
+            .map(|(id, json)| Ok((id.clone(), decode(json, entity, id)?)))
+            .collect()
     }
 
     /// One page of a scope's data: up to `limit` entities after `after`, by `(entity, id)`.
     /// Sorts references and copies only the page's data.
-    pub(super) fn page(&self, scope: &str, after: Option<(&str, &str)>, limit: usize) -> ScopeData {
+    pub(super) fn page(
+        &self,
+        scope: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<ScopeData, StoreError> {
         let scopes = self.scopes.read();
         let mut page = ScopeData::new();
         let Some(entities) = scopes.get(scope) else {
-            return page;
+            return Ok(page);
         };
         let mut names: Vec<&String> = entities.keys().collect();
         names.sort_unstable();
@@ -67,7 +80,7 @@ impl MemoryStore {
             let Some(ids) = entities.get(name) else {
                 continue;
             };
-            let mut keys: Vec<(&String, &Value)> = ids
+            let mut keys: Vec<(&String, &Json)> = ids
                 .iter()
                 .filter(|(id, _)| {
                     after.is_none_or(|(entity, after_id)| {
@@ -76,21 +89,21 @@ impl MemoryStore {
                 })
                 .collect();
             keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let kept: BTreeMap<String, Value> = keys
+            let kept = keys
                 .into_iter()
                 .take(left)
-                .map(|(id, data)| (id.clone(), data.clone()))
-                .collect();
+                .map(|(id, json)| Ok((id.clone(), decode(json, name, id)?)))
+                .collect::<Result<BTreeMap<String, Value>, StoreError>>()?;
             left -= kept.len();
             if !kept.is_empty() {
                 page.insert(name.clone(), kept);
             }
         }
-        page
+        Ok(page)
     }
 
     /// Stores the entity; whether it existed before.
-    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Value) -> bool {
+    pub(super) fn set(&self, scope: &str, entity: &str, id: &str, data: Json) -> bool {
         let mut scopes = self.scopes.write();
         // `entry_ref` allocates the names only when they are new.
         let ids = scopes
@@ -121,9 +134,8 @@ impl MemoryStore {
     }
 }
 
-/// A copy of one entity type's data, ordered by id.
-fn sorted(ids: &HashMap<String, Value>) -> BTreeMap<String, Value> {
-    ids.iter()
-        .map(|(id, data)| (id.clone(), data.clone()))
-        .collect()
+/// Stored text as a value: the text a push encoded, which always decodes.
+fn decode(json: &Json, entity: &str, id: &str) -> Result<Value, StoreError> {
+    json.to_value()
+        .map_err(|error| StoreError::with_source(format!("cannot decode {entity} `{id}`"), error))
 }

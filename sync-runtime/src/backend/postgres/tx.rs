@@ -177,11 +177,6 @@ impl Drop for PostgresTransaction {
 }
 
 impl Transaction for PostgresTransaction {
-    /// The tables hold JSON text: the values are not needed.
-    fn keeps_values(&self) -> bool {
-        false
-    }
-
     fn expect_scope(&mut self, scope: &str) {
         if self.client.is_none() {
             self.expected.push(self.inner.keys.scope(scope));

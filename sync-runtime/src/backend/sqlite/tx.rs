@@ -122,11 +122,6 @@ impl Drop for SqliteTransaction {
 }
 
 impl Transaction for SqliteTransaction {
-    /// The tables hold JSON text: the values are not needed.
-    fn keeps_values(&self) -> bool {
-        false
-    }
-
     async fn get(
         &mut self,
         scope: &str,
