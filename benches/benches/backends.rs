@@ -19,30 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sync_bench::Put;
 use sync_runtime::{
-    Backend, Engine, MemoryBackend, Mutation, MutationError, Mutator, PostgresBackend,
-    PostgresOptions, SqliteBackend, SqliteOptions, Tx,
+    Backend, Engine, MemoryBackend, Mutation, PostgresBackend, PostgresOptions, SqliteBackend,
+    SqliteOptions,
 };
 
 /// Rounds per figure; the median is reported.
 const ROUNDS: usize = 7;
 /// Mutations per measured round of the baseline comparisons.
 const MUTATIONS_PER_ROUND: usize = 2000;
-
-/// `put {id, title}`: one entity write, so one entity row and one change row per mutation.
-struct Put;
-
-impl Mutator for Put {
-    async fn apply(
-        &self,
-        tx: &mut Tx,
-        m: &Mutation,
-    ) -> Result<Option<serde_json::Value>, MutationError> {
-        let id = m.args["id"].as_str().unwrap_or("x").to_owned();
-        tx.put_value("item", &id, m.args.clone()).await?;
-        Ok(None)
-    }
-}
 
 fn data(id: &str) -> serde_json::Value {
     json!({"id": id, "title": format!("todo {id}"), "completed": false})

@@ -12,23 +12,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sync_runtime::{Engine, MemoryBackend, Mutation, MutationError, Mutator, Tx};
-
-/// The bench's mutator: one entity write.
-struct Put;
-
-impl Mutator for Put {
-    async fn apply(
-        &self,
-        tx: &mut Tx,
-        m: &Mutation,
-    ) -> Result<Option<serde_json::Value>, MutationError> {
-        let id = m.args.get("id").and_then(|id| id.as_str());
-        let id = id.unwrap_or("x").to_owned();
-        tx.put_value("item", &id, m.args.clone()).await?;
-        Ok(None)
-    }
-}
+use sync_bench::Put;
+use sync_runtime::{Engine, MemoryBackend, Mutation};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -10,24 +10,8 @@
 //! ```
 
 use serde_json::json;
-use sync_runtime::{
-    Engine, Mutation, MutationError, Mutator, SqliteBackend, SqliteOptions, SyncError, Tx,
-};
-
-/// `put {id, title, completed}`, as the backends bench pushes it.
-struct Put;
-
-impl Mutator for Put {
-    async fn apply(
-        &self,
-        tx: &mut Tx,
-        m: &Mutation,
-    ) -> Result<Option<serde_json::Value>, MutationError> {
-        let id = m.args.get("id").and_then(|id| id.as_str()).unwrap_or("x");
-        tx.put_value("item", id, m.args.clone()).await?;
-        Ok(None)
-    }
-}
+use sync_bench::Put;
+use sync_runtime::{Engine, Mutation, SqliteBackend, SqliteOptions, SyncError};
 
 /// The pushes of the `put` workload, as the backends bench builds them.
 fn puts() -> Vec<Vec<Mutation>> {

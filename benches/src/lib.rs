@@ -11,8 +11,22 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sync_runtime::{Engine, MemoryBackend, Mutation, SyncError};
+use sync_runtime::{Engine, MemoryBackend, Mutation, MutationError, Mutator, SyncError, Tx};
 use todo::{Todo, TodoMutator};
+
+/// `put`: the args, an object with an `id`, written as the `item` of that id: one entity write,
+/// so one entity row and one change row per mutation. The backend benches' mutator, in place of
+/// an application's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Put;
+
+impl Mutator for Put {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+        let id = m.args.get("id").and_then(Value::as_str).unwrap_or("x");
+        tx.put_value("item", id, m.args.clone()).await?;
+        Ok(None)
+    }
+}
 
 /// The mutation every push benchmark sends.
 pub const CREATE: &str = "todo/create";
