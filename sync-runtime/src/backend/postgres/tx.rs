@@ -379,11 +379,9 @@ impl PostgresTransaction {
         // Every statement is prepared before the pipeline: each must go out at its future's
         // first poll, so in this order, and none after the `COMMIT`.
         let prepare = |sql: &'static str| client.prepare_cached(sql);
-        let (lock, lock_all, take, record, append, fail, horizon) = futures::try_join!(
-            prepare(LOCK),
+        let (lock_all, take, append, fail, horizon) = futures::try_join!(
             prepare(LOCK_ALL),
             prepare(TAKE_CURSORS),
-            prepare(RECORD),
             prepare(WRITE_AND_APPEND),
             prepare(FAIL),
             prepare(PASSED),
@@ -404,8 +402,7 @@ impl PostgresTransaction {
         };
         // The transaction's id, once the cursors are taken: the horizon's first look needs it.
         let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
-        let (lock_params, take_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-            ([&cursor_lock], [&count]);
+        let take_params: [&(dyn ToSql + Sync); 2] = [&count, &cursor_lock];
         // The savepoint's rollback releases the cursor lock and keeps the transaction id and the
         // sequence's values (and `currval`), which no rollback returns.
         let cursors = async {
@@ -415,18 +412,12 @@ impl PostgresTransaction {
             let _ = xid_sender.send(xid);
             Ok((xid, last))
         };
-        let record_seqs = async {
-            if seq_ids.is_empty() {
-                return Ok(());
-            }
-            client.execute(&record, &[&seq_ids, &seqs]).await.map(drop)
-        };
         // Every write records a change, and every change is of a written entity: both or none.
         let write_and_append = async {
-            if logged.is_empty() && put.is_empty() && gone.is_empty() {
+            if logged.is_empty() && put.is_empty() && gone.is_empty() && seq_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let params: [&(dyn ToSql + Sync); 14] = [
+            let params: [&(dyn ToSql + Sync); 16] = [
                 &count,
                 &logged.scopes,
                 &logged.entities,
@@ -441,6 +432,8 @@ impl PostgresTransaction {
                 &gone.scopes,
                 &gone.entities,
                 &gone.ids,
+                &seq_ids,
+                &seqs,
             ];
             client.query(&append, &params).await
         };
@@ -458,14 +451,12 @@ impl PostgresTransaction {
             client.execute(&fail, &params).await.map(drop)
         };
         let write = async {
-            let ((), (), (), _, (xid, last), (), (), decided, ()) = futures::try_join!(
+            let ((), (), (), (xid, last), (), decided, ()) = futures::try_join!(
                 begin,
                 locks,
                 client.batch_execute("SAVEPOINT sync_cursors"),
-                client.execute(&lock, &lock_params),
                 cursors,
                 client.batch_execute(AFTER_CURSORS),
-                record_seqs,
                 write_and_append,
                 record_failures,
             )?;
@@ -526,14 +517,17 @@ impl PostgresTransaction {
 /// Takes several advisory locks in one statement, in ascending order.
 const LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k";
 
-/// Takes `$1` cursors (none: only the transaction id) and returns the transaction's id and the
-/// last cursor taken (none taken: the last one any push took), which is also `currval` for the
-/// statements after it. Run under the cursor lock, so that ids and cursors are taken in one
-/// order.
+/// Takes the cursor lock `$2`, then `$1` cursors (none: only the transaction id), and returns the
+/// transaction's id and the last cursor taken (none taken: the last one any push took), which is
+/// also `currval` for the statements after it: ids and cursors are taken in one order. The
+/// materialized CTE runs first, so the lock is held before the row's values are computed; neither
+/// depends on the statement's snapshot, which is taken before the lock.
 const TAKE_CURSORS: &str = "
+WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($2::bigint))
 SELECT pg_current_xact_id()::text::bigint,
        CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
-            ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END";
+            ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END
+FROM locked";
 
 /// Releases the cursor lock (the savepoint's rollback), then has the rest of the transaction run
 /// its prepared statements on their generic plans. [`WRITE_AND_APPEND`] is big enough that
@@ -546,28 +540,27 @@ const AFTER_CURSORS: &str =
 /// The op a pending change is sent with, which [`WRITE_AND_APPEND`] decides.
 const PENDING: &str = "put";
 
-/// Records clients' sequence numbers with the transaction's id; `prev_seq` keeps the number
-/// replaced where its writer is already behind the horizon of this statement's snapshot, and
-/// otherwise the one that writer kept.
-const RECORD: &str = "
-INSERT INTO sync_clients AS c (client_id, seq, xid)
-SELECT id, seq, pg_current_xact_id()::text::bigint
-FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
-ON CONFLICT (client_id) DO UPDATE SET
-    seq = GREATEST(c.seq, EXCLUDED.seq),
-    xid = EXCLUDED.xid,
-    prev_seq = CASE WHEN c.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                    THEN c.seq ELSE c.prev_seq END";
-
-/// Writes the entities (`$8`-`$11` put, `$12`-`$14` deleted) and logs the `$1` changes at the
-/// cursors taken last (`currval` after them), with the transaction's id, in one statement: a
+/// Writes the entities (`$8`-`$11` put, `$12`-`$14` deleted), records the clients' sequence
+/// numbers (`$15`, `$16`) and logs the `$1` changes at the cursors taken last (`currval` after
+/// them), with the transaction's id, in one statement. A client's record keeps the id of the
+/// transaction that wrote it, and `prev_seq`: the number it replaced where that one's writer is
+/// already behind the horizon of this statement's snapshot, else the one that writer kept. A
 /// change sent with the op `put` (a put of a key the push had not read) is logged as the write of
 /// its key found it, `update` where the entity existed (the upsert met a conflict, `xmax` set on
 /// the updated row; or the delete removed a row), else `create`. An insert that meets a
 /// concurrent push's insert of the key waits for it, and then updates: exact under concurrency.
 /// Returns, per pending change, its position (from 1) and whether its entity existed.
 const WRITE_AND_APPEND: &str = "
-WITH put AS (
+WITH seqs AS (
+    INSERT INTO sync_clients AS cl (client_id, seq, xid)
+    SELECT id, seq, pg_current_xact_id()::text::bigint
+    FROM unnest($15::text[], $16::bigint[]) AS r(id, seq)
+    ON CONFLICT (client_id) DO UPDATE SET
+        seq = GREATEST(cl.seq, EXCLUDED.seq),
+        xid = EXCLUDED.xid,
+        prev_seq = CASE WHEN cl.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                        THEN cl.seq ELSE cl.prev_seq END
+), put AS (
     INSERT INTO sync_entities AS e (scope, entity, id, data)
     SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[])
     ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data
