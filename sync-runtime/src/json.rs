@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::error::StoreError;
+
 /// An entity's data as JSON text: encoded once, when the mutation writes it, then shared by the
 /// log, the push's answer and every pull that reads it.
 ///
@@ -54,6 +56,13 @@ impl Json {
     /// (a number beyond `f64`, say): what the engine encodes always decodes.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         self.decode()
+    }
+
+    /// [`to_value`](Json::to_value) for a store's read of an entity, which `what` names: text
+    /// this crate encoded always decodes, so a failure is a store error.
+    pub(crate) fn entity_value(&self, what: impl fmt::Display) -> Result<Value, StoreError> {
+        self.to_value()
+            .map_err(|error| StoreError::with_source(format!("cannot decode {what}"), error))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::{MutationError, StoreError};
 use crate::json::Json;
 use crate::scope::validate_scope;
 
-use write_set::{WriteSet, decoded};
+use write_set::WriteSet;
 
 /// A [`Tx`] in another scope than its mutation's, from [`Tx::in_scope`]; dropping it returns
 /// the transaction to the mutation's scope.
@@ -192,7 +192,11 @@ impl Tx {
     pub async fn get_value(&mut self, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
         check_key(entity, id)?;
         if let Some(written) = self.writes.get(&self.scope, entity, id) {
-            return written.as_ref().map(decoded).transpose();
+            let what = format_args!("{entity} `{id}`");
+            return written
+                .as_ref()
+                .map(|json| json.entity_value(what))
+                .transpose();
         }
         self.inner.get(&self.scope, entity, id).await
     }

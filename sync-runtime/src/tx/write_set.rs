@@ -15,13 +15,6 @@ use crate::backend::{Key, KeyRef, Write};
 use crate::error::StoreError;
 use crate::json::Json;
 
-/// An entity's data as the push wrote it, decoded from its encoding (the text its change
-/// shares): what a read of the push's own write answers.
-pub(crate) fn decoded(json: &Json) -> Result<Value, StoreError> {
-    json.to_value()
-        .map_err(|error| StoreError::with_source("cannot decode an entity this push wrote", error))
-}
-
 /// The writes of one transaction: `None` is a delete.
 ///
 /// The entries stay in the order of each key's first write, found through a table of their
@@ -133,7 +126,10 @@ impl WriteSet {
         for (key, written) in &self.entries {
             if key.scope() == scope && key.entity() == entity {
                 match written {
-                    Some(json) => ids.insert(key.id().to_owned(), decoded(json)?),
+                    Some(json) => {
+                        let value = json.entity_value(format_args!("{entity} `{}`", key.id()))?;
+                        ids.insert(key.id().to_owned(), value)
+                    }
                     None => ids.remove(key.id()),
                 };
             }

@@ -33,7 +33,8 @@ impl MemoryStore {
             let ids = scopes.get(scope).and_then(|entities| entities.get(entity));
             ids.and_then(|ids| ids.get(id)).cloned()
         };
-        json.map(|json| decode(&json, entity, id)).transpose()
+        json.map(|json| json.entity_value(format_args!("{entity} `{id}`")))
+            .transpose()
     }
 
     /// Whether the entity exists; clones nothing.
@@ -50,7 +51,10 @@ impl MemoryStore {
             return Ok(BTreeMap::new());
         };
         ids.iter()
-            .map(|(id, json)| Ok((id.clone(), decode(json, entity, id)?)))
+            .map(|(id, json)| {
+                let value = json.entity_value(format_args!("{entity} `{id}`"))?;
+                Ok((id.clone(), value))
+            })
             .collect()
     }
 
@@ -92,7 +96,10 @@ impl MemoryStore {
             let kept = keys
                 .into_iter()
                 .take(left)
-                .map(|(id, json)| Ok((id.clone(), decode(json, name, id)?)))
+                .map(|(id, json)| {
+                    let value = json.entity_value(format_args!("{name} `{id}`"))?;
+                    Ok((id.clone(), value))
+                })
                 .collect::<Result<BTreeMap<String, Value>, StoreError>>()?;
             left -= kept.len();
             if !kept.is_empty() {
@@ -132,10 +139,4 @@ impl MemoryStore {
         }
         existed
     }
-}
-
-/// Stored text as a value: the text a push encoded, which always decodes.
-fn decode(json: &Json, entity: &str, id: &str) -> Result<Value, StoreError> {
-    json.to_value()
-        .map_err(|error| StoreError::with_source(format!("cannot decode {entity} `{id}`"), error))
 }
