@@ -6,9 +6,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sync_runtime::decode_args;
-use sync_runtime::{Engine, Mutation, MutationError, Mutator, Tx};
+use sync_runtime::{Engine, Json, Mutation, MutationError, Mutator, Tx};
 use todo::{Todo, TodoMutator};
 
 /// The todo mutations as one would write them without the macro: a match on the name, a
@@ -29,7 +29,7 @@ struct RenameArgs {
 }
 
 impl Mutator for HandWritten {
-    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
         let todo = match m.name.as_str() {
             "todo/toggle" => {
                 let IdArgs { id } = decode_args(m)?;
@@ -56,7 +56,7 @@ impl Mutator for HandWritten {
             }
             other => return Err(MutationError::unknown_mutation(other)),
         };
-        Ok(Some(serde_json::to_value(todo).map_err(|e| {
+        Ok(Some(Json::encode(&todo).map_err(|e| {
             MutationError::new("invalid_result", e.to_string())
         })?))
     }

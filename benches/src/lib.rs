@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sync_runtime::{Engine, MemoryBackend, Mutation, MutationError, Mutator, SyncError, Tx};
+use sync_runtime::{Engine, Json, MemoryBackend, Mutation, MutationError, Mutator, SyncError, Tx};
 use todo::{Todo, TodoMutator};
 
 /// `put`: the args, an object with an `id`, written as the `item` of that id: one entity write,
@@ -21,7 +21,7 @@ use todo::{Todo, TodoMutator};
 pub struct Put;
 
 impl Mutator for Put {
-    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
         let id = m.args.get("id").and_then(Value::as_str).unwrap_or("x");
         tx.put_value("item", id, m.args.clone()).await?;
         Ok(None)

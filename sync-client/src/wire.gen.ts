@@ -129,7 +129,8 @@ changes?: Array<Change>,
  */
 duplicate?: true, 
 /**
- * The mutation function's return value.
+ * The mutation function's return value; the server encodes it once, when the mutation
+ * returns it.
  */
 value?: unknown, };
 

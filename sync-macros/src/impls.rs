@@ -8,7 +8,7 @@ use syn::{Path, Type};
 use crate::ast::{Entity, Mutations};
 
 /// The `Mutator` impl of `self_ty`, whose `apply` evaluates `body`: an expression of type
-/// `Result<Option<Value>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
+/// `Result<Option<Json>, MutationError>` that may use `self`, `__tx` (the `&mut Tx`),
 /// `__mutation` (the `&Mutation`) and `.await`. The dispatch and the fallback's stub both go
 /// through here, so that `apply`'s signature is written once.
 pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> TokenStream {
@@ -20,7 +20,7 @@ pub(crate) fn mutator_impl(krate: &Path, self_ty: &Type, body: TokenStream) -> T
                 &self,
                 __tx: &mut #krate::Tx,
                 __mutation: &#krate::Mutation,
-            ) -> #private::Result<#private::Option<#private::Value>, #krate::MutationError> {
+            ) -> #private::Result<#private::Option<#private::Json>, #krate::MutationError> {
                 #body
             }
         }

@@ -75,12 +75,12 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 ///     struct __toggleArgs { id: String }
 ///
 ///     impl Mutator for Todos {
-///         async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+///         async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
 ///             match m.name.as_str() {
 ///                 "todo/create" => {
 ///                     // An `invalid_args` failure naming the mutation and the field.
 ///                     let __createArgs { title, id } = decode_args(m)?;
-///                     // `Ok(v)` becomes the result's `value`; `Err(e)` becomes `e.into()`.
+///                     // `Ok(v)` is encoded as the result's `value`; `Err(e)` becomes `e.into()`.
 ///                     into_outcome(Todos::create(tx, title, id).await)
 ///                 }
 ///                 "todo/toggle" => {

@@ -58,11 +58,25 @@ impl Json {
         self.decode()
     }
 
+    /// Whether the text is `null`: what `()` and `None` encode to.
+    pub fn is_null(&self) -> bool {
+        self.as_str() == "null"
+    }
+
     /// [`to_value`](Json::to_value) for a store's read of an entity, which `what` names: text
     /// this crate encoded always decodes, so a failure is a store error.
     pub(crate) fn entity_value(&self, what: impl fmt::Display) -> Result<Value, StoreError> {
         self.to_value()
             .map_err(|error| StoreError::with_source(format!("cannot decode {what}"), error))
+    }
+}
+
+/// A [`Value`]'s text, for code that builds its JSON with `json!`: `Ok(Some(json!(id).into()))`.
+impl From<Value> for Json {
+    fn from(value: Value) -> Self {
+        // A `Value` always encodes (its keys are strings, its numbers finite); `null` would only
+        // stand in for a failure serde_json does not have.
+        Json::encode(&value).unwrap_or_else(|_| Json(Arc::from(RawValue::NULL.to_owned())))
     }
 }
 
@@ -148,5 +162,26 @@ mod tests {
             serde_json::from_str(r#"[{"z":1,"a":2}, null]"#).unwrap_or_else(|e| panic!("{e}"));
         let texts: Vec<&str> = back.iter().map(Json::as_str).collect();
         assert_eq!(texts, [r#"{"z":1,"a":2}"#, "null"]);
+    }
+
+    #[test]
+    fn a_value_becomes_the_text_it_encodes_to() {
+        let value = json!({"id": "a1", "tags": ["x", 2, null], "score": -0.5});
+        let data = Json::from(value.clone());
+        assert_eq!(
+            data.as_str(),
+            serde_json::to_string(&value).unwrap_or_default()
+        );
+        assert!(!data.is_null());
+        assert!(Json::from(Value::Null).is_null());
+        assert!(
+            Json::encode(&())
+                .map(|unit| unit.is_null())
+                .unwrap_or_default()
+        );
+        assert!(
+            !Json::from(json!("null")).is_null(),
+            "the string \"null\" is not null"
+        );
     }
 }

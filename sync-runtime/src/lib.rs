@@ -135,20 +135,21 @@ pub mod __private {
     pub use crate::describe::{
         ArgDescription, Description, EntityDescription, MutationDescription, TypeRef,
     };
+    pub use crate::json::Json;
 
     use crate::error::MutationError;
 
-    /// A mutation function's result as the engine wants it: the value serialized (`()` and `None`
-    /// become no value), the error made a [`MutationError`].
-    pub fn into_outcome<T, E>(result: Result<T, E>) -> Result<Option<Value>, MutationError>
+    /// A mutation function's result as the engine wants it: the value encoded once, as the
+    /// answer writes it (`()` and `None` become no value), the error made a [`MutationError`].
+    pub fn into_outcome<T, E>(result: Result<T, E>) -> Result<Option<Json>, MutationError>
     where
         T: serde::Serialize,
         E: Into<MutationError>,
     {
         let value = result.map_err(Into::into)?;
-        match serde_json::to_value(value) {
-            Ok(Value::Null) => Ok(None),
-            Ok(value) => Ok(Some(value)),
+        match Json::encode(&value) {
+            Ok(json) if json.is_null() => Ok(None),
+            Ok(json) => Ok(Some(json)),
             Err(error) => Err(MutationError::new(
                 "invalid_result",
                 format!("the mutation's result does not serialize: {error}"),

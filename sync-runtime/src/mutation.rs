@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::fmt;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{MapAccess, Visitor};
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use ts_rs::TS;
 
 use crate::change::Change;
+use crate::json::Json;
 use crate::scope::DEFAULT_SCOPE;
 
 /// A client-originated request to change state: a named mutation with its arguments.
@@ -146,15 +147,16 @@ pub struct MutationResult {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[ts(type = "true")]
     pub duplicate: bool,
-    /// The mutation function's return value.
+    /// The mutation function's return value; the server encodes it once, when the mutation
+    /// returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(type = "unknown")]
-    pub value: Option<Value>,
+    pub value: Option<Json>,
 }
 
 impl MutationResult {
     /// A mutation that was applied.
-    pub fn applied(cursor: u64, changes: Vec<Arc<Change>>, value: Option<Value>) -> Self {
+    pub fn applied(cursor: u64, changes: Vec<Arc<Change>>, value: Option<Json>) -> Self {
         MutationResult {
             ok: true,
             cursor,
@@ -162,6 +164,20 @@ impl MutationResult {
             value,
             ..MutationResult::default()
         }
+    }
+
+    /// The mutation's returned value decoded as `T` (its type, or [`serde_json::Value`]);
+    /// `None` where it returned none.
+    ///
+    /// ```
+    /// # fn show(result: &sync_runtime::MutationResult) -> Result<(), serde_json::Error> {
+    /// if let Some(todo) = result.decode::<serde_json::Value>()? {
+    ///     println!("created {}", todo["id"]);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.value.as_ref().map(Json::decode).transpose()
     }
 
     /// A mutation that had already been processed.

@@ -1,31 +1,32 @@
 //! Mutators: the application's business logic, run for each pushed mutation.
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 
 use crate::describe::Description;
 use crate::error::MutationError;
+use crate::json::Json;
 use crate::mutation::Mutation;
 use crate::tx::Tx;
 
 /// Applies mutations: validates one, writes through the transaction handle, and returns the
-/// value that goes back to the client as `MutationResult.value`.
+/// value that goes back to the client as `MutationResult.value`, encoded once (a [`Json`]; a
+/// `serde_json::Value` becomes one with `.into()`).
 ///
 /// The engine has already resolved the scope (`tx.scope()`) and made `mutation.args` an object.
 /// `#[mutations]` implements it; by hand, write `async fn apply`:
 ///
 /// ```
-/// use serde_json::{Value, json};
-/// use sync_runtime::{Mutation, MutationError, Mutator, Tx};
+/// use serde_json::json;
+/// use sync_runtime::{Json, Mutation, MutationError, Mutator, Tx};
 ///
 /// struct Notes;
 ///
 /// impl Mutator for Notes {
-///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
 ///         match m.name.as_str() {
 ///             "note/set" => {
 ///                 tx.put_value("note", "n1", json!({"text": m.args["text"]})).await?;
-///                 Ok(None)
+///                 Ok(Some(json!("n1").into()))
 ///             }
 ///             other => Err(MutationError::unknown_mutation(other)),
 ///         }
@@ -44,7 +45,7 @@ pub trait Mutator: Send + Sync + 'static {
         &self,
         tx: &mut Tx,
         mutation: &Mutation,
-    ) -> impl Future<Output = Result<Option<Value>, MutationError>> + Send;
+    ) -> impl Future<Output = Result<Option<Json>, MutationError>> + Send;
 }
 
 /// [`Mutator`] with a boxed future, for the engine to hold any mutator.
@@ -53,7 +54,7 @@ pub(crate) trait DynMutator: Send + Sync {
         &'a self,
         tx: &'a mut Tx,
         mutation: &'a Mutation,
-    ) -> BoxFuture<'a, Result<Option<Value>, MutationError>>;
+    ) -> BoxFuture<'a, Result<Option<Json>, MutationError>>;
 }
 
 impl<M: Mutator> DynMutator for M {
@@ -61,7 +62,7 @@ impl<M: Mutator> DynMutator for M {
         &'a self,
         tx: &'a mut Tx,
         mutation: &'a Mutation,
-    ) -> BoxFuture<'a, Result<Option<Value>, MutationError>> {
+    ) -> BoxFuture<'a, Result<Option<Json>, MutationError>> {
         Box::pin(Mutator::apply(self, tx, mutation))
     }
 }
@@ -79,7 +80,7 @@ impl<M: Mutator> DynMutator for M {
 ///         "note/set" => {
 ///             let id = tx.new_id();
 ///             tx.put_value("note", &id, json!({"id": id, "text": m.args["text"]})).await?;
-///             Ok(Some(json!(id)))
+///             Ok(Some(json!(id).into()))
 ///         }
 ///         other => Err(MutationError::unknown_mutation(other)),
 ///     }
@@ -90,7 +91,7 @@ pub struct MutatorFunc<F>(F);
 
 impl<F> MutatorFunc<F>
 where
-    F: for<'a> Fn(&'a mut Tx, &'a Mutation) -> BoxFuture<'a, Result<Option<Value>, MutationError>>
+    F: for<'a> Fn(&'a mut Tx, &'a Mutation) -> BoxFuture<'a, Result<Option<Json>, MutationError>>
         + Send
         + Sync
         + 'static,
@@ -103,16 +104,12 @@ where
 
 impl<F> Mutator for MutatorFunc<F>
 where
-    F: for<'a> Fn(&'a mut Tx, &'a Mutation) -> BoxFuture<'a, Result<Option<Value>, MutationError>>
+    F: for<'a> Fn(&'a mut Tx, &'a Mutation) -> BoxFuture<'a, Result<Option<Json>, MutationError>>
         + Send
         + Sync
         + 'static,
 {
-    async fn apply(
-        &self,
-        tx: &mut Tx,
-        mutation: &Mutation,
-    ) -> Result<Option<Value>, MutationError> {
+    async fn apply(&self, tx: &mut Tx, mutation: &Mutation) -> Result<Option<Json>, MutationError> {
         (self.0)(tx, mutation).await
     }
 }

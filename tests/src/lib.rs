@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use sync_runtime::{Engine, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx};
+use sync_runtime::{
+    Engine, Json, Mutation, MutationError, Mutator, Poke, ScopeData, StoreError, Tx,
+};
 
 pub use backends::{FailingBackend, Kind, TestBackend};
 use tower::ServiceExt;
@@ -173,7 +175,7 @@ impl PokeLog {
 pub struct RulesMutator;
 
 impl Mutator for RulesMutator {
-    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
         let id = m.args["id"].as_str().unwrap_or("x").to_owned();
         let entity = m.args["entity"].as_str().unwrap_or("item").to_owned();
         let data = m
@@ -236,7 +238,7 @@ impl Mutator for RulesMutator {
                 tx.delete_value(&entity, &id).await?;
                 Ok(None)
             }
-            "echo" => Ok(Some(m.args.clone())),
+            "echo" => Ok(Some(m.args.clone().into())),
             other => Err(MutationError::unknown_mutation(other)),
         }
     }
@@ -275,7 +277,7 @@ pub fn script(steps: Value) -> Mutation {
 }
 
 impl Mutator for Script {
-    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Value>, MutationError> {
+    async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
         if m.name != "script" {
             return Err(MutationError::unknown_mutation(&m.name));
         }
@@ -306,7 +308,7 @@ impl Mutator for Script {
             self.seen.lock().push(answer.clone());
             answers.push(answer);
         }
-        Ok(Some(Value::Array(answers)))
+        Ok(Some(Value::Array(answers).into()))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::error::{MutationError, StoreError};
 /// struct Notes;
 ///
 /// impl Mutator for Notes {
-///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<serde_json::Value>, MutationError> {
+///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<sync_runtime::Json>, MutationError> {
 ///         // A clone of the handle (an `Arc`), so that `tx` stays free for writes.
 ///         let caller = tx.caller().clone();
 ///         let user: &User = caller.require()?;

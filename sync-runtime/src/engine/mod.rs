@@ -49,12 +49,12 @@ impl Default for Limits {
 /// struct Notes;
 ///
 /// impl Mutator for Notes {
-///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<serde_json::Value>, MutationError> {
+///     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<sync_runtime::Json>, MutationError> {
 ///         match m.name.as_str() {
 ///             "note/set" => {
 ///                 let id = tx.new_id();
 ///                 tx.put_value("note", &id, json!({"id": id, "text": m.args["text"]})).await?;
-///                 Ok(Some(json!(id)))
+///                 Ok(Some(json!(id).into()))
 ///             }
 ///             other => Err(MutationError::unknown_mutation(other)),
 ///         }

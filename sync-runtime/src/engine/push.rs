@@ -16,6 +16,7 @@ use crate::backend::{Backend, ChangeLog, Failure};
 use crate::broker::{Poke, PokeBroker};
 use crate::change::Change;
 use crate::error::{MutationError, Sentence, StoreError, SyncError};
+use crate::json::Json;
 use crate::metrics::{self, Operation};
 use crate::mutation::{Mutation, MutationResult};
 use crate::protocol::PushResponse;
@@ -294,7 +295,7 @@ pub(crate) fn check_client_id(client_id: &str) -> Result<(), String> {
 
 /// How one mutation of a push ended, before the commit gives it a cursor.
 enum Outcome {
-    Applied(Option<Value>),
+    Applied(Option<Json>),
     /// Already processed; how it failed, where it did and is remembered.
     Duplicate(Option<Failure>),
     Failed {

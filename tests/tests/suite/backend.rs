@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sync_runtime::{Backend, ChangeLog, Engine, Mutation, PullRequest, SyncError, Transaction};
 use sync_tests::*;
 
@@ -91,7 +91,10 @@ async fn transaction_reads_its_own_writes_and_rolls_back_on_drop(b: TestBackend)
         .push(vec![script(json!([["get", "todo", "1"]])).with_scope("s")])
         .await
         .unwrap();
-    assert_eq!(read.results[0].value, Some(json!([null])));
+    assert_eq!(
+        read.results[0].decode::<Value>().unwrap(),
+        Some(json!([null]))
+    );
     assert_eq!(engine.head().await.unwrap(), 0);
 }
 
@@ -115,7 +118,10 @@ async fn a_rolled_back_mutation_keeps_the_earlier_ones(b: TestBackend) {
         .unwrap();
     let oks: Vec<bool> = pushed.results.iter().map(|r| r.ok).collect();
     assert_eq!(oks, [true, false, true, true]);
-    assert_eq!(pushed.results[2].value, Some(json!(["first", null])));
+    assert_eq!(
+        pushed.results[2].decode::<Value>().unwrap(),
+        Some(json!(["first", null]))
+    );
     assert_eq!(
         pushed.results.iter().map(|r| r.cursor).collect::<Vec<_>>(),
         [1, 1, 1, 1]
@@ -497,7 +503,7 @@ async fn a_write_after_a_read_knows_whether_the_entity_existed(b: TestBackend) {
         "the failed mutation saw the committed state and its own writes"
     );
     assert_eq!(
-        pushed.results[1].value,
+        pushed.results[1].decode::<Value>().unwrap(),
         Some(json!([null, null, true, false, null]))
     );
     let ops: Vec<_> = pushed.results[1].changes.iter().map(|c| c.op).collect();
@@ -544,7 +550,7 @@ async fn puts_and_deletes_across_a_push_record_what_existed(b: TestBackend) {
         ]
     );
     assert_eq!(
-        pushed.results[2].value,
+        pushed.results[2].decode::<Value>().unwrap(),
         Some(json!([true, null, true, false]))
     );
     // Now from the store: `a` and `b` exist, `c` does not.
@@ -651,7 +657,7 @@ async fn puts_read_nothing_and_their_commit_tells_create_from_update(b: TestBack
     .collect();
     assert_eq!(ops, expected, "the push's answer");
     assert_eq!(
-        pushed.results[4].value,
+        pushed.results[4].decode::<Value>().unwrap(),
         Some(json!([null, true, false, true]))
     );
     let logged: Vec<_> = pull_all(&engine, "s", 2)
@@ -895,10 +901,9 @@ async fn typed_puts_read_back_as_put_and_one_that_cannot_encode_fails_for_good(b
                 tx.put(&gadget).await?;
                 let read = tx.get::<Gadget>("g1").await?;
                 let listed = tx.list::<Gadget>().await?;
-                Ok(Some(json!([
-                    read == Some(gadget.clone()),
-                    listed == [gadget]
-                ])))
+                Ok(Some(
+                    json!([read == Some(gadget.clone()), listed == [gadget]]).into(),
+                ))
             })
         }
     });
@@ -921,7 +926,7 @@ async fn typed_puts_read_back_as_put_and_one_that_cannot_encode_fails_for_good(b
         "{broken:?}"
     );
     assert_eq!(
-        put.value,
+        put.decode::<Value>().unwrap(),
         Some(json!([true, true])),
         "read back within the push"
     );

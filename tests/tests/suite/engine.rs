@@ -46,7 +46,10 @@ async fn push_single_mutation(b: TestBackend) {
         (ChangeOp::Create, "todo", "_default")
     );
     assert_eq!(change.decode::<Value>().unwrap().unwrap()["title"], "milk");
-    assert_eq!(result.value.as_ref().unwrap()["id"], json!(change.id));
+    assert_eq!(
+        result.decode::<Value>().unwrap().unwrap()["id"],
+        json!(change.id)
+    );
 }
 
 async fn push_multiple_mutations_in_order(b: TestBackend) {
@@ -115,7 +118,10 @@ async fn absent_or_null_args_are_an_empty_object(b: TestBackend) {
     let mut absent = Mutation::new("echo", json!(null));
     absent.args = serde_json::Value::Null;
     let pushed = engine.push(vec![absent]).await.unwrap();
-    assert_eq!(pushed.results[0].value, Some(json!({})));
+    assert_eq!(
+        pushed.results[0].decode::<Value>().unwrap(),
+        Some(json!({}))
+    );
 }
 
 async fn pokes_once_per_scope_with_its_highest_cursor(b: TestBackend) {
@@ -236,7 +242,7 @@ async fn snapshot_is_the_state_at_its_cursor(b: TestBackend) {
 async fn create_toggle_rename_delete_flow(b: TestBackend) {
     let engine = b.todo_engine();
     let created = engine.push(vec![create("milk")]).await.unwrap();
-    let id = created.results[0].value.as_ref().unwrap()["id"]
+    let id = created.results[0].decode::<Value>().unwrap().unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -344,10 +350,13 @@ async fn store_keeps_entities_apart(b: TestBackend) {
         .await
         .unwrap();
     assert_eq!(
-        pushed.results[0].value,
+        pushed.results[0].decode::<Value>().unwrap(),
         Some(json!(["todo", ["note"], true, false]))
     );
-    assert_eq!(pushed.results[1].value, Some(json!(["other scope"])));
+    assert_eq!(
+        pushed.results[1].decode::<Value>().unwrap(),
+        Some(json!(["other scope"]))
+    );
     assert_eq!(engine.snapshot(Some("s")).await.unwrap().data.len(), 1);
     let t = engine.snapshot(Some("t")).await.unwrap();
     assert_eq!(

@@ -157,7 +157,10 @@ async fn mutations_know_their_caller_and_lists_keep_their_members(b: TestBackend
         .push_as(ann.clone(), vec![create("user:ann", "t1")])
         .await
         .unwrap());
-    assert_eq!(made.value.unwrap()["created_by"], "ann");
+    assert_eq!(
+        made.decode::<Value>().unwrap().unwrap()["created_by"],
+        "ann"
+    );
     let forged = in_scope(
         "user:ann",
         "todo/create",
@@ -186,7 +189,7 @@ async fn mutations_know_their_caller_and_lists_keep_their_members(b: TestBackend
         )
         .await
         .unwrap());
-    assert_eq!(list.value.unwrap()["owner"], "ann");
+    assert_eq!(list.decode::<Value>().unwrap().unwrap()["owner"], "ann");
     let share = |name: &str| in_scope("list:l", "list/share", json!({ "name": name }));
     let not_owner = one(engine
         .push_as(bob.clone(), vec![share("bob")])
@@ -217,7 +220,10 @@ async fn mutations_know_their_caller_and_lists_keep_their_members(b: TestBackend
         .push_as(bob.clone(), vec![create("list:l", "b1")])
         .await
         .unwrap());
-    assert_eq!(by_bob.value.unwrap()["created_by"], "bob");
+    assert_eq!(
+        by_bob.decode::<Value>().unwrap().unwrap()["created_by"],
+        "bob"
+    );
     assert!(
         one(engine
             .push_as(ann.clone(), vec![create("list:l", "a1")])

@@ -35,7 +35,7 @@ async fn main() {
         .push_as(user, vec![Mutation::new("note/whoami", serde_json::json!({}))])
         .await
         .unwrap();
-    assert_eq!(as_ada.results[0].value, Some(serde_json::json!("hi ada")));
+    assert_eq!(as_ada.results[0].decode().unwrap(), Some(serde_json::json!("hi ada")));
     let anonymous = engine
         .push(vec![
             Mutation::new("note/whoami", serde_json::json!({})),
@@ -45,6 +45,6 @@ async fn main() {
         .await
         .unwrap();
     assert_eq!(anonymous.results[0].code.as_deref(), Some("unauthorized"));
-    assert_eq!(anonymous.results[1].value, Some(serde_json::json!("t from nobody")));
+    assert_eq!(anonymous.results[1].decode().unwrap(), Some(serde_json::json!("t from nobody")));
     assert_eq!(anonymous.results[2].code.as_deref(), Some("invalid_args"));
 }

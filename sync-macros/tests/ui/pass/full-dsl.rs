@@ -97,8 +97,8 @@ async fn main() {
         .await
         .unwrap();
     let r = &pushed.results;
-    assert_eq!(r[0].value, Some(json!({"id": "a", "count": 5})));
-    assert_eq!(r[1].value, Some(json!(4)));
+    assert_eq!(r[0].decode().unwrap(), Some(json!({"id": "a", "count": 5})));
+    assert_eq!(r[1].decode().unwrap(), Some(json!(4)));
     assert_eq!(r[2].code.as_deref(), Some("sold_out"));
     assert_eq!(r[3].code.as_deref(), Some("invalid_args"));
     assert!(r[3].error.as_deref().unwrap().contains("extra"));
