@@ -167,6 +167,50 @@ async fn a_commit_in_flight_hides_later_cursors_from_reads_and_pokes() {
     .await;
 }
 
+/// The cursor lock is the session's, taken and released by the statement that takes the
+/// cursors. Where that statement fails in between (here the sequence overflows), the push fails,
+/// and its rollback must release the lock: else the connection would go back to its pool still
+/// holding it, and every other node's commit would wait for it in vain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_holding_the_cursor_lock_releases_it() {
+    run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let node = || async {
+            let mut options = PostgresOptions::default();
+            options.lock_timeout = Duration::from_secs(2);
+            let backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+            Engine::builder(RulesMutator).backend(backend).build()
+        };
+        let (first, second) = (node().await, node().await);
+        first.push(vec![put("before")]).await.unwrap();
+
+        let watcher = watcher(&url).await;
+        let last: i64 = watcher
+            .query_one("SELECT last_value FROM sync_cursor", &[])
+            .await
+            .unwrap()
+            .get(0);
+        // The next cursor is the last one there is: a push of two changes overflows.
+        watcher
+            .execute("SELECT setval('sync_cursor', 9223372036854775806)", &[])
+            .await
+            .unwrap();
+        let two = Mutation::new("put_many", json!({"n": 2, "tag": "t"}));
+        let failed = first.push(vec![two]).await;
+        assert!(failed.is_err(), "{failed:?}");
+        watcher
+            .execute("SELECT setval('sync_cursor', $1)", &[&last])
+            .await
+            .unwrap();
+
+        // Another node's commit takes the cursor lock on a connection of its own.
+        let after = second.push(vec![put("after")]).await.unwrap();
+        assert!(after.results[0].ok && after.cursor > u64::try_from(last).unwrap());
+        first.push(vec![put("again")]).await.unwrap();
+    })
+    .await;
+}
+
 /// Pushes per pusher; each pusher has a scope and a client of its own.
 const PUSHES: u64 = 40;
 

@@ -5,8 +5,9 @@
 //!
 //! - **Cursors in transaction-id order.** A push takes its cursors when it commits, from the
 //!   sequence `sync_cursor`, and in the same step gets its transaction id
-//!   (`pg_current_xact_id()`), both under one advisory lock (the *cursor lock*) taken inside a
-//!   savepoint and released by rolling back to it: a few microseconds, not until `COMMIT`.
+//!   (`pg_current_xact_id()`), both under one advisory lock (the *cursor lock*), a session lock
+//!   that the statement which takes the cursors takes and releases: a few microseconds, not
+//!   until `COMMIT`. A rollback releases it where that statement failed in between.
 //!   Nothing a push does earlier takes a transaction id (its writes wait in memory, and its
 //!   locks are advisory), so between any two pushes that log changes, the one with the lower
 //!   transaction id has the lower cursors. Each change row records its transaction's id
@@ -140,6 +141,12 @@ impl PostgresOptions {
     fn session(&self, from_url: Option<&str>) -> String {
         let millis = |duration: Duration| duration.as_millis().max(1);
         let mut settings = from_url.map(str::to_owned).unwrap_or_default();
+        // The push's commit statement is big enough that PostgreSQL's default keeps planning
+        // it afresh for its parameters, about 0.25 ms of the server's CPU per push, which cost
+        // a third of the throughput of 16 pushers on 2 cores (BENCHMARKS.md, 2026-12-03); its
+        // generic plan serves every size of push alike, and the backend's other statements
+        // (key lookups and cursor ranges) are planned alike either way.
+        settings.push_str(" -c plan_cache_mode=force_generic_plan");
         for (name, value) in [
             ("lock_timeout", self.lock_timeout),
             ("statement_timeout", self.statement_timeout),

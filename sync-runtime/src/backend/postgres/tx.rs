@@ -149,7 +149,7 @@ impl PostgresTransaction {
     /// Gives the connection back: to the pool after a rollback, or closed where even that
     /// failed.
     async fn rollback(client: Object) {
-        if let Err(error) = client.batch_execute("ROLLBACK").await {
+        if let Err(error) = client.batch_execute(UNDO).await {
             tracing::warn!(%error, "could not roll back a PostgreSQL transaction; closing its connection");
             drop(Object::take(client));
         }
@@ -403,8 +403,6 @@ impl PostgresTransaction {
         // The transaction's id, once the cursors are taken: the horizon's first look needs it.
         let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
         let take_params: [&(dyn ToSql + Sync); 2] = [&count, &cursor_lock];
-        // The savepoint's rollback releases the cursor lock and keeps the transaction id and the
-        // sequence's values (and `currval`), which no rollback returns.
         let cursors = async {
             let row = client.query_one(&take, &take_params).await?;
             let (xid, last) = (row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?);
@@ -451,15 +449,8 @@ impl PostgresTransaction {
             client.execute(&fail, &params).await.map(drop)
         };
         let write = async {
-            let ((), (), (), (xid, last), (), decided, ()) = futures::try_join!(
-                begin,
-                locks,
-                client.batch_execute("SAVEPOINT sync_cursors"),
-                cursors,
-                client.batch_execute(AFTER_CURSORS),
-                write_and_append,
-                record_failures,
-            )?;
+            let ((), (), (xid, last), decided, ()) =
+                futures::try_join!(begin, locks, cursors, write_and_append, record_failures)?;
             Ok::<_, tokio_postgres::Error>((xid, last, decided))
         };
         // The horizon's first look goes out with the `COMMIT`, and runs after it.
@@ -517,25 +508,27 @@ impl PostgresTransaction {
 /// Takes several advisory locks in one statement, in ascending order.
 const LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k";
 
-/// Takes the cursor lock `$2`, then `$1` cursors (none: only the transaction id), and returns the
-/// transaction's id and the last cursor taken (none taken: the last one any push took), which is
-/// also `currval` for the statements after it: ids and cursors are taken in one order. The
-/// materialized CTE runs first, so the lock is held before the row's values are computed; neither
-/// depends on the statement's snapshot, which is taken before the lock.
+/// Takes the cursor lock `$2`, then `$1` cursors (none: only the transaction id), releases the
+/// lock, and returns the transaction's id and the last cursor taken (none taken: the last one
+/// any push took), which is also `currval` for the statements after it: ids and cursors are
+/// taken in one order. The lock is the session's, held for this one statement: each
+/// materialized CTE runs before what reads it, so the lock is held before the row's values are
+/// computed and released once they are (neither depends on the statement's snapshot, which is
+/// taken before the lock). A statement that fails between the two leaves the lock held: the
+/// transaction's rollback then releases it ([`UNDO`]).
 const TAKE_CURSORS: &str = "
-WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($2::bigint))
-SELECT pg_current_xact_id()::text::bigint,
-       CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
-            ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END
-FROM locked";
+WITH locked AS MATERIALIZED (SELECT pg_advisory_lock($2::bigint)),
+taken AS MATERIALIZED (
+    SELECT pg_current_xact_id()::text::bigint AS xid,
+           CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
+                ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END AS last
+    FROM locked
+)
+SELECT xid, last, pg_advisory_unlock($2::bigint) FROM taken";
 
-/// Releases the cursor lock (the savepoint's rollback), then has the rest of the transaction run
-/// its prepared statements on their generic plans. [`WRITE_AND_APPEND`] is big enough that
-/// PostgreSQL's default keeps planning it afresh for its parameters, about 0.25 ms of the
-/// server's CPU per push, which cost a third of the throughput of 16 pushers on 2 cores
-/// (BENCHMARKS.md, 2026-12-03); its generic plan serves every size of push alike.
-const AFTER_CURSORS: &str =
-    "ROLLBACK TO SAVEPOINT sync_cursors; SET LOCAL plan_cache_mode = force_generic_plan";
+/// Rolls the transaction back and releases the session's advisory locks: the cursor lock, where
+/// [`TAKE_CURSORS`] failed while holding it.
+const UNDO: &str = "ROLLBACK; SELECT pg_advisory_unlock_all()";
 
 /// The op a pending change is sent with, which [`WRITE_AND_APPEND`] decides.
 const PENDING: &str = "put";
