@@ -52,7 +52,7 @@
 //!   are free, and waits for the rest at the advisory lock, where PostgreSQL detects deadlocks.
 //! - **Few round trips.** One transaction per push: for one mutation, three round trips (the
 //!   client's lock and `client_seq` with `BEGIN`, the entity read with the scope's lock, then the
-//!   commit). The commit is one pipeline: its locks; the cursor lock and the cursors, one
+//!   commit). The commit is one pipeline: its locks, the cursor lock and the cursors, one
 //!   statement; the entities, the clients' sequence numbers and the changes, one statement of
 //!   data-modifying CTEs; the failures where there are any (those after the cursors read them on
 //!   the server, with `currval` and `pg_current_xact_id()`); the `COMMIT`; and the first look at

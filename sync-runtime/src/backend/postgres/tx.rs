@@ -379,8 +379,7 @@ impl PostgresTransaction {
         // Every statement is prepared before the pipeline: each must go out at its future's
         // first poll, so in this order, and none after the `COMMIT`.
         let prepare = |sql: &'static str| client.prepare_cached(sql);
-        let (lock_all, take, append, fail, horizon) = futures::try_join!(
-            prepare(LOCK_ALL),
+        let (take, append, fail, horizon) = futures::try_join!(
             prepare(TAKE_CURSORS),
             prepare(WRITE_AND_APPEND),
             prepare(FAIL),
@@ -394,15 +393,9 @@ impl PostgresTransaction {
                 None => Ok(()),
             }
         };
-        let locks = async {
-            if wanted.is_empty() {
-                return Ok(());
-            }
-            client.execute(&lock_all, &[&wanted]).await.map(drop)
-        };
         // The transaction's id, once the cursors are taken: the horizon's first look needs it.
         let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
-        let take_params: [&(dyn ToSql + Sync); 2] = [&count, &cursor_lock];
+        let take_params: [&(dyn ToSql + Sync); 3] = [&count, &cursor_lock, &wanted];
         let cursors = async {
             let row = client.query_one(&take, &take_params).await?;
             let (xid, last) = (row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?);
@@ -449,8 +442,8 @@ impl PostgresTransaction {
             client.execute(&fail, &params).await.map(drop)
         };
         let write = async {
-            let ((), (), (xid, last), decided, ()) =
-                futures::try_join!(begin, locks, cursors, write_and_append, record_failures)?;
+            let ((), (xid, last), decided, ()) =
+                futures::try_join!(begin, cursors, write_and_append, record_failures)?;
             Ok::<_, tokio_postgres::Error>((xid, last, decided))
         };
         // The horizon's first look goes out with the `COMMIT`, and runs after it.
@@ -505,11 +498,9 @@ impl PostgresTransaction {
     }
 }
 
-/// Takes several advisory locks in one statement, in ascending order.
-const LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k";
-
-/// Takes the cursor lock `$2`, then `$1` cursors (none: only the transaction id), releases the
-/// lock, and returns the transaction's id and the last cursor taken (none taken: the last one
+/// Takes the advisory locks `$3` (in ascending order, held until the transaction ends: the
+/// scopes and clients the commit writes that the push had not locked yet), then the cursor lock
+/// `$2`, then `$1` cursors (none: only the transaction id), releases the cursor lock, and returns the transaction's id and the last cursor taken (none taken: the last one
 /// any push took), which is also `currval` for the statements after it: ids and cursors are
 /// taken in one order. The lock is the session's, held for this one statement: each
 /// materialized CTE runs before what reads it, so the lock is held before the row's values are
@@ -517,7 +508,11 @@ const LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]
 /// taken before the lock). A statement that fails between the two leaves the lock held: the
 /// transaction's rollback then releases it ([`UNDO`]).
 const TAKE_CURSORS: &str = "
-WITH locked AS MATERIALIZED (SELECT pg_advisory_lock($2::bigint)),
+WITH held AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(k))
+    FROM (SELECT k FROM unnest($3::bigint[]) AS k ORDER BY k) AS keys
+),
+locked AS MATERIALIZED (SELECT pg_advisory_lock($2::bigint) FROM held),
 taken AS MATERIALIZED (
     SELECT pg_current_xact_id()::text::bigint AS xid,
            CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
