@@ -144,8 +144,9 @@ impl PostgresOptions {
         // The push's commit statement is big enough that PostgreSQL's default keeps planning
         // it afresh for its parameters, about 0.25 ms of the server's CPU per push, which cost
         // a third of the throughput of 16 pushers on 2 cores (BENCHMARKS.md, 2026-12-03); its
-        // generic plan serves every size of push alike, and the backend's other statements
-        // (key lookups and cursor ranges) are planned alike either way.
+        // generic plan serves every size of push alike. The backend's other statements are key
+        // lookups and index ranges, which generic plans serve as well: a pull's page takes the
+        // (scope, cursor) index whatever its parameters.
         settings.push_str(" -c plan_cache_mode=force_generic_plan");
         for (name, value) in [
             ("lock_timeout", self.lock_timeout),
