@@ -500,13 +500,14 @@ impl PostgresTransaction {
 
 /// Takes the advisory locks `$3` (in ascending order, held until the transaction ends: the
 /// scopes and clients the commit writes that the push had not locked yet), then the cursor lock
-/// `$2`, then `$1` cursors (none: only the transaction id), releases the cursor lock, and returns the transaction's id and the last cursor taken (none taken: the last one
-/// any push took), which is also `currval` for the statements after it: ids and cursors are
-/// taken in one order. The lock is the session's, held for this one statement: each
-/// materialized CTE runs before what reads it, so the lock is held before the row's values are
-/// computed and released once they are (neither depends on the statement's snapshot, which is
-/// taken before the lock). A statement that fails between the two leaves the lock held: the
-/// transaction's rollback then releases it ([`UNDO`]).
+/// `$2`, then `$1` cursors (none: only the transaction id); releases the cursor lock; and returns
+/// the transaction's id and the last cursor taken (none taken: the last one any push took),
+/// which is also `currval` for the statements after it: ids and cursors are taken in one order.
+/// The cursor lock is the session's, held for this one statement: each materialized CTE runs
+/// before what reads it, so the lock is held before the row's values are computed and released
+/// once they are (neither depends on the statement's snapshot, which is taken before the lock).
+/// A statement that fails between the two leaves the lock held: the transaction's rollback then
+/// releases it ([`UNDO`]).
 const TAKE_CURSORS: &str = "
 WITH held AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(k))
