@@ -116,12 +116,12 @@ use syn::{DeriveInput, ItemImpl, parse_macro_input};
 /// A mutation function is `async`, not generic, takes `tx: &mut Tx` first (after an optional
 /// `&self`, for state such as configuration), then any number of parameters of types that
 /// implement `Deserialize` and [`ts_rs::TS`](https://docs.rs/ts-rs) (derive it as you derive
-/// serde's traits, with `ts-rs` among your dependencies), each a field of the arguments object (`Option<T>`: an
-/// optional field; unknown fields are rejected), and returns `Result<T, E>` with `T: Serialize
-/// + TS` (the result's `value`) and `E: Into<MutationError>`: a permanent failure with a code,
-/// unless it is a store error, which answers 503 so the client retries. `#[cfg]` on a function
-/// is honoured; its doc comment carries into the TypeScript output. Functions without
-/// `#[mutation]` are left alone.
+/// serde's traits, with `ts-rs` among your dependencies), each a field of the arguments object
+/// (`Option<T>`: an optional field; unknown fields are rejected), and returns `Result<T, E>`
+/// with `T: Serialize + TS` (the result's `value`, encoded once) and `E: Into<MutationError>`:
+/// a permanent failure with a code, unless it is a store error, which answers 503 so the client
+/// retries. `#[cfg]` on a function is honoured; its doc comment carries into the TypeScript
+/// output. Functions without `#[mutation]` are left alone.
 ///
 /// # The caller
 ///

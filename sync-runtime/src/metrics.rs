@@ -24,9 +24,9 @@
 //! | `sync_postgres_pool_max` | gauge | | the pool's size limit |
 //!
 //! Counters and histograms are recorded as things happen; the gauges marked *sampled* are set
-//! by [`Engine::sample_metrics`], which an application calls when it is scraped (or on a
-//! timer): reading the head costs a query, which no push should pay for. Histograms are in
-//! seconds; [`LATENCY_BUCKETS`] are bucket bounds that fit them.
+//! by [`Engine::sample_metrics`](crate::Engine::sample_metrics), which an application calls
+//! when it is scraped (or on a timer): reading the head costs a query, which no push should pay
+//! for. Histograms are in seconds; [`LATENCY_BUCKETS`] are bucket bounds that fit them.
 //!
 //! ```no_run
 //! # async fn serve(engine: sync_runtime::Engine) {
