@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use sync_runtime::{Engine, Json, MemoryBackend, Mutation, MutationError, Mutator, SyncError, Tx};
 use todo::{Todo, TodoMutator};
 
+pub mod dispatch;
+
 /// `put`: the args, an object with an `id`, written as the `item` of that id: one entity write,
 /// so one entity row and one change row per mutation. The backend benches' mutator, in place of
 /// an application's.
