@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use sync_runtime::decode_args;
-use sync_runtime::{Engine, Json, Mutation, MutationError, Mutator, SyncError, Tx};
+use sync_runtime::{Engine, Json, Mutation, MutationError, Mutator, Tx};
 use todo::{Todo, TodoMutator};
 
 /// The todo mutations as one would write them without the macro: a match on the name, a
@@ -81,7 +81,7 @@ fn engine(mutator: impl Mutator) -> Engine {
 }
 
 /// `mutator`'s engine, holding the ten todos the batches toggle and rename.
-pub async fn seeded(mutator: impl Mutator) -> Result<Engine, SyncError> {
+pub async fn seeded(mutator: impl Mutator) -> Result<Engine, Box<dyn std::error::Error>> {
     let engine = engine(mutator);
     let creates = (0..10)
         .map(|i| {
@@ -97,10 +97,7 @@ pub async fn seeded(mutator: impl Mutator) -> Result<Engine, SyncError> {
         .build();
     let seeded = seeder.push(creates).await?;
     if let Some(failed) = seeded.results.iter().find(|result| !result.ok) {
-        return Err(SyncError::InvalidRequest(format!(
-            "could not seed the todos: {:?}",
-            failed.error
-        )));
+        return Err(format!("could not seed the todos: {:?}", failed.error).into());
     }
     Ok(engine)
 }
