@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use sync_runtime::{
-    AnyBackend, ChangeLog, Engine, Mutation, PostgresBackend, PostgresCommitHook, PostgresOptions,
-    PullRequest,
+    AnyBackend, ChangeLog, ChangeOp, Engine, Mutation, PostgresBackend, PostgresCommitHook,
+    PostgresOptions, PullRequest,
 };
 use sync_tests::backends::run;
 use sync_tests::*;
@@ -207,6 +207,89 @@ async fn a_commit_that_fails_holding_the_cursor_lock_releases_it() {
         let after = second.push(vec![put("after")]).await.unwrap();
         assert!(after.results[0].ok && after.cursor > u64::try_from(last).unwrap());
         first.push(vec![put("again")]).await.unwrap();
+    })
+    .await;
+}
+
+/// A push that puts and then deletes an entity it never read locks the entity's scope only at
+/// its commit, where it may wait for another push holding that lock (here one that creates the
+/// same entity and stalls before `COMMIT`). Its delete must then find that push's row: a
+/// `DELETE` whose snapshot were taken before the lock would miss it, leaving the entity in the
+/// store while the log says it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delete_that_waits_for_its_scope_removes_what_the_holder_committed() {
+    run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let reached = Arc::new(Notify::new());
+        let release = Arc::new(Semaphore::new(0));
+        let mut options = PostgresOptions::default();
+        options.before_commit = Some(PostgresCommitHook(Arc::new({
+            let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
+            move || {
+                let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
+                Box::pin(async move {
+                    reached.notify_one();
+                    release.acquire().await.unwrap().forget();
+                })
+            }
+        })));
+        let slow_backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+        let slow = Engine::builder(Script::default())
+            .backend(slow_backend)
+            .build();
+        let fast = Engine::builder(Script::default())
+            .backend(b.open().await.unwrap())
+            .build();
+
+        let create = script(json!([["put", "item", "x", {"id": "x", "by": "slow"}]]))
+            .with_scope("s")
+            .with_client("slow", 1);
+        let slow_push = tokio::spawn({
+            let slow = slow.clone();
+            async move { slow.push(vec![create]).await }
+        });
+        reached.notified().await; // the create holds the scope's lock, uncommitted
+        let put_and_delete = script(json!([
+            ["put", "item", "x", {"id": "x", "by": "fast"}],
+            ["delete", "item", "x"]
+        ]))
+        .with_scope("s")
+        .with_client("fast", 1);
+        let fast_push = tokio::spawn({
+            let fast = fast.clone();
+            async move { fast.push(vec![put_and_delete]).await }
+        });
+        // The delete's commit waits for the scope's lock.
+        let watcher = watcher(&url).await;
+        let mut looks = 0;
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            looks += 1;
+            assert!(looks < 4000, "the delete never waited for the scope's lock");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.add_permits(1);
+        let created = slow_push.await.unwrap().unwrap();
+        let deleted = fast_push.await.unwrap().unwrap();
+        assert!(created.results[0].ok && deleted.results[0].ok);
+        assert!(created.cursor < deleted.cursor);
+
+        let snapshot = fast.snapshot(Some("s")).await.unwrap();
+        assert!(snapshot.data.is_empty(), "{:?}", snapshot.data);
+        let changes = pull_all(&fast, "s", 0).await;
+        assert!(replay(&changes).is_empty(), "{changes:?}");
+        let ops: Vec<_> = changes.iter().map(|change| change.op).collect();
+        assert_eq!(ops.last(), Some(&ChangeOp::Delete), "{changes:?}");
     })
     .await;
 }

@@ -52,12 +52,12 @@
 //!   are free, and waits for the rest at the advisory lock, where PostgreSQL detects deadlocks.
 //! - **Few round trips.** One transaction per push: for one mutation, three round trips (the
 //!   client's lock and `client_seq` with `BEGIN`, the entity read with the scope's lock, then the
-//!   commit). The commit is one pipeline: its locks, the cursor lock and the cursors, one
-//!   statement; the entities, the clients' sequence numbers and the changes, one statement of
-//!   data-modifying CTEs; the failures where there are any (those after the cursors read them on
-//!   the server, with `currval` and `pg_current_xact_id()`); the `COMMIT`; and the first look at
-//!   the horizon. Where a statement fails, the transaction is aborted and the `COMMIT` rolls it
-//!   back.
+//!   commit). The commit is one pipeline: one statement of CTEs takes its locks, the cursor
+//!   lock, the transaction id and the cursors, and writes the entities, the clients' sequence
+//!   numbers, the changes and the failures; then the `COMMIT` and the first look at the
+//!   horizon. (A commit that deletes in a scope it had not locked locks it in a statement
+//!   before: a `DELETE` sees what its statement's snapshot holds, which must follow the lock.)
+//!   Where a statement fails, the transaction is aborted and the `COMMIT` rolls it back.
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 
 mod gate;

@@ -304,10 +304,9 @@ impl Transaction for PostgresTransaction {
 impl PostgresTransaction {
     /// Locks the scopes the commit writes and the clients it records that the push has not
     /// locked yet, takes the cursors and the transaction id under the cursor lock, writes
-    /// everything and commits: all in one pipeline, one round trip (the statements after the
-    /// cursors' read them on the server: `currval` and `pg_current_xact_id`). Returns what was
-    /// committed, the transaction's id, and whether the horizon had passed it right after the
-    /// commit.
+    /// everything ([`WRITE`], one statement) and commits: one pipeline, one round trip. Returns
+    /// what was committed, the transaction's id, and whether the horizon had passed it right
+    /// after the commit.
     async fn commit_on(&mut self, commit: Commit) -> Result<(Committed, i64, bool), StoreError> {
         let CommitParts {
             writes,
@@ -334,8 +333,18 @@ impl PostgresTransaction {
         wanted.sort_unstable();
         wanted.dedup();
         let cursor_lock = keys.cursors();
+        // A delete must find what the locks' previous holders committed: its statement's
+        // snapshot must follow them (`LOCK_ALL`).
+        let deletes_unlocked = writes.iter().any(|write| {
+            write.json().is_none() && wanted.binary_search(&keys.scope(write.scope())).is_ok()
+        });
         self.connect_for(&wanted).await?;
         self.locked.extend(wanted.iter().copied());
+        let lock_first = if deletes_unlocked {
+            std::mem::take(&mut wanted)
+        } else {
+            Vec::new()
+        };
         let count = to_i64(changes.len() as u64, "change count")?;
         let begin = self.begin_first();
 
@@ -365,7 +374,7 @@ impl PostgresTransaction {
                 .push(change.data.as_ref().map(|data| data.as_str()));
             ops.push(op_name(change.op));
         }
-        // The statement that writes the entities decides these (`WRITE_AND_APPEND`).
+        // The statement that writes the entities decides these (`WRITE`).
         for (change, _) in pending.iter() {
             if let Some(op) = ops.get_mut(change) {
                 *op = PENDING;
@@ -379,13 +388,9 @@ impl PostgresTransaction {
         // Every statement is prepared before the pipeline: each must go out at its future's
         // first poll, so in this order, and none after the `COMMIT`.
         let prepare = |sql: &'static str| client.prepare_cached(sql);
-        let (take, append, fail, horizon) = futures::try_join!(
-            prepare(TAKE_CURSORS),
-            prepare(WRITE_AND_APPEND),
-            prepare(FAIL),
-            prepare(PASSED),
-        )
-        .context(|| "cannot prepare a push's commit".to_owned())?;
+        let (lock_all, write, horizon) =
+            futures::try_join!(prepare(LOCK_ALL), prepare(WRITE), prepare(PASSED))
+                .context(|| "cannot prepare a push's commit".to_owned())?;
 
         let begin = async {
             match begin {
@@ -393,58 +398,45 @@ impl PostgresTransaction {
                 None => Ok(()),
             }
         };
-        // The transaction's id, once the cursors are taken: the horizon's first look needs it.
-        let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
-        let take_params: [&(dyn ToSql + Sync); 3] = [&count, &cursor_lock, &wanted];
-        let cursors = async {
-            let row = client.query_one(&take, &take_params).await?;
-            let (xid, last) = (row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?);
-            // The receiver goes only with the pipeline.
-            let _ = xid_sender.send(xid);
-            Ok((xid, last))
-        };
-        // Every write records a change, and every change is of a written entity: both or none.
-        let write_and_append = async {
-            if logged.is_empty() && put.is_empty() && gone.is_empty() && seq_ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let params: [&(dyn ToSql + Sync); 16] = [
-                &count,
-                &logged.scopes,
-                &logged.entities,
-                &logged.ids,
-                &ops,
-                &logged.data,
-                &ts,
-                &put.scopes,
-                &put.entities,
-                &put.ids,
-                &put.data,
-                &gone.scopes,
-                &gone.entities,
-                &gone.ids,
-                &seq_ids,
-                &seqs,
-            ];
-            client.query(&append, &params).await
-        };
-        let record_failures = async {
-            if failed.ids.is_empty() {
+        let lock = async {
+            if lock_first.is_empty() {
                 return Ok(());
             }
-            let params: [&(dyn ToSql + Sync); 5] = [
-                &failed.ids,
-                &failed.seqs,
-                &failed.codes,
-                &failed.errors,
-                &count,
-            ];
-            client.execute(&fail, &params).await.map(drop)
+            client.execute(&lock_all, &[&lock_first]).await.map(drop)
         };
+        // The transaction's id, once the cursors are taken: the horizon's first look needs it.
+        let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
+        let params: [&(dyn ToSql + Sync); 22] = [
+            &count,
+            &cursor_lock,
+            &wanted,
+            &logged.scopes,
+            &logged.entities,
+            &logged.ids,
+            &ops,
+            &logged.data,
+            &ts,
+            &put.scopes,
+            &put.entities,
+            &put.ids,
+            &put.data,
+            &gone.scopes,
+            &gone.entities,
+            &gone.ids,
+            &seq_ids,
+            &seqs,
+            &failed.ids,
+            &failed.seqs,
+            &failed.codes,
+            &failed.errors,
+        ];
         let write = async {
-            let ((), (xid, last), decided, ()) =
-                futures::try_join!(begin, cursors, write_and_append, record_failures)?;
-            Ok::<_, tokio_postgres::Error>((xid, last, decided))
+            let ((), (), rows) = futures::try_join!(begin, lock, client.query(&write, &params))?;
+            if let Some(xid) = rows.first().and_then(|row| row.try_get::<_, i64>(0).ok()) {
+                // The receiver goes only with the pipeline.
+                let _ = xid_sender.send(xid);
+            }
+            Ok::<_, tokio_postgres::Error>(rows)
         };
         // The horizon's first look goes out with the `COMMIT`, and runs after it.
         let finish = async {
@@ -470,13 +462,22 @@ impl PostgresTransaction {
                 (written, finish.await)
             }
         };
-        let (xid, last, decided) = written.context(|| "cannot write a push".to_owned())?;
+        let rows = written.context(|| "cannot write a push".to_owned())?;
         committed.context(|| "cannot commit a push".to_owned())?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::new(
+                "PostgreSQL: a push's commit statement returned no row",
+            ));
+        };
+        let xid: i64 = first.try_get(0).map_err(row_error)?;
+        let last: i64 = first.try_get(1).map_err(row_error)?;
         // Committed: what the writes found is final.
         let mut existed = vec![None; changes.len()];
-        for row in decided {
-            let ord: i64 = row.try_get(0).map_err(row_error)?;
-            let found: bool = row.try_get(1).map_err(row_error)?;
+        for row in &rows {
+            let Some(ord) = row.try_get::<_, Option<i64>>(2).map_err(row_error)? else {
+                continue; // no pending change
+            };
+            let found: bool = row.try_get(3).map_err(row_error)?;
             let slot = usize::try_from(ord)
                 .ok()
                 .and_then(|ord| ord.checked_sub(1))
@@ -498,52 +499,52 @@ impl PostgresTransaction {
     }
 }
 
-/// Takes the advisory locks `$3` (in ascending order, held until the transaction ends: the
-/// scopes and clients the commit writes that the push had not locked yet), then the cursor lock
-/// `$2`, then `$1` cursors (none: only the transaction id); releases the cursor lock; and returns
-/// the transaction's id and the last cursor taken (none taken: the last one any push took),
-/// which is also `currval` for the statements after it: ids and cursors are taken in one order.
-/// The cursor lock is the session's, held for this one statement: each materialized CTE runs
-/// before what reads it, so the lock is held before the row's values are computed and released
-/// once they are (neither depends on the statement's snapshot, which is taken before the lock).
-/// A statement that fails between the two leaves the lock held: the transaction's rollback then
-/// releases it ([`UNDO`]).
-const TAKE_CURSORS: &str = "
+/// Locks the keys `$1` (in ascending order), held until the transaction ends: for a commit that
+/// deletes in a scope it had not locked, whose `DELETE` must find the rows the lock's previous
+/// holder committed, so in a statement whose snapshot follows the lock.
+const LOCK_ALL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys";
+
+/// A push's writes, in one statement of CTEs, each step on what the one before it returned:
+///
+/// 1. `held`: the advisory locks `$3`, in ascending order, held until the transaction ends (the
+///    scopes and clients the commit writes that the push had not locked yet);
+/// 2. `locked`, `taken`, `released`: the cursor lock `$2`, then the transaction's id and `$1`
+///    cursors (none: the last one any push took), then the cursor lock released. The cursor lock
+///    is the session's, held for these steps only: each materialized CTE runs before what reads
+///    it, and every write below reads `released`, so no write (which would take the transaction
+///    id) comes before it. A statement that fails in between leaves the lock held: the
+///    rollback then releases it ([`UNDO`]);
+/// 3. the entities written (`$10`-`$13` put, `$14`-`$16` deleted), the clients' sequence numbers
+///    recorded (`$17`, `$18`), the `$1` changes logged (`$4`-`$8`, at `$9`) at the cursors taken,
+///    and the failures (`$19`-`$22`) recorded for their retries at the cursor before them.
+///
+/// The writes are exact whatever the statement's snapshot (taken before the locks), but for the
+/// `DELETE`: a commit that deletes in a scope it had not locked takes that lock in
+/// [`LOCK_ALL`] first. A client's record keeps the id of the transaction that wrote it, and
+/// `prev_seq`: the number it replaced where that one's writer is already behind the horizon of
+/// the snapshot, else the one that writer kept. A change sent with the op `put` (a put of a key
+/// the push had not read) is logged as the write of its key found it, `update` where the entity
+/// existed (the upsert met a conflict, `xmax` set on the updated row; or the delete removed a
+/// row), else `create`. An insert that meets a concurrent push's insert of the key waits for it,
+/// and then updates: exact under concurrency. Returns the transaction's id and the last cursor
+/// taken, and per pending change its position (from 1) and whether its entity existed.
+const WRITE: &str = "
 WITH held AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(k))
     FROM (SELECT k FROM unnest($3::bigint[]) AS k ORDER BY k) AS keys
-),
-locked AS MATERIALIZED (SELECT pg_advisory_lock($2::bigint) FROM held),
-taken AS MATERIALIZED (
+), locked AS MATERIALIZED (
+    SELECT pg_advisory_lock($2::bigint) FROM held
+), taken AS MATERIALIZED (
     SELECT pg_current_xact_id()::text::bigint AS xid,
            CASE WHEN $1::bigint = 1 THEN nextval('sync_cursor')
                 ELSE setval('sync_cursor', nextval('sync_cursor') + $1::bigint - 1) END AS last
     FROM locked
-)
-SELECT xid, last, pg_advisory_unlock($2::bigint) FROM taken";
-
-/// Rolls the transaction back and releases the session's advisory locks: the cursor lock, where
-/// [`TAKE_CURSORS`] failed while holding it.
-const UNDO: &str = "ROLLBACK; SELECT pg_advisory_unlock_all()";
-
-/// The op a pending change is sent with, which [`WRITE_AND_APPEND`] decides.
-const PENDING: &str = "put";
-
-/// Writes the entities (`$8`-`$11` put, `$12`-`$14` deleted), records the clients' sequence
-/// numbers (`$15`, `$16`) and logs the `$1` changes at the cursors taken last (`currval` after
-/// them), with the transaction's id, in one statement. A client's record keeps the id of the
-/// transaction that wrote it, and `prev_seq`: the number it replaced where that one's writer is
-/// already behind the horizon of this statement's snapshot, else the one that writer kept. A
-/// change sent with the op `put` (a put of a key the push had not read) is logged as the write of
-/// its key found it, `update` where the entity existed (the upsert met a conflict, `xmax` set on
-/// the updated row; or the delete removed a row), else `create`. An insert that meets a
-/// concurrent push's insert of the key waits for it, and then updates: exact under concurrency.
-/// Returns, per pending change, its position (from 1) and whether its entity existed.
-const WRITE_AND_APPEND: &str = "
-WITH seqs AS (
+), released AS MATERIALIZED (
+    SELECT xid, last, pg_advisory_unlock($2::bigint) FROM taken
+), seqs AS (
     INSERT INTO sync_clients AS cl (client_id, seq, xid)
-    SELECT id, seq, pg_current_xact_id()::text::bigint
-    FROM unnest($15::text[], $16::bigint[]) AS r(id, seq)
+    SELECT r.id, r.seq, t.xid
+    FROM released t, unnest($17::text[], $18::bigint[]) AS r(id, seq)
     ON CONFLICT (client_id) DO UPDATE SET
         seq = GREATEST(cl.seq, EXCLUDED.seq),
         xid = EXCLUDED.xid,
@@ -551,12 +552,14 @@ WITH seqs AS (
                         THEN cl.seq ELSE cl.prev_seq END
 ), put AS (
     INSERT INTO sync_entities AS e (scope, entity, id, data)
-    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[])
+    SELECT w.scope, w.entity, w.id, w.data
+    FROM released t, unnest($10::text[], $11::text[], $12::text[], $13::text[])
+         AS w(scope, entity, id, data)
     ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data
     RETURNING e.scope, e.entity, e.id, NOT (e.xmax = 0) AS existed
 ), gone AS (
     DELETE FROM sync_entities e
-    USING unnest($12::text[], $13::text[], $14::text[]) AS d(scope, entity, id)
+    USING released t, unnest($14::text[], $15::text[], $16::text[]) AS d(scope, entity, id)
     WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id
     RETURNING e.scope, e.entity, e.id
 ), c AS (
@@ -565,7 +568,7 @@ WITH seqs AS (
            CASE WHEN u.op <> 'put' THEN u.op
                 WHEN COALESCE(p.existed, g.id IS NOT NULL) THEN 'update'
                 ELSE 'create' END AS op
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
          WITH ORDINALITY AS u(scope, entity, id, op, data, ord)
     LEFT JOIN put p
         ON u.op = 'put' AND p.scope = u.scope AND p.entity = u.entity AND p.id = u.id
@@ -573,18 +576,25 @@ WITH seqs AS (
         ON u.op = 'put' AND g.scope = u.scope AND g.entity = u.entity AND g.id = u.id
 ), logged AS (
     INSERT INTO sync_changes (cursor, scope, entity, id, op, data, ts, xid)
-    SELECT t.at + c.ord, c.scope, c.entity, c.id, c.op, c.data, $7, t.xid
-    FROM (SELECT currval('sync_cursor') - $1::bigint AS at,
-                 pg_current_xact_id()::text::bigint AS xid) AS t, c
+    SELECT t.last - $1::bigint + c.ord, c.scope, c.entity, c.id, c.op, c.data, $9, t.xid
+    FROM released t, c
+), failed AS (
+    INSERT INTO sync_failures (client_id, seq, code, error, cursor)
+    SELECT f.id, f.seq, f.code, f.error, t.last - $1::bigint
+    FROM released t, unnest($19::text[], $20::bigint[], $21::text[], $22::text[])
+         AS f(id, seq, code, error)
+    ON CONFLICT (client_id, seq) DO NOTHING
 )
-SELECT ord, existed FROM c WHERE pending";
+SELECT t.xid, t.last, p.ord, p.existed
+FROM released t
+LEFT JOIN (SELECT ord, existed FROM c WHERE pending) AS p ON true";
 
-/// Records failures for their retries, at the cursor before the `$5` changes taken last.
-const FAIL: &str = "
-INSERT INTO sync_failures (client_id, seq, code, error, cursor)
-SELECT *, currval('sync_cursor') - $5::bigint
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
-ON CONFLICT (client_id, seq) DO NOTHING";
+/// Rolls the transaction back and releases the session's advisory locks: the cursor lock, where
+/// [`WRITE`] failed while holding it.
+const UNDO: &str = "ROLLBACK; SELECT pg_advisory_unlock_all()";
+
+/// The op a pending change is sent with, which [`WRITE`] decides.
+const PENDING: &str = "put";
 
 const GET: &str = "SELECT data FROM sync_entities WHERE scope = $1 AND entity = $2 AND id = $3";
 
@@ -636,10 +646,6 @@ impl<'a> Columns<'a> {
         self.scopes.push(scope);
         self.entities.push(entity);
         self.ids.push(id);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 }
 
