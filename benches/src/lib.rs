@@ -25,7 +25,7 @@ pub struct Put;
 impl Mutator for Put {
     async fn apply(&self, tx: &mut Tx, m: &Mutation) -> Result<Option<Json>, MutationError> {
         let id = m.args.get("id").and_then(Value::as_str).unwrap_or("x");
-        tx.put_value("item", id, m.args.clone()).await?;
+        tx.put_value("item", id, &m.args).await?;
         Ok(None)
     }
 }

@@ -34,7 +34,7 @@
 //!     match m.name.as_str() {
 //!         "note/set" => {
 //!             let id = tx.new_id();
-//!             tx.put_value("note", &id, m.args.clone()).await?;
+//!             tx.put_value("note", &id, &m.args).await?;
 //!             Ok(None)
 //!         }
 //!         other => Err(MutationError::unknown_mutation(other)),

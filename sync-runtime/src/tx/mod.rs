@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -211,11 +212,14 @@ impl Tx {
 
     /// Stores the entity's whole data and records a `create` or `update` change, as
     /// [`put`](Tx::put) does (without reading which).
+    ///
+    /// The data is anything that serializes, a [`Value`] or a reference to one included:
+    /// `tx.put_value("note", &id, &m.args)` writes a mutation's arguments without a copy.
     pub async fn put_value(
         &mut self,
         entity: &str,
         id: &str,
-        data: Value,
+        data: impl Serialize,
     ) -> Result<(), StoreError> {
         check_key(entity, id)?;
         // Encoded once, here: the write and its change share the text, which the log, the push's

@@ -32,7 +32,7 @@ pub use store::MemoryStore;
 /// # async fn main() -> Result<(), sync_runtime::SyncError> {
 /// let backend = MemoryBackend::new();
 /// let mutator = MutatorFunc::new(|tx, m| Box::pin(async move {
-///     tx.put_value("note", "n1", m.args.clone()).await?;
+///     tx.put_value("note", "n1", &m.args).await?;
 ///     Ok(None)
 /// }));
 /// let engine = Engine::builder(mutator).backend(backend.clone()).build();

@@ -173,7 +173,7 @@ impl PostgresOptions {
 /// // Creates the tables on first use; every node connects to the same database.
 /// let backend = PostgresBackend::connect("postgres://postgres@127.0.0.1:5432/app").await?;
 /// let mutator = MutatorFunc::new(|tx, m| Box::pin(async move {
-///     tx.put_value("note", "n1", m.args.clone()).await?;
+///     tx.put_value("note", "n1", &m.args).await?;
 ///     Ok(None)
 /// }));
 /// let engine = Engine::builder(mutator).backend(backend).build();

@@ -78,7 +78,7 @@ impl Default for SqliteOptions {
 /// # let path = dir.path().join("app.db");
 /// let backend = SqliteBackend::open(&path)?; // creates the file and its schema
 /// let mutator = MutatorFunc::new(|tx, m| Box::pin(async move {
-///     tx.put_value("note", "n1", m.args.clone()).await?;
+///     tx.put_value("note", "n1", &m.args).await?;
 ///     Ok(None)
 /// }));
 /// let engine = Engine::builder(mutator).backend(backend).build();
