@@ -25,6 +25,26 @@ async fn watcher(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A backend whose every commit stalls once its cursors are taken and its writes made, before
+/// `COMMIT`: it notifies `reached`, then waits for a permit of `release`.
+async fn stalling_backend(url: &str) -> (PostgresBackend, Arc<Notify>, Arc<Semaphore>) {
+    let reached = Arc::new(Notify::new());
+    let release = Arc::new(Semaphore::new(0));
+    let mut options = PostgresOptions::default();
+    options.before_commit = Some(PostgresCommitHook(Arc::new({
+        let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
+        move || {
+            let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
+            Box::pin(async move {
+                reached.notify_one();
+                release.acquire().await.unwrap().forget();
+            })
+        }
+    })));
+    let backend = PostgresBackend::connect_with(url, options).await.unwrap();
+    (backend, reached, release)
+}
+
 /// A push stalls between taking its cursor and `COMMIT` (node `slow`), while a later push on
 /// another node commits a higher cursor in another scope. Until the first commits, no pull,
 /// head, JOIN cursor, snapshot, `client_seq` or poke may reveal the later cursor, and a trim may
@@ -33,20 +53,7 @@ async fn watcher(url: &str) -> tokio_postgres::Client {
 async fn a_commit_in_flight_hides_later_cursors_from_reads_and_pokes() {
     run(Kind::Postgres, |b| async move {
         let url = b.store_arg().unwrap();
-        let reached = Arc::new(Notify::new());
-        let release = Arc::new(Semaphore::new(0));
-        let mut options = PostgresOptions::default();
-        options.before_commit = Some(PostgresCommitHook(Arc::new({
-            let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
-            move || {
-                let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
-                Box::pin(async move {
-                    reached.notify_one();
-                    release.acquire().await.unwrap().forget();
-                })
-            }
-        })));
-        let slow_backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+        let (slow_backend, reached, release) = stalling_backend(&url).await;
         let slow = Engine::builder(RulesMutator).backend(slow_backend).build();
         let pokes = PokeLog::default();
         let fast_backend: AnyBackend = b.open().await.unwrap();
@@ -220,20 +227,7 @@ async fn a_commit_that_fails_holding_the_cursor_lock_releases_it() {
 async fn a_delete_that_waits_for_its_scope_removes_what_the_holder_committed() {
     run(Kind::Postgres, |b| async move {
         let url = b.store_arg().unwrap();
-        let reached = Arc::new(Notify::new());
-        let release = Arc::new(Semaphore::new(0));
-        let mut options = PostgresOptions::default();
-        options.before_commit = Some(PostgresCommitHook(Arc::new({
-            let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
-            move || {
-                let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
-                Box::pin(async move {
-                    reached.notify_one();
-                    release.acquire().await.unwrap().forget();
-                })
-            }
-        })));
-        let slow_backend = PostgresBackend::connect_with(&url, options).await.unwrap();
+        let (slow_backend, reached, release) = stalling_backend(&url).await;
         let slow = Engine::builder(Script::default())
             .backend(slow_backend)
             .build();
