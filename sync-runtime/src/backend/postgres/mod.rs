@@ -55,8 +55,9 @@
 //!   commit). The commit is one pipeline: one statement of CTEs takes its locks, the cursor
 //!   lock, the transaction id and the cursors, and writes the entities, the clients' sequence
 //!   numbers, the changes and the failures; then the `COMMIT` and the first look at the
-//!   horizon. (A commit that deletes in a scope it had not locked locks it in a statement
-//!   before: a `DELETE` sees what its statement's snapshot holds, which must follow the lock.)
+//!   horizon. (A commit that deletes in a scope, or records a client, it had not locked locks
+//!   it in a statement before: a `DELETE` sees what its statement's snapshot holds, and a
+//!   client's `prev_seq` is decided by it, so that snapshot must follow the lock.)
 //!   Where a statement fails, the transaction is aborted and the `COMMIT` rolls it back.
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 

@@ -333,14 +333,23 @@ impl PostgresTransaction {
         wanted.sort_unstable();
         wanted.dedup();
         let cursor_lock = keys.cursors();
-        // A delete must find what the locks' previous holders committed: its statement's
-        // snapshot must follow them (`LOCK_ALL`).
-        let deletes_unlocked = writes.iter().any(|write| {
-            write.json().is_none() && wanted.binary_search(&keys.scope(write.scope())).is_ok()
-        });
+        // A delete and a client's record must see what their locks' previous holders
+        // committed: where the push holds such a lock not yet, it is taken in a statement
+        // before `WRITE`, whose snapshot precedes its own locks (`LOCK_ALL`).
+        let snapshot_bound = writes
+            .iter()
+            .filter(|write| write.json().is_none())
+            .map(|write| keys.scope(write.scope()))
+            .chain(client_seqs.iter().map(|(id, _)| keys.client(id)))
+            .chain(
+                failures
+                    .iter()
+                    .map(|failure| keys.client(&failure.client_id)),
+            )
+            .any(|key| wanted.binary_search(&key).is_ok());
         self.connect_for(&wanted).await?;
         self.locked.extend(wanted.iter().copied());
-        let lock_first = if deletes_unlocked {
+        let lock_first = if snapshot_bound {
             std::mem::take(&mut wanted)
         } else {
             Vec::new()
@@ -500,8 +509,9 @@ impl PostgresTransaction {
 }
 
 /// Locks the keys `$1` (in ascending order), held until the transaction ends: for a commit that
-/// deletes in a scope it had not locked, whose `DELETE` must find the rows the lock's previous
-/// holder committed, so in a statement whose snapshot follows the lock.
+/// deletes in a scope, or records a client, it had not locked, so that [`WRITE`]'s snapshot
+/// follows the locks (a `DELETE` must find the rows the lock's previous holder committed, and a
+/// client's `prev_seq` must see that its previous writer ended).
 const LOCK_ALL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys";
 
 /// A push's writes, in one statement of CTEs, each step on what the one before it returned:
@@ -519,8 +529,9 @@ const LOCK_ALL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FR
 ///    and the failures (`$19`-`$22`) recorded for their retries at the cursor before them.
 ///
 /// The writes are exact whatever the statement's snapshot (taken before the locks), but for the
-/// `DELETE`: a commit that deletes in a scope it had not locked takes that lock in
-/// [`LOCK_ALL`] first. A client's record keeps the id of the transaction that wrote it, and
+/// `DELETE` and `prev_seq`: a commit that deletes in a scope, or records a client, it had not
+/// locked takes those locks in [`LOCK_ALL`] first (the engine locks a client when it reads its
+/// `client_seq`, before anything it records). A client's record keeps the id of the transaction that wrote it, and
 /// `prev_seq`: the number it replaced where that one's writer is already behind the horizon of
 /// the snapshot, else the one that writer kept. A change sent with the op `put` (a put of a key
 /// the push had not read) is logged as the write of its key found it, `update` where the entity
