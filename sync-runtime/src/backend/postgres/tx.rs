@@ -397,8 +397,10 @@ impl PostgresTransaction {
         // Every statement is prepared before the pipeline: each must go out at its future's
         // first poll, so in this order, and none after the `COMMIT`.
         let prepare = |sql: &'static str| client.prepare_cached(sql);
+        let puts_only = gone.ids.is_empty() && failed.ids.is_empty();
+        let statement = if puts_only { WRITE_PUTS } else { WRITE };
         let (lock_all, write, horizon) =
-            futures::try_join!(prepare(LOCK_ALL), prepare(WRITE), prepare(PASSED))
+            futures::try_join!(prepare(LOCK_ALL), prepare(statement), prepare(PASSED))
                 .context(|| "cannot prepare a push's commit".to_owned())?;
 
         let begin = async {
@@ -429,18 +431,23 @@ impl PostgresTransaction {
             &put.entities,
             &put.ids,
             &put.data,
+            &seq_ids,
+            &seqs,
             &gone.scopes,
             &gone.entities,
             &gone.ids,
-            &seq_ids,
-            &seqs,
             &failed.ids,
             &failed.seqs,
             &failed.codes,
             &failed.errors,
         ];
         let write = async {
-            let ((), (), rows) = futures::try_join!(begin, lock, client.query(&write, &params))?;
+            let params = if puts_only {
+                params.get(..PUTS_PARAMS).unwrap_or(&params)
+            } else {
+                &params
+            };
+            let ((), (), rows) = futures::try_join!(begin, lock, client.query(&write, params))?;
             if let Some(xid) = rows.first().and_then(|row| row.try_get::<_, i64>(0).ok()) {
                 // The receiver goes only with the pipeline.
                 let _ = xid_sender.send(xid);
@@ -514,32 +521,11 @@ impl PostgresTransaction {
 /// client's `prev_seq` must see that its previous writer ended).
 const LOCK_ALL: &str = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys";
 
-/// A push's writes, in one statement of CTEs, each step on what the one before it returned:
-///
-/// 1. `held`: the advisory locks `$3`, in ascending order, held until the transaction ends (the
-///    scopes and clients the commit writes that the push had not locked yet);
-/// 2. `locked`, `taken`, `released`: the cursor lock `$2`, then the transaction's id and `$1`
-///    cursors (none: the last one any push took), then the cursor lock released. The cursor lock
-///    is the session's, held for these steps only: each materialized CTE runs before what reads
-///    it, and every write below reads `released`, so no write (which would take the transaction
-///    id) comes before it. A statement that fails in between leaves the lock held: the
-///    rollback then releases it ([`UNDO`]);
-/// 3. the entities written (`$10`-`$13` put, `$14`-`$16` deleted), the clients' sequence numbers
-///    recorded (`$17`, `$18`), the `$1` changes logged (`$4`-`$8`, at `$9`) at the cursors taken,
-///    and the failures (`$19`-`$22`) recorded for their retries at the cursor before them.
-///
-/// The writes are exact whatever the statement's snapshot (taken before the locks), but for the
-/// `DELETE` and `prev_seq`: a commit that deletes in a scope, or records a client, it had not
-/// locked takes those locks in [`LOCK_ALL`] first (the engine locks a client when it reads its
-/// `client_seq`, before anything it records). A client's record keeps the id of the transaction that wrote it, and
-/// `prev_seq`: the number it replaced where that one's writer is already behind the horizon of
-/// the snapshot, else the one that writer kept. A change sent with the op `put` (a put of a key
-/// the push had not read) is logged as the write of its key found it, `update` where the entity
-/// existed (the upsert met a conflict, `xmax` set on the updated row; or the delete removed a
-/// row), else `create`. An insert that meets a concurrent push's insert of the key waits for it,
-/// and then updates: exact under concurrency. Returns the transaction's id and the last cursor
-/// taken, and per pending change its position (from 1) and whether its entity existed.
-const WRITE: &str = "
+/// The steps every [`WRITE`] starts with: its locks, the cursors, and the writes of the
+/// clients' records and of the entities put.
+macro_rules! write_locks_and_puts {
+    () => {
+        "
 WITH held AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock(k))
     FROM (SELECT k FROM unnest($3::bigint[]) AS k ORDER BY k) AS keys
@@ -555,7 +541,7 @@ WITH held AS MATERIALIZED (
 ), seqs AS (
     INSERT INTO sync_clients AS cl (client_id, seq, xid)
     SELECT r.id, r.seq, t.xid
-    FROM released t, unnest($17::text[], $18::bigint[]) AS r(id, seq)
+    FROM released t, unnest($14::text[], $15::bigint[]) AS r(id, seq)
     ON CONFLICT (client_id) DO UPDATE SET
         seq = GREATEST(cl.seq, EXCLUDED.seq),
         xid = EXCLUDED.xid,
@@ -568,37 +554,103 @@ WITH held AS MATERIALIZED (
          AS w(scope, entity, id, data)
     ON CONFLICT (scope, entity, id) DO UPDATE SET data = EXCLUDED.data
     RETURNING e.scope, e.entity, e.id, NOT (e.xmax = 0) AS existed
-), gone AS (
-    DELETE FROM sync_entities e
-    USING released t, unnest($14::text[], $15::text[], $16::text[]) AS d(scope, entity, id)
-    WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id
-    RETURNING e.scope, e.entity, e.id
-), c AS (
+)"
+    };
+}
+
+/// The changes of a [`WRITE`] as CTE `c`, their ops decided from what the writes `$existed`
+/// found, and logged at the cursors taken; then the statement's answer.
+macro_rules! write_changes {
+    ($existed:literal, $joins:literal, $failed:literal) => {
+        concat!(
+            ", c AS (
     SELECT u.ord, u.scope, u.entity, u.id, u.data, u.op = 'put' AS pending,
-           COALESCE(p.existed, g.id IS NOT NULL) AS existed,
-           CASE WHEN u.op <> 'put' THEN u.op
-                WHEN COALESCE(p.existed, g.id IS NOT NULL) THEN 'update'
-                ELSE 'create' END AS op
+           ",
+            $existed,
+            " AS existed,
+           CASE WHEN u.op <> 'put' THEN u.op WHEN ",
+            $existed,
+            " THEN 'update' ELSE 'create' END AS op
     FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
          WITH ORDINALITY AS u(scope, entity, id, op, data, ord)
     LEFT JOIN put p
-        ON u.op = 'put' AND p.scope = u.scope AND p.entity = u.entity AND p.id = u.id
-    LEFT JOIN gone g
-        ON u.op = 'put' AND g.scope = u.scope AND g.entity = u.entity AND g.id = u.id
+        ON u.op = 'put' AND p.scope = u.scope AND p.entity = u.entity AND p.id = u.id",
+            $joins,
+            "
 ), logged AS (
     INSERT INTO sync_changes (cursor, scope, entity, id, op, data, ts, xid)
     SELECT t.last - $1::bigint + c.ord, c.scope, c.entity, c.id, c.op, c.data, $9, t.xid
     FROM released t, c
-), failed AS (
+)",
+            $failed,
+            "
+SELECT t.xid, t.last, p.ord, p.existed
+FROM released t
+LEFT JOIN (SELECT ord, existed FROM c WHERE pending) AS p ON true"
+        )
+    };
+}
+
+/// A push's writes, in one statement of CTEs, each step on what the one before it returned:
+///
+/// 1. `held`: the advisory locks `$3`, in ascending order, held until the transaction ends (the
+///    scopes and clients the commit writes that the push had not locked yet);
+/// 2. `locked`, `taken`, `released`: the cursor lock `$2`, then the transaction's id and `$1`
+///    cursors (none: the last one any push took), then the cursor lock released. The cursor lock
+///    is the session's, held for these steps only: each materialized CTE runs before what reads
+///    it, and every write below reads `released`, so no write (which would take the transaction
+///    id) comes before it. A statement that fails in between leaves the lock held: the
+///    rollback then releases it ([`UNDO`]);
+/// 3. the clients' sequence numbers recorded (`$14`, `$15`), the entities written (`$10`-`$13`
+///    put, `$16`-`$18` deleted), the `$1` changes logged (`$4`-`$8`, at `$9`) at the cursors
+///    taken, and the failures (`$19`-`$22`) recorded for their retries at the cursor before
+///    them.
+///
+/// The writes are exact whatever the statement's snapshot (taken before the locks), but for the
+/// `DELETE` and `prev_seq`: a commit that deletes in a scope, or records a client, it had not
+/// locked takes those locks in [`LOCK_ALL`] first (the engine locks a client when it reads its
+/// `client_seq`, before anything it records). A client's record keeps the id of the
+/// transaction that wrote it, and `prev_seq`: the number it replaced where that one's writer is
+/// already behind the horizon of the snapshot, else the one that writer kept. A change sent
+/// with the op `put` (a put of a key the push had not read) is logged as the write of its key
+/// found it, `update` where the entity existed (the upsert met a conflict, `xmax` set on the
+/// updated row; or the delete removed a row), else `create`. An insert that meets a concurrent
+/// push's insert of the key waits for it, and then updates: exact under concurrency. Returns
+/// the transaction's id and the last cursor taken, and per pending change its position (from 1)
+/// and whether its entity existed.
+const WRITE: &str = concat!(
+    write_locks_and_puts!(),
+    ", gone AS (
+    DELETE FROM sync_entities e
+    USING released t, unnest($16::text[], $17::text[], $18::text[]) AS d(scope, entity, id)
+    WHERE e.scope = d.scope AND e.entity = d.entity AND e.id = d.id
+    RETURNING e.scope, e.entity, e.id
+)",
+    write_changes!(
+        "COALESCE(p.existed, g.id IS NOT NULL)",
+        "
+    LEFT JOIN gone g
+        ON u.op = 'put' AND g.scope = u.scope AND g.entity = u.entity AND g.id = u.id",
+        ", failed AS (
     INSERT INTO sync_failures (client_id, seq, code, error, cursor)
     SELECT f.id, f.seq, f.code, f.error, t.last - $1::bigint
     FROM released t, unnest($19::text[], $20::bigint[], $21::text[], $22::text[])
          AS f(id, seq, code, error)
     ON CONFLICT (client_id, seq) DO NOTHING
-)
-SELECT t.xid, t.last, p.ord, p.existed
-FROM released t
-LEFT JOIN (SELECT ord, existed FROM c WHERE pending) AS p ON true";
+)"
+    )
+);
+
+/// [`WRITE`] for a commit that deletes nothing and records no failure, most of them: its first
+/// fifteen parameters, without those two writes. A smaller plan is cheaper for PostgreSQL to
+/// start on every push (16 pushers push about 9 % more, BENCHMARKS.md).
+const WRITE_PUTS: &str = concat!(
+    write_locks_and_puts!(),
+    write_changes!("COALESCE(p.existed, false)", "", "")
+);
+
+/// How many of [`WRITE`]'s parameters [`WRITE_PUTS`] takes.
+const PUTS_PARAMS: usize = 15;
 
 /// Rolls the transaction back and releases the session's advisory locks: the cursor lock, where
 /// [`WRITE`] failed while holding it.
