@@ -318,16 +318,19 @@ impl PostgresTransaction {
 
         // Sorted, so that two commits that lock the same ones do so in one order.
         let keys = &self.inner.keys;
+        let clients = || {
+            let failed = failures.iter().map(|failure| &failure.client_id);
+            client_seqs
+                .iter()
+                .map(|(id, _)| id)
+                .chain(failed)
+                .map(|id| keys.client(id))
+        };
         let mut wanted: Vec<i64> = writes
             .iter()
             .map(|write| keys.scope(write.scope()))
             .chain(changes.iter().map(|change| keys.scope(&change.scope)))
-            .chain(client_seqs.iter().map(|(id, _)| keys.client(id)))
-            .chain(
-                failures
-                    .iter()
-                    .map(|failure| keys.client(&failure.client_id)),
-            )
+            .chain(clients())
             .filter(|key| !self.locked.contains(key))
             .collect();
         wanted.sort_unstable();
@@ -340,12 +343,7 @@ impl PostgresTransaction {
             .iter()
             .filter(|write| write.json().is_none())
             .map(|write| keys.scope(write.scope()))
-            .chain(client_seqs.iter().map(|(id, _)| keys.client(id)))
-            .chain(
-                failures
-                    .iter()
-                    .map(|failure| keys.client(&failure.client_id)),
-            )
+            .chain(clients())
             .any(|key| wanted.binary_search(&key).is_ok());
         self.connect_for(&wanted).await?;
         self.locked.extend(wanted.iter().copied());
@@ -643,7 +641,7 @@ const WRITE: &str = concat!(
 
 /// [`WRITE`] for a commit that deletes nothing and records no failure, most of them: its first
 /// fifteen parameters, without those two writes. A smaller plan is cheaper for PostgreSQL to
-/// start on every push (16 pushers push about 9 % more, BENCHMARKS.md).
+/// start on every push (16 pushers: +16 % at the median, BENCHMARKS.md, 2026-12-07 evening).
 const WRITE_PUTS: &str = concat!(
     write_locks_and_puts!(),
     write_changes!("COALESCE(p.existed, false)", "", "")
