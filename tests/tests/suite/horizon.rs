@@ -174,6 +174,72 @@ async fn a_commit_in_flight_hides_later_cursors_from_reads_and_pokes() {
     .await;
 }
 
+/// Several commits of one node wait for one slow commit of another node, and share their looks
+/// at the horizon (one looks for all): none answers while the slow commit holds a lower cursor,
+/// and all answer once it ends, each with a cursor above it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_waiting_on_one_node_all_answer_once_the_horizon_passes() {
+    const WAITING: u64 = 8;
+    run(Kind::Postgres, |b| async move {
+        let url = b.store_arg().unwrap();
+        let (slow_backend, reached, release) = stalling_backend(&url).await;
+        let slow = Engine::builder(RulesMutator).backend(slow_backend).build();
+        let fast = Engine::builder(RulesMutator).backend(b.backend()).build();
+        let slow_push = tokio::spawn({
+            let slow = slow.clone();
+            async move { slow.push(vec![put("low").with_scope("slow")]).await }
+        });
+        reached.notified().await;
+        let fast_pushes: Vec<_> = (0..WAITING)
+            .map(|n| {
+                let fast = fast.clone();
+                tokio::spawn(async move {
+                    let scope = format!("fast{n}");
+                    fast.push(vec![put("high").with_scope(&scope).with_client(&scope, 1)])
+                        .await
+                })
+            })
+            .collect();
+        // Until every one of them has committed.
+        let watcher = watcher(&url).await;
+        let mut looks = 0;
+        loop {
+            let row = watcher
+                .query_one(
+                    "SELECT count(*) FROM sync_changes WHERE scope LIKE 'fast%'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, i64>(0) == WAITING as i64 {
+                break;
+            }
+            looks += 1;
+            assert!(looks < 4000, "the later pushes never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Long enough for their waits to look at the horizon a few times.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            fast_pushes.iter().all(|push| !push.is_finished()),
+            "a push answered before it was visible"
+        );
+
+        release.add_permits(1);
+        let low = slow_push.await.unwrap().unwrap().cursor;
+        for push in fast_pushes {
+            let answer = tokio::time::timeout(Duration::from_secs(30), push)
+                .await
+                .expect("a push waited on after the horizon passed it")
+                .unwrap()
+                .unwrap();
+            assert!(answer.results[0].ok, "{answer:?}");
+            assert!(answer.cursor > low, "{} after {low}", answer.cursor);
+        }
+    })
+    .await;
+}
+
 /// The cursor lock is the session's, taken and released by the statement that takes the
 /// cursors. Where that statement fails in between (here the sequence overflows), the push fails,
 /// and its rollback must release the lock: else the connection would go back to its pool still

@@ -21,7 +21,9 @@
 //!   (and so `has_more`), the head, `scope_cursor(s)` (live JOINs), snapshots, a client's
 //!   `client_seq` and trims all stay behind it. A commit answers (and so the engine pokes) only
 //!   once the horizon has passed its own transaction: its cursors are then visible to every
-//!   pull, on every node, and so are those of the PostgresBroker's NOTIFY. The horizon trails
+//!   pull, on every node, and so are those of the PostgresBroker's NOTIFY. A node's commits
+//!   wait for that together: each look at the horizon wakes every commit it passed (`horizon`).
+//!   The horizon trails
 //!   the commits in flight by the time they take to end, usually the WAL flush they share.
 //!   Any transaction of the cluster that holds a transaction id holds the horizon back too: a
 //!   long-running writer (in any database of the server) delays pulls, pokes and push answers
@@ -62,6 +64,7 @@
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 
 mod gate;
+mod horizon;
 mod log;
 mod schema;
 mod tx;
@@ -194,6 +197,8 @@ struct Inner {
     lock_timeout: Duration,
     /// The advisory lock keys of this log.
     keys: LockKeys,
+    /// What this node's commits have seen of the visibility horizon.
+    horizon: horizon::Horizon,
     /// How long a snapshot waits for the horizon.
     patience: Duration,
     before_commit: Option<PostgresCommitHook>,
@@ -386,6 +391,7 @@ impl PostgresBackend {
             gates: Arc::default(),
             lock_timeout: options.lock_timeout,
             keys: LockKeys::new(&log_id),
+            horizon: horizon::Horizon::default(),
             patience: options.statement_timeout,
             before_commit: options.before_commit,
             target,

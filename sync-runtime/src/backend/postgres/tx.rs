@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::super::sql::{Context, op_name, parse_json, to_i64, to_u64};
 use super::gate::Pass;
 use super::log::row_error;
-use super::{Inner, Patience};
+use super::{Inner, horizon};
 use crate::backend::{Commit, CommitParts, Committed, Failure, Transaction};
 use crate::error::StoreError;
 
@@ -286,7 +286,9 @@ impl Transaction for PostgresTransaction {
                 // Committed: the advisory locks are released, and so are the gates.
                 self.passes.clear();
                 if !passed {
-                    await_horizon(&self.inner, client, xid).await?;
+                    // The connection goes back to the pool for the wait.
+                    drop(client);
+                    self.inner.horizon.wait_past(&self.inner, xid).await?;
                 }
                 Ok(committed)
             }
@@ -397,9 +399,12 @@ impl PostgresTransaction {
         let prepare = |sql: &'static str| client.prepare_cached(sql);
         let puts_only = gone.ids.is_empty() && failed.ids.is_empty();
         let statement = if puts_only { WRITE_PUTS } else { WRITE };
-        let (lock_all, write, horizon) =
-            futures::try_join!(prepare(LOCK_ALL), prepare(statement), prepare(PASSED))
-                .context(|| "cannot prepare a push's commit".to_owned())?;
+        let (lock_all, write, look_at_horizon) = futures::try_join!(
+            prepare(LOCK_ALL),
+            prepare(statement),
+            prepare(horizon::LOOK)
+        )
+        .context(|| "cannot prepare a push's commit".to_owned())?;
 
         let begin = async {
             match begin {
@@ -413,8 +418,6 @@ impl PostgresTransaction {
             }
             client.execute(&lock_all, &[&lock_first]).await.map(drop)
         };
-        // The transaction's id, once the cursors are taken: the horizon's first look needs it.
-        let (xid_sender, xid_known) = futures::channel::oneshot::channel::<i64>();
         let params: [&(dyn ToSql + Sync); 22] = [
             &count,
             &cursor_lock,
@@ -446,25 +449,19 @@ impl PostgresTransaction {
                 &params
             };
             let ((), (), rows) = futures::try_join!(begin, lock, client.query(&write, params))?;
-            if let Some(xid) = rows.first().and_then(|row| row.try_get::<_, i64>(0).ok()) {
-                // The receiver goes only with the pipeline.
-                let _ = xid_sender.send(xid);
-            }
             Ok::<_, tokio_postgres::Error>(rows)
         };
         // The horizon's first look goes out with the `COMMIT`, and runs after it.
         let finish = async {
-            let passed = async {
-                let Ok(xid) = xid_known.await else {
-                    return Ok(None);
-                };
-                let params: [&(dyn ToSql + Sync); 1] = [&xid];
-                let row = client.query_one(&horizon, &params).await?;
-                row.try_get::<_, bool>(0).map(Some)
+            let look = async {
+                client
+                    .query_one(&look_at_horizon, &[])
+                    .await?
+                    .try_get::<_, i64>(0)
             };
-            futures::join!(client.batch_execute("COMMIT"), passed)
+            futures::join!(client.batch_execute("COMMIT"), look)
         };
-        let (written, (committed, passed)) = match &self.inner.before_commit {
+        let (written, (committed, looked)) = match &self.inner.before_commit {
             // One round trip: where a write fails, the `COMMIT` rolls back, and the error is
             // the write's.
             None => futures::join!(write, finish),
@@ -503,9 +500,10 @@ impl PostgresTransaction {
         pending.resolve(&mut changes, |change, _| {
             existed.get(change).copied().flatten()
         })?;
-        let passed = passed
-            .context(|| "cannot read the change log's visibility horizon".to_owned())?
-            .unwrap_or(false);
+        let xmin =
+            looked.context(|| "cannot read the change log's visibility horizon".to_owned())?;
+        self.inner.horizon.saw(xmin);
+        let passed = self.inner.horizon.passed(xid);
         let before = to_u64(last, "cursor")?.saturating_sub(changes.len() as u64);
         // The changes now hold their data alone: logging moves it.
         drop(writes);
@@ -660,38 +658,6 @@ const PENDING: &str = "put";
 const GET: &str = "SELECT data FROM sync_entities WHERE scope = $1 AND entity = $2 AND id = $3";
 
 const LIST: &str = "SELECT id, data FROM sync_entities WHERE scope = $1 AND entity = $2";
-
-/// Waits until the horizon has passed the transaction `xid`, which has committed: every cursor
-/// up to its own is then resolved, so what the engine pokes and answers is visible to every pull.
-/// The connection goes back to the pool: the first look, with the `COMMIT`, found the horizon
-/// below the transaction.
-async fn await_horizon(inner: &Inner, client: Object, xid: i64) -> Result<(), StoreError> {
-    drop(client);
-    let mut patience = Patience::new(inner.patience);
-    loop {
-        patience
-            .wait_long(|| format!("a commit (transaction {xid})"))
-            .await;
-        if passed(&*inner.connection().await?, xid).await? {
-            return Ok(());
-        }
-    }
-}
-
-/// Whether the horizon has passed the transaction `$1`.
-const PASSED: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1";
-
-async fn passed(client: &Client, xid: i64) -> Result<bool, StoreError> {
-    let stmt = client
-        .prepare_cached(PASSED)
-        .await
-        .context(|| "cannot prepare the horizon query".to_owned())?;
-    client
-        .query_one(&stmt, &[&xid])
-        .await
-        .and_then(|row| row.try_get(0))
-        .context(|| "cannot read the change log's visibility horizon".to_owned())
-}
 
 /// Keys and data as the columns of an `unnest`.
 #[derive(Default)]
