@@ -22,6 +22,7 @@
 //! | `sync_postgres_pool_connections` | gauge | `state` | the PostgreSQL pool's connections, `in_use` or `idle` (sampled) |
 //! | `sync_postgres_pool_waiting` | gauge | | requests waiting for a pooled connection (sampled) |
 //! | `sync_postgres_pool_max` | gauge | | the pool's size limit |
+//! | `sync_postgres_horizon_wait_seconds` | histogram | | how long a PostgreSQL commit, once committed, waited for the transactions in flight before it (the visibility horizon) to end before it answered; 0 where none was left. A long one means a long transaction somewhere on the server |
 //!
 //! Counters and histograms are recorded as things happen; the gauges marked *sampled* are set
 //! by [`Engine::sample_metrics`](crate::Engine::sample_metrics), which an application calls
@@ -86,6 +87,8 @@ pub const POOL_CONNECTIONS: &str = "sync_postgres_pool_connections";
 pub const POOL_WAITING: &str = "sync_postgres_pool_waiting";
 /// The PostgreSQL pool's size limit.
 pub const POOL_MAX: &str = "sync_postgres_pool_max";
+/// How long a PostgreSQL commit waited for the visibility horizon.
+pub const HORIZON_WAIT: &str = "sync_postgres_horizon_wait_seconds";
 
 /// Histogram bounds for the `_seconds` metrics: 0.5 ms to 10 s, about three per decade.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -142,6 +145,11 @@ pub fn describe() {
         "Requests waiting for a pooled PostgreSQL connection"
     );
     describe_gauge!(POOL_MAX, "The PostgreSQL pool's size limit");
+    describe_histogram!(
+        HORIZON_WAIT,
+        Unit::Seconds,
+        "How long a PostgreSQL commit waited for the transactions in flight before it to end"
+    );
 }
 
 /// What an engine operation records: its count by outcome and its duration.
@@ -284,6 +292,12 @@ pub(crate) fn pokes_dropped(n: usize) {
     }
 }
 
+/// Records how long a PostgreSQL commit waited for the visibility horizon.
+#[cfg(feature = "postgres")]
+pub(crate) fn horizon_wait(waited: std::time::Duration) {
+    metrics::histogram!(HORIZON_WAIT).record(waited.as_secs_f64());
+}
+
 impl crate::Engine {
     /// Sets the sampled gauges: the log's head and retained cursors, and the PostgreSQL pool's
     /// use where the backend is a [`PostgresBackend`](crate::PostgresBackend). Call it before
@@ -414,6 +428,8 @@ mod tests {
                 pokes_sent(2);
                 poke_merged();
                 pokes_dropped(1);
+                #[cfg(feature = "postgres")]
+                horizon_wait(std::time::Duration::ZERO);
                 store_error("trim", &StoreError::invalid_input("x"));
             });
         });
@@ -450,6 +466,11 @@ mod tests {
                 "{key}"
             );
         }
+        #[cfg(feature = "postgres")]
+        assert!(matches!(
+            recorded.get("sync_postgres_horizon_wait_seconds{}"),
+            Some(DebugValue::Histogram(samples)) if samples.len() == 1
+        ));
         assert_eq!(
             recorded.get("sync_log_head{}"),
             Some(&DebugValue::Gauge(1.0.into()))

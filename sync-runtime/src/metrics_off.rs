@@ -35,3 +35,6 @@ pub(crate) fn pokes_sent(_n: usize) {}
 pub(crate) fn poke_merged() {}
 
 pub(crate) fn pokes_dropped(_n: usize) {}
+
+#[cfg(feature = "postgres")]
+pub(crate) fn horizon_wait(_waited: std::time::Duration) {}

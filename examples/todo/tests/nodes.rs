@@ -138,6 +138,23 @@ fn three_nodes_share_pulls_pokes_and_dedupe() {
     let cursor = pushed["cursor"].as_u64().unwrap();
     assert!(pushed["results"][0]["ok"].as_bool().unwrap(), "{pushed}");
 
+    // A's metrics show its PostgreSQL pool and its commit's wait for the horizon.
+    let (status, metrics) = common::get(a, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let sample = |name: &str| {
+        metrics.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    assert!(
+        sample("sync_postgres_horizon_wait_seconds_count") >= Some(1.0),
+        "{metrics}"
+    );
+    assert!(sample("sync_postgres_pool_max") > Some(0.0), "{metrics}");
+
     // B and C return it.
     for node in [b, c] {
         let pulled = ok(

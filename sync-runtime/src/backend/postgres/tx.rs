@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use deadpool_postgres::{ClientWrapper as Client, Object};
@@ -285,11 +286,13 @@ impl Transaction for PostgresTransaction {
             (Ok((committed, xid, passed)), Some(client)) => {
                 // Committed: the advisory locks are released, and so are the gates.
                 self.passes.clear();
+                let started = Instant::now();
                 if !passed {
                     // The connection goes back to the pool for the wait.
                     drop(client);
                     self.inner.horizon.wait_past(&self.inner, xid).await?;
                 }
+                crate::metrics::horizon_wait(started.elapsed());
                 Ok(committed)
             }
             (Ok(_), None) => Err(StoreError::new("PostgreSQL: the transaction has ended")),
