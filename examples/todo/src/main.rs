@@ -1,4 +1,5 @@
-//! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000, with its metrics at `/metrics`.
+//! `cargo run -p todo`: the todo sync server on 127.0.0.1:3000, with its metrics at `/metrics`
+//! and a health check for load balancers at `/healthz`.
 //!
 //! Several of them on one PostgreSQL database (`--store postgres://...`) are nodes of one
 //! deployment: pokes cross between them through the database's LISTEN/NOTIFY.
@@ -163,7 +164,9 @@ async fn main() -> std::io::Result<()> {
         Some(auth) => todo::app_with_sign_in(&engine, auth),
         None => todo::app(&engine),
     };
-    let app = app.route("/metrics", metrics_route(engine)?);
+    let app = app
+        .route("/healthz", health_route(engine.clone()))
+        .route("/metrics", metrics_route(engine)?);
     let listener = tokio::net::TcpListener::bind(cli.addr)
         .await
         .map_err(|error| {
@@ -187,6 +190,31 @@ async fn main() -> std::io::Result<()> {
         header_timeout: Duration::from_secs(cli.header_timeout.max(1)),
     };
     serve(listener, app, limits).await
+}
+
+/// `GET /healthz`: whether this node can serve, for a load balancer's health check: 200 with
+/// the log's head where its store answers within 5 s, else 503 with the protocol's error body
+/// (code `unavailable`), so that a node that lost its database leaves the rotation.
+fn health_route(engine: Engine) -> axum::routing::MethodRouter {
+    use axum::response::IntoResponse;
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+    axum::routing::get(move || async move {
+        match tokio::time::timeout(PATIENCE, engine.head()).await {
+            Ok(Ok(head)) => {
+                axum::Json(serde_json::json!({"status": "ok", "head": head})).into_response()
+            }
+            Ok(Err(error)) => error.into_response(),
+            Err(_) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "error": format!("the store did not answer within {PATIENCE:?}"),
+                    "code": "unavailable",
+                })),
+            )
+                .into_response(),
+        }
+    })
 }
 
 /// `GET /metrics`: the engine's metrics (`sync_runtime::metrics`) in Prometheus' text format,
@@ -230,8 +258,8 @@ struct ServerLimits {
     header_timeout: Duration,
 }
 
-/// Serves `app` until Ctrl-C, then lets the open connections finish their requests (for at most
-/// 10 s).
+/// Serves `app` until Ctrl-C or SIGTERM (what `docker stop`, systemd and Kubernetes send), then
+/// lets the open connections finish their requests (for at most 10 s).
 ///
 /// `axum::serve` sets no deadline for a request's headers: a client that sends them a byte at a
 /// time would hold its connection for ever. hyper's own server does, and this is it.
@@ -251,7 +279,7 @@ async fn serve(
         .header_read_timeout(limits.header_timeout);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut shutdown = std::pin::pin!(stop_signal());
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&connections).acquire_owned() => permit,
@@ -289,4 +317,31 @@ async fn serve(
         tracing::info!("closing the connections still open");
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix; where a signal cannot be watched, only the others end the server.
+async fn stop_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot watch for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => drop(terminate.recv().await),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

@@ -111,6 +111,29 @@ fn metrics_count_pushes_mutations_and_pulls() {
     assert_eq!(sample("sync_log_head"), Some(1.0));
 }
 
+/// A load balancer's health check: `GET /healthz` answers 200 while the store answers.
+#[test]
+fn healthz_answers_while_the_store_does() {
+    let (_dir, server) = start(&["--auth", "none", "--store", "memory"]);
+    let (status, body) = common::get(&server, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["head"], 0, "{body}");
+}
+
+/// SIGTERM, as `docker stop`, systemd or Kubernetes send it, stops the server cleanly (as
+/// Ctrl-C does) rather than kill it: a process killed by the signal exits unsuccessfully.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let (_dir, server) = start(&["--auth", "none", "--store", "memory"]);
+    let (status, _) = common::get(&server, "/healthz");
+    assert_eq!(status, 200);
+    let exit = server.terminate();
+    assert!(exit.success(), "{exit}");
+}
+
 #[test]
 fn a_bad_flag_is_explained() {
     let output = Command::new(env!("CARGO_BIN_EXE_todo"))

@@ -209,6 +209,21 @@ fn three_nodes_share_pulls_pokes_and_dedupe() {
         snapshot["data"]["todo"]["milk"]["completed"], true,
         "{snapshot}"
     );
+    // A node that lost its tables (or its database) fails its health check, so that a load
+    // balancer takes it out of the rotation.
+    let (status, health) = common::get(a, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    sql(
+        &schema.base,
+        &format!("DROP SCHEMA {} CASCADE", schema.name),
+    );
+    let (status, health) = common::get(a, "/healthz");
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        (status, &health["code"]),
+        (503, &json!("unavailable")),
+        "{health}"
+    );
     drop(nodes);
 }
 

@@ -28,6 +28,23 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM, as an orchestrator stopping the node would, and waits for the exit.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        // A hang guard, not a timing claim.
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the server did not exit within 30 s of SIGTERM");
+    }
+}
+
 /// Starts `todo --addr 127.0.0.1:0 ARGS` in `dir` and waits until it logs where it listens.
 pub(crate) fn start(dir: &Path, args: &[&str]) -> Server {
     start_with_env(dir, args, &[])
