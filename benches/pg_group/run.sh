@@ -9,12 +9,17 @@
 # the medians.
 #
 #   benches/pg_group/run.sh        # PGURL=postgres://postgres@127.0.0.1:5432 ROUNDS=3 SECONDS_EACH=5
+#
+# SHAPES lists "CLIENTS G" pairs, comma-separated (default: 16 pushes in flight, below); the first
+# is the one the others are compared with.
 set -euo pipefail
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 DB=${DB:-sync_pg_group}
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_EACH:-5}
-GROUPS_OF=(1 2 4 8)
+# 16 pushes in flight: 16 clients of one push each (the engine today), 8 of two, 4 of four, 2 of
+# eight; against one push in flight (one client, G = 1) and raw transactions at 1 and 16 clients.
+IFS=, read -ra SHAPES <<<"${SHAPES:-1 1,16 1,8 2,4 4,2 8}"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -78,7 +83,10 @@ SQL
   echo "COMMIT;"
   echo "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint;"
 }
-for g in "${GROUPS_OF[@]}"; do group_script "$g" >"$WORK/g$g.sql"; done
+for shape in "${SHAPES[@]}"; do
+  read -r _ g <<<"$shape"
+  [[ -f "$WORK/g$g.sql" ]] || group_script "$g" >"$WORK/g$g.sql"
+done
 
 # Transactions per second of one script with N clients.
 tps() {
@@ -88,9 +96,6 @@ tps() {
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-# 16 pushes in flight: 16 clients of one push each (the engine today), 8 of two, 4 of four, 2 of
-# eight; against one push in flight (one client, G = 1) and raw transactions at 1 and 16 clients.
-SHAPES=("1 1" "16 1" "8 2" "4 4" "2 8")
 echo "uptime: $(uptime)"
 declare -A P
 for round in $(seq "$ROUNDS"); do
@@ -110,11 +115,12 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "uptime: $(uptime)"
 m() { echo ${P[$1]} | tr ' ' '\n' | median; }
-raw1=$(m raw,1) raw16=$(m raw,16) one=$(m 1,1)
+read -r n1 g1 <<<"${SHAPES[0]}"
+raw1=$(m raw,1) raw16=$(m raw,16) one=$(m "$n1,$g1")
 echo "medians: raw $raw1 tx/s on one client, $raw16 on 16 ($(awk -v a="$raw16" -v b="$raw1" 'BEGIN {printf "%.2f", a / b}')x)"
 for shape in "${SHAPES[@]}"; do
   read -r n g <<<"$shape"
   awk -v n="$n" -v g="$g" -v p="$(m "$n,$g")" -v one="$one" -v raw="$raw16" 'BEGIN {
-    printf "  %2d clients x %d pushes per transaction: %6d pushes/s, %.2fx one push in flight, %.2fx raw at 16\n",
+    printf "  %2d clients x %d pushes per transaction: %6d pushes/s, %.2fx the first shape, %.2fx raw at 16\n",
       n, g, p, p / one, p / raw }'
 done
