@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release -p sync-bench --example pg_pushers
 //! SYNC_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     target/release/examples/pg_pushers [PUSHERS (16)] [SECONDS (10)]
+//!     target/release/examples/pg_pushers [PUSHERS (16)] [SECONDS (10)] [LANES (4)]
 //! ```
 //!
 //! It writes into the database's `sync_*` tables under client and scope names of its own
@@ -22,12 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let pushers: usize = args.next().map_or(Ok(16), |arg| arg.parse())?;
     let seconds: u64 = args.next().map_or(Ok(10), |arg| arg.parse())?;
+    let lanes: Option<usize> = args.next().map(|arg| arg.parse()).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let mut options = PostgresOptions::default();
         options.pool_size = pushers + 4;
+        options.lanes = lanes.unwrap_or(options.lanes);
         let backend = PostgresBackend::connect_with(&url, options).await?;
         let engine = Engine::builder(Put).backend(backend).build();
         let duration = Duration::from_secs(seconds);

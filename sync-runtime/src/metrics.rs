@@ -22,6 +22,7 @@
 //! | `sync_postgres_pool_connections` | gauge | `state` | the PostgreSQL pool's connections, `in_use` or `idle` (sampled) |
 //! | `sync_postgres_pool_waiting` | gauge | | requests waiting for a pooled connection (sampled) |
 //! | `sync_postgres_pool_max` | gauge | | the pool's size limit |
+//! | `sync_postgres_group_commits_total` | counter | | PostgreSQL transactions that committed pushes: `sync_pushes_total` divided by it is how many pushes share one commit (its `COMMIT` and WAL flush) |
 //! | `sync_postgres_horizon_wait_seconds` | histogram | | how long a PostgreSQL commit, once committed, waited for the transactions in flight before it (the visibility horizon) to end before it answered; 0 where none was left. A long one means a long transaction somewhere on the server |
 //!
 //! Counters and histograms are recorded as things happen; the gauges marked *sampled* are set
@@ -87,6 +88,8 @@ pub const POOL_CONNECTIONS: &str = "sync_postgres_pool_connections";
 pub const POOL_WAITING: &str = "sync_postgres_pool_waiting";
 /// The PostgreSQL pool's size limit.
 pub const POOL_MAX: &str = "sync_postgres_pool_max";
+/// PostgreSQL transactions that committed pushes.
+pub const GROUP_COMMITS: &str = "sync_postgres_group_commits_total";
 /// How long a PostgreSQL commit waited for the visibility horizon.
 pub const HORIZON_WAIT: &str = "sync_postgres_horizon_wait_seconds";
 
@@ -145,6 +148,10 @@ pub fn describe() {
         "Requests waiting for a pooled PostgreSQL connection"
     );
     describe_gauge!(POOL_MAX, "The PostgreSQL pool's size limit");
+    describe_counter!(
+        GROUP_COMMITS,
+        "PostgreSQL transactions that committed pushes, several pushes each under load"
+    );
     describe_histogram!(
         HORIZON_WAIT,
         Unit::Seconds,
@@ -292,6 +299,12 @@ pub(crate) fn pokes_dropped(n: usize) {
     }
 }
 
+/// Counts a PostgreSQL transaction that committed pushes.
+#[cfg(feature = "postgres")]
+pub(crate) fn group_commit() {
+    metrics::counter!(GROUP_COMMITS).increment(1);
+}
+
 /// Records how long a PostgreSQL commit waited for the visibility horizon.
 #[cfg(feature = "postgres")]
 pub(crate) fn horizon_wait(waited: std::time::Duration) {
@@ -430,6 +443,8 @@ mod tests {
                 pokes_dropped(1);
                 #[cfg(feature = "postgres")]
                 horizon_wait(std::time::Duration::ZERO);
+                #[cfg(feature = "postgres")]
+                group_commit();
                 store_error("trim", &StoreError::invalid_input("x"));
             });
         });
@@ -466,6 +481,8 @@ mod tests {
                 "{key}"
             );
         }
+        #[cfg(feature = "postgres")]
+        assert_eq!(counter(&recorded, "sync_postgres_group_commits_total{}"), 1);
         #[cfg(feature = "postgres")]
         assert!(matches!(
             recorded.get("sync_postgres_horizon_wait_seconds{}"),

@@ -38,3 +38,6 @@ pub(crate) fn pokes_dropped(_n: usize) {}
 
 #[cfg(feature = "postgres")]
 pub(crate) fn horizon_wait(_waited: std::time::Duration) {}
+
+#[cfg(feature = "postgres")]
+pub(crate) fn group_commit() {}

@@ -75,7 +75,7 @@ async fn pushes_queued_behind_a_hot_scope_leave_the_pool_to_the_others() {
             let in_server: i64 = watcher.query_one(locked, &[&app]).await.unwrap().get(0);
             let waiting = backend.waiting();
             let all =
-                waiting.for_gate + waiting.for_connection + usize::try_from(in_server).unwrap();
+                waiting.for_turn + waiting.for_connection + usize::try_from(in_server).unwrap();
             if all >= 16 {
                 break;
             }
@@ -98,7 +98,7 @@ async fn pushes_queued_behind_a_hot_scope_leave_the_pool_to_the_others() {
         assert!(cold.results[0].ok, "{cold:?}");
         let waiting = backend.waiting();
         assert_eq!(
-            (waiting.for_connection, waiting.for_gate),
+            (waiting.for_connection, waiting.for_turn),
             (0, 16),
             "{waiting:?}"
         );

@@ -46,25 +46,32 @@
 //!   wrote it and `prev_seq`, the number it replaced where that one was already behind the
 //!   horizon: a read whose horizon has not passed the record's writer answers `prev_seq`, so that
 //!   a pull never counts a mutation whose changes it cannot return yet.
-//! - **Waiting in memory, not on the pool.** Before a push takes a pooled connection (at its
-//!   first statement), it waits for its turn at this node's *gates* of the keys it knows by then:
-//!   its first mutation's client and scope (`gate`). Pushes queued behind a busy scope thus wait
-//!   without a connection, and pulls and pushes elsewhere still get one; the advisory locks stay
-//!   for the pushes of other nodes. Once it has a connection, a push only takes the gates that
-//!   are free, and waits for the rest at the advisory lock, where PostgreSQL detects deadlocks.
-//! - **Few round trips.** One transaction per push: for one mutation, three round trips (the
-//!   client's lock and `client_seq` with `BEGIN`, the entity read with the scope's lock, then the
-//!   commit). The commit is one pipeline: one statement of CTEs takes its locks, the cursor
+//! - **A group commit in a few lanes.** A node runs a few *lanes* (`PostgresOptions::lanes`),
+//!   each with one open transaction at a time, which the pushes that arrive meanwhile share: a
+//!   push joins a lane and runs after the group's earlier pushes, one at a time, reading what
+//!   they wrote (`group`); the group writes everything in one statement and commits once, with
+//!   one WAL flush for all. A lone push commits at once. A push joins the lane whose group holds
+//!   (or whose queue awaits) its first mutation's client or scope, so pushes to one scope share
+//!   a group rather than wait on each other's locks, else the least loaded (`lane`). Pushes
+//!   waiting for their turn wait in memory, without a connection: a hot scope does not empty
+//!   the pool. A group never waits for a lock while it holds another push's: where a push's
+//!   first locks are taken, the group commits what it has first, and the push waits in a fresh
+//!   transaction (a push's later locks, in a second scope, wait in the group, where
+//!   PostgreSQL's deadlock detection sees them).
+//! - **Few round trips.** For one mutation, three round trips (the client's and the scope's
+//!   locks and `client_seq` with `BEGIN`, the entity read, then the group's commit). The
+//!   commit is one pipeline: one statement of CTEs takes the locks not yet held, the cursor
 //!   lock, the transaction id and the cursors, and writes the entities, the clients' sequence
 //!   numbers, the changes and the failures; then the `COMMIT` and the first look at the
 //!   horizon. (A commit that deletes in a scope, or records a client, it had not locked locks
 //!   it in a statement before: a `DELETE` sees what its statement's snapshot holds, and a
 //!   client's `prev_seq` is decided by it, so that snapshot must follow the lock.)
-//!   Where a statement fails, the transaction is aborted and the `COMMIT` rolls it back.
+//!   Where a statement fails, the transaction is aborted and every push of the group fails.
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 
-mod gate;
+mod group;
 mod horizon;
+mod lane;
 mod log;
 mod schema;
 mod tx;
@@ -106,6 +113,11 @@ pub struct PostgresOptions {
     /// TCP keepalives from this idle time on (default 30 s), so that a connection to a server
     /// that vanished is noticed in about a minute rather than in the kernel's two hours.
     pub keepalive_idle: Duration,
+    /// How many transactions this node's pushes share (default 4, at most `pool_size`): pushes
+    /// that arrive while others run join one of these *lanes* and commit together with the
+    /// pushes before them, one `COMMIT` and WAL flush for several. More lanes let more pushes
+    /// wait on PostgreSQL at once; fewer make larger groups.
+    pub lanes: usize,
     /// Runs in every commit once its cursors are taken and its writes made, before `COMMIT`: for
     /// tests that need a commit to stall there, holding low cursors.
     #[doc(hidden)]
@@ -134,6 +146,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(30),
+            lanes: 4,
             before_commit: None,
         }
     }
@@ -191,10 +204,10 @@ pub struct PostgresBackend {
 
 struct Inner {
     pool: Pool,
-    /// This node's queues for the scopes' and clients' locks, in front of the pool.
-    gates: Arc<gate::Gates>,
-    /// How long a push waits for a gate, as for an advisory lock.
-    lock_timeout: Duration,
+    /// The transactions this node's pushes share.
+    lanes: lane::Lanes,
+    /// How long a lane waits for the next request of the push it serves.
+    idle_in_transaction_timeout: Duration,
     /// The advisory lock keys of this log.
     keys: LockKeys,
     /// What this node's commits have seen of the visibility horizon.
@@ -388,8 +401,8 @@ impl PostgresBackend {
         drop(client);
         let inner = Arc::new(Inner {
             pool,
-            gates: Arc::default(),
-            lock_timeout: options.lock_timeout,
+            lanes: lane::Lanes::new(options.lanes.min(options.pool_size.max(1))),
+            idle_in_transaction_timeout: options.idle_in_transaction_timeout,
             keys: LockKeys::new(&log_id),
             horizon: horizon::Horizon::default(),
             patience: options.statement_timeout,
@@ -435,8 +448,8 @@ impl PostgresBackend {
 pub struct PostgresWaiting {
     /// Requests waiting for a pooled connection.
     pub for_connection: usize,
-    /// Pushes waiting in memory for a scope or a client that another push of this node holds.
-    pub for_gate: usize,
+    /// Pushes waiting in memory for their turn in a lane.
+    pub for_turn: usize,
     /// Connections open and idle in the pool.
     pub idle: usize,
 }
@@ -448,7 +461,7 @@ impl PostgresBackend {
         let status = self.inner.pool.status();
         PostgresWaiting {
             for_connection: status.waiting,
-            for_gate: self.inner.gates.waiting(),
+            for_turn: self.inner.lanes.queued(),
             idle: status.available,
         }
     }
