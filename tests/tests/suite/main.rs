@@ -6,6 +6,7 @@ mod backend;
 mod concurrency;
 mod crash;
 mod engine;
+mod group;
 mod horizon;
 mod http;
 mod identity;

@@ -491,6 +491,9 @@ impl Group {
         match self.write_and_commit(&inner).await {
             Ok((before, logged, xid, passed)) => {
                 crate::metrics::group_commit();
+                inner
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // The connection goes back to the pool; the claims end with `self`.
                 drop(self.client.take());
                 let mut logged = logged.into_iter();

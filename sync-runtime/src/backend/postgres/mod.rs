@@ -208,6 +208,8 @@ struct Inner {
     lanes: lane::Lanes,
     /// How long a lane waits for the next request of the push it serves.
     idle_in_transaction_timeout: Duration,
+    /// Transactions this node committed pushes in.
+    commits: std::sync::atomic::AtomicU64,
     /// The advisory lock keys of this log.
     keys: LockKeys,
     /// What this node's commits have seen of the visibility horizon.
@@ -403,6 +405,7 @@ impl PostgresBackend {
             pool,
             lanes: lane::Lanes::new(options.lanes.min(options.pool_size.max(1))),
             idle_in_transaction_timeout: options.idle_in_transaction_timeout,
+            commits: Default::default(),
             keys: LockKeys::new(&log_id),
             horizon: horizon::Horizon::default(),
             patience: options.statement_timeout,
@@ -464,6 +467,16 @@ impl PostgresBackend {
             for_turn: self.inner.lanes.queued(),
             idle: status.available,
         }
+    }
+}
+
+impl PostgresBackend {
+    /// How many transactions this node has committed pushes in, for tests of the group commit.
+    #[doc(hidden)]
+    pub fn commits(&self) -> u64 {
+        self.inner
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
