@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release -p sync-bench --example pg_pushers
 //! SYNC_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     target/release/examples/pg_pushers [PUSHERS (16)] [SECONDS (10)] [LANES (4)]
+//!     target/release/examples/pg_pushers [PUSHERS (16)] [SECONDS (10)] [LANES (2)]
 //! ```
 //!
 //! It writes into the database's `sync_*` tables under client and scope names of its own

@@ -113,10 +113,12 @@ pub struct PostgresOptions {
     /// TCP keepalives from this idle time on (default 30 s), so that a connection to a server
     /// that vanished is noticed in about a minute rather than in the kernel's two hours.
     pub keepalive_idle: Duration,
-    /// How many transactions this node's pushes share (default 4, at most `pool_size`): pushes
+    /// How many transactions this node's pushes share (default 2, at most `pool_size`): pushes
     /// that arrive while others run join one of these *lanes* and commit together with the
-    /// pushes before them, one `COMMIT` and WAL flush for several. More lanes let more pushes
-    /// wait on PostgreSQL at once; fewer make larger groups.
+    /// pushes before them, one `COMMIT` and WAL flush for several. Fewer lanes make larger
+    /// groups, which cost the database less per push; more let more pushes wait on locks at
+    /// once, and suit a database server with many cores. 2 gave the most pushes per second
+    /// on a 2-core server (BENCHMARKS.md, 2026-12-08: group commit).
     pub lanes: usize,
     /// Runs in every commit once its cursors are taken and its writes made, before `COMMIT`: for
     /// tests that need a commit to stall there, holding low cursors.
@@ -146,7 +148,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
             keepalive_idle: Duration::from_secs(30),
-            lanes: 4,
+            lanes: 2,
             before_commit: None,
         }
     }
