@@ -13,7 +13,9 @@
 //! Which lane: the one whose group holds (or whose queue awaits) a key the push is known to
 //! need, its first mutation's client or scope, so that pushes to one scope share a group (each
 //! reading the last one's writes) instead of waiting on each other's advisory locks; otherwise
-//! the least loaded. Pushes waiting for their turn wait here, in memory, holding no connection:
+//! the first lane with room for a whole group (so that concurrent pushes fill a few large groups
+//! rather than many small ones: at 16 pushers on 2 cores, 4.1–5.4× one pusher against 4.1–4.8×
+//! spreading them evenly, BENCHMARKS.md), else the least loaded. Pushes waiting for their turn wait here, in memory, holding no connection:
 //! a hot scope does not empty the pool.
 //!
 //! Cancellation: a push that is dropped closes its channel, and the lane moves on; its locks
@@ -165,7 +167,7 @@ impl Lanes {
         }
     }
 
-    /// Queues a push for the lane that holds one of `keys`, else the least loaded one; returns
+    /// Queues a push for the lane that holds one of `keys`, else the first with room; returns
     /// where the push sends its requests.
     pub(super) fn join(
         &self,
@@ -176,16 +178,8 @@ impl Lanes {
         let shared = &self.shared;
         let ticket = {
             let mut held = shared.held.lock();
-            let claimed = keys
-                .iter()
-                .find_map(|key| held.get(key).map(|(lane, _)| *lane));
-            let lane = claimed.unwrap_or_else(|| {
-                let loads = shared.loads.iter().map(|load| load.load(Ordering::Relaxed));
-                (0..)
-                    .zip(loads)
-                    .min_by_key(|(_, load)| *load)
-                    .map_or(0, |(at, _)| at)
-            });
+            let loads = shared.loads.iter().map(|load| load.load(Ordering::Relaxed));
+            let lane = choose(&held, loads, keys);
             if let Some(load) = shared.loads.get(lane) {
                 load.fetch_add(1, Ordering::Relaxed);
             }
@@ -226,6 +220,29 @@ impl Lanes {
     pub(super) fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
     }
+}
+
+/// The lane that claims one of `keys`; else the first with room for a whole group, so that
+/// concurrent pushes fill a few large groups rather than many small ones; all full, the least
+/// loaded.
+fn choose(
+    held: &HashMap<i64, (usize, usize)>,
+    loads: impl Iterator<Item = usize>,
+    keys: &[i64],
+) -> usize {
+    if let Some(lane) = keys
+        .iter()
+        .find_map(|key| held.get(key).map(|(lane, _)| *lane))
+    {
+        return lane;
+    }
+    (0..)
+        .zip(loads)
+        .min_by_key(|&(at, load)| {
+            let full = load >= MOST_IN_GROUP;
+            (full, if full { load } else { 0 }, at)
+        })
+        .map_or(0, |(at, _)| at)
 }
 
 /// A lane's task: serves the pushes of its queue one after another, each in the open group,
@@ -371,6 +388,28 @@ mod tests {
         };
         ticket.claim(&mut shared.held.lock(), keys);
         ticket
+    }
+
+    #[test]
+    fn a_push_joins_the_lane_of_its_keys_else_the_first_with_room() {
+        let held = HashMap::from([(7, (2, 1))]);
+        assert_eq!(choose(&held, [0, 0, 9].into_iter(), &[1, 7]), 2, "claimed");
+        assert_eq!(
+            choose(&held, [3, 0, 0].into_iter(), &[1]),
+            0,
+            "room in the first"
+        );
+        let full = MOST_IN_GROUP;
+        assert_eq!(
+            choose(&held, [full, 5, 0].into_iter(), &[1]),
+            1,
+            "the first with room"
+        );
+        assert_eq!(
+            choose(&held, [full + 2, full, full + 1].into_iter(), &[]),
+            1,
+            "least loaded"
+        );
     }
 
     #[test]
