@@ -195,13 +195,7 @@ impl Group {
             client.prepare_cached(sql)
         )
         .context(|| "cannot prepare a read".to_owned())?;
-        let begin = async {
-            if begin {
-                client.batch_execute("BEGIN").await
-            } else {
-                Ok(())
-            }
-        };
+        let begin = begin_if(client, begin);
         let lock = async {
             if keys.is_empty() {
                 return Ok(true);
@@ -632,13 +626,7 @@ impl Group {
         )
         .context(|| "cannot prepare a push's commit".to_owned())?;
 
-        let begin = async {
-            if begin {
-                client.batch_execute("BEGIN").await
-            } else {
-                Ok(())
-            }
-        };
+        let begin = begin_if(client, begin);
         let lock = async {
             if lock_first.is_empty() {
                 return Ok(());
@@ -769,6 +757,19 @@ impl Drop for Group {
             // Without a runtime, closing the connection makes the server roll back.
             Err(_) => drop(Object::take(client)),
         }
+    }
+}
+
+/// `BEGIN` where `needed`; it goes out at the first poll, ahead of the statements pipelined
+/// after it.
+async fn begin_if(
+    client: &tokio_postgres::Client,
+    needed: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if needed {
+        client.batch_execute("BEGIN").await
+    } else {
+        Ok(())
     }
 }
 
