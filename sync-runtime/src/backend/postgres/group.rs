@@ -27,9 +27,9 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::super::sql::{Context, op_name, parse_json, to_i64, to_u64};
-use super::lane::Ticket;
+use super::claims::Ticket;
 use super::log::row_error;
-use super::{Inner, LockKeys, horizon};
+use super::{Inner, LockKeys, entities, horizon};
 use crate::backend::{Commit, CommitParts, Committed, Failure, Key, KeyRef, NewChange, Write};
 use crate::change::ChangeOp;
 use crate::error::{Sentence, StoreError};
@@ -288,7 +288,7 @@ impl Group {
         let rows = self
             .query(inner, member, key, LIST, &[&scope, &entity], &what)
             .await?;
-        let mut listed = super::tx::listed(&rows, entity).map_err(ReadError::Row)?;
+        let mut listed = entities::listed(&rows, entity).map_err(ReadError::Row)?;
         let written = self
             .writes
             .iter()
@@ -827,11 +827,11 @@ const TRY_ALL: &str = "SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM (SELEC
 /// A statement that reads nothing, after [`TRY_ALL`] alone.
 const NOTHING: &str = "SELECT 1 WHERE false";
 
-const GET: &str = super::tx::GET;
+const GET: &str = entities::GET;
 
 const CONTAINS: &str = "SELECT 1 FROM sync_entities WHERE scope = $1 AND entity = $2 AND id = $3";
 
-const LIST: &str = super::tx::LIST;
+const LIST: &str = entities::LIST;
 
 const CLIENT_SEQ: &str = "SELECT seq FROM sync_clients WHERE client_id = $1";
 

@@ -22,14 +22,13 @@
 //! stay in the group until it commits. A lane whose push stays idle longer than the transaction
 //! may (`idle_in_transaction_timeout`) fails that push's group.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use hashbrown::HashMap;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::Inner;
+use super::claims::{Claims, Queued, Ticket};
 use super::group::{Group, Member, ReadError, Reply};
 use crate::backend::{Commit, Failure};
 use crate::error::StoreError;
@@ -74,7 +73,7 @@ pub(super) enum Request {
 /// A node's lanes.
 pub(super) struct Lanes {
     lanes: Box<[Lane]>,
-    shared: Arc<Shared>,
+    claims: Arc<Claims>,
 }
 
 /// One lane: the sender of its task's queue, spawned at first use (and again where the runtime
@@ -82,16 +81,6 @@ pub(super) struct Lanes {
 #[derive(Default)]
 struct Lane {
     joins: Mutex<Option<mpsc::UnboundedSender<Join>>>,
-}
-
-/// What the lanes' choosers share.
-struct Shared {
-    /// The keys the groups hold or their queued pushes need: key → (lane, how many pushes).
-    held: Mutex<HashMap<i64, (usize, usize)>>,
-    /// Pushes in each lane, queued or in its open group.
-    loads: Box<[AtomicUsize]>,
-    /// Pushes queued for their turn, all lanes.
-    queued: AtomicUsize,
 }
 
 /// A push queued for a lane.
@@ -102,68 +91,12 @@ struct Join {
     queued: Queued,
 }
 
-/// A push's place in its lane's load and its claim on keys, released when its group ends.
-pub(super) struct Ticket {
-    shared: Arc<Shared>,
-    lane: usize,
-    keys: Vec<i64>,
-}
-
-impl Ticket {
-    /// Claims `keys` for this push's lane, where no other lane claims them.
-    fn claim(&mut self, held: &mut HashMap<i64, (usize, usize)>, keys: &[i64]) {
-        for key in keys {
-            let (lane, pushes) = held.entry(*key).or_insert((self.lane, 0));
-            if *lane == self.lane {
-                *pushes += 1;
-                self.keys.push(*key);
-            }
-        }
-    }
-
-    /// Claims keys its push locked since it joined.
-    pub(super) fn hold(&mut self, keys: &[i64]) {
-        let shared = Arc::clone(&self.shared);
-        self.claim(&mut shared.held.lock(), keys);
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut held = self.shared.held.lock();
-        for key in &self.keys {
-            if let Some((_, pushes)) = held.get_mut(key) {
-                *pushes -= 1;
-                if *pushes == 0 {
-                    held.remove(key);
-                }
-            }
-        }
-        if let Some(load) = self.shared.loads.get(self.lane) {
-            load.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Counts a push as queued while it lives.
-struct Queued(Arc<Shared>);
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl Lanes {
     pub(super) fn new(count: usize) -> Self {
         let count = count.max(1);
         Lanes {
             lanes: (0..count).map(|_| Lane::default()).collect(),
-            shared: Arc::new(Shared {
-                held: Mutex::default(),
-                loads: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-                queued: AtomicUsize::new(0),
-            }),
+            claims: Claims::new(count, MOST_IN_GROUP),
         }
     }
 
@@ -175,26 +108,10 @@ impl Lanes {
         keys: &[i64],
         expected: Vec<i64>,
     ) -> Result<mpsc::Sender<Request>, StoreError> {
-        let shared = &self.shared;
-        let ticket = {
-            let mut held = shared.held.lock();
-            let loads = shared.loads.iter().map(|load| load.load(Ordering::Relaxed));
-            let lane = choose(&held, loads, keys);
-            if let Some(load) = shared.loads.get(lane) {
-                load.fetch_add(1, Ordering::Relaxed);
-            }
-            let mut ticket = Ticket {
-                shared: Arc::clone(shared),
-                lane,
-                keys: Vec::with_capacity(keys.len()),
-            };
-            ticket.claim(&mut held, keys);
-            ticket
-        };
-        shared.queued.fetch_add(1, Ordering::Relaxed);
-        let queued = Queued(Arc::clone(shared));
+        let ticket = self.claims.ticket(keys);
+        let queued = self.claims.queue();
         let (requests, received) = mpsc::channel(1);
-        let lane = ticket.lane;
+        let lane = ticket.lane();
         let join = Join {
             requests: received,
             member: Member::new(expected),
@@ -218,31 +135,8 @@ impl Lanes {
 
     /// How many pushes wait for their turn in a lane.
     pub(super) fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::Relaxed)
+        self.claims.queued()
     }
-}
-
-/// The lane that claims one of `keys`; else the first with room for a whole group, so that
-/// concurrent pushes fill a few large groups rather than many small ones; all full, the least
-/// loaded.
-fn choose(
-    held: &HashMap<i64, (usize, usize)>,
-    loads: impl Iterator<Item = usize>,
-    keys: &[i64],
-) -> usize {
-    if let Some(lane) = keys
-        .iter()
-        .find_map(|key| held.get(key).map(|(lane, _)| *lane))
-    {
-        return lane;
-    }
-    (0..)
-        .zip(loads)
-        .min_by_key(|&(at, load)| {
-            let full = load >= MOST_IN_GROUP;
-            (full, if full { load } else { 0 }, at)
-        })
-        .map_or(0, |(at, _)| at)
 }
 
 /// A lane's task: serves the pushes of its queue one after another, each in the open group,
@@ -371,68 +265,5 @@ fn answer<T>(reply: Reply<T>, read: Result<T, ReadError>) -> Result<(), StoreErr
             let _ = reply.send(Err(error));
             Err(copy)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ticket(lanes: &Lanes, lane: usize, keys: &[i64]) -> Ticket {
-        let shared = &lanes.shared;
-        shared.loads[lane].fetch_add(1, Ordering::Relaxed);
-        let mut ticket = Ticket {
-            shared: Arc::clone(shared),
-            lane,
-            keys: Vec::new(),
-        };
-        ticket.claim(&mut shared.held.lock(), keys);
-        ticket
-    }
-
-    #[test]
-    fn a_push_joins_the_lane_of_its_keys_else_the_first_with_room() {
-        let held = HashMap::from([(7, (2, 1))]);
-        assert_eq!(choose(&held, [0, 0, 9].into_iter(), &[1, 7]), 2, "claimed");
-        assert_eq!(
-            choose(&held, [3, 0, 0].into_iter(), &[1]),
-            0,
-            "room in the first"
-        );
-        let full = MOST_IN_GROUP;
-        assert_eq!(
-            choose(&held, [full, 5, 0].into_iter(), &[1]),
-            1,
-            "the first with room"
-        );
-        assert_eq!(
-            choose(&held, [full + 2, full, full + 1].into_iter(), &[]),
-            1,
-            "least loaded"
-        );
-    }
-
-    #[test]
-    fn a_key_stays_with_the_lane_that_claimed_it_until_its_last_push_ends() {
-        let lanes = Lanes::new(2);
-        let first = ticket(&lanes, 0, &[1, 2]);
-        let second = ticket(&lanes, 1, &[2, 3]);
-        let held = |key| lanes.shared.held.lock().get(&key).copied();
-        assert_eq!(held(2), Some((0, 1)), "the first claim wins");
-        assert_eq!(held(3), Some((1, 1)));
-        let third = ticket(&lanes, 0, &[2]);
-        drop(first);
-        assert_eq!(held(1), None);
-        assert_eq!(held(2), Some((0, 1)), "still claimed by the third");
-        drop(third);
-        drop(second);
-        assert!(lanes.shared.held.lock().is_empty());
-        assert!(
-            lanes
-                .shared
-                .loads
-                .iter()
-                .all(|load| load.load(Ordering::Relaxed) == 0)
-        );
     }
 }

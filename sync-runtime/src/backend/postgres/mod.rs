@@ -69,6 +69,8 @@
 //!   Where a statement fails, the transaction is aborted and every push of the group fails.
 //! - **Versioned schema** (`schema`), created or migrated on connect.
 
+mod claims;
+mod entities;
 mod group;
 mod horizon;
 mod lane;
@@ -495,11 +497,11 @@ impl Inner {
 
 impl Store for PostgresBackend {
     async fn get(&self, scope: &str, entity: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        tx::get(&*self.inner.connection().await?, scope, entity, id).await
+        entities::get(&*self.inner.connection().await?, scope, entity, id).await
     }
 
     async fn list(&self, scope: &str, entity: &str) -> Result<BTreeMap<String, Value>, StoreError> {
-        tx::list(&*self.inner.connection().await?, scope, entity).await
+        entities::list(&*self.inner.connection().await?, scope, entity).await
     }
 }
 
