@@ -14,8 +14,8 @@ use tokio::sync::{Notify, Semaphore};
 /// A push into scope `hot` stalls in its mutator, holding the scope's lock, while 16 more
 /// pushes into `hot` (each a client of its own) queue behind it on a node whose pool has 4
 /// connections. A pull and a push in scope `cold` on that node must still get a connection:
-/// before the gates, the queued pushes held every one while PostgreSQL made them wait, and the
-/// others failed after the pool's timeout.
+/// the queued pushes wait in memory for their turn in the hot scope's lane (once, each held a
+/// connection while PostgreSQL made it wait, and the others failed after the pool's timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_queued_behind_a_hot_scope_leave_the_pool_to_the_others() {
     run(Kind::Postgres, |b| async move {
