@@ -1,22 +1,24 @@
 //! A node's lanes: the few transactions its pushes share (a group commit).
 //!
 //! One transaction per push costs PostgreSQL a `BEGIN`, a snapshot, a `COMMIT` and its WAL
-//! flush each, and on two cores that, not the statements, bounds the throughput of concurrent
-//! pushers (BENCHMARKS.md, 2026-12-08). So a node runs a few *lanes*, each a task with at most
-//! one open transaction, its *group*. A push joins a lane and runs its mutations there, after the
-//! group's earlier pushes, one push at a time (module `group`): members of a group never run
-//! concurrently, so they read and write as if each had a transaction of its own, in turn. Once a
-//! push has committed and no other waits for the lane (or the group is full), the lane writes
-//! the whole group in one statement and commits it in a task of its own, and starts the next
-//! group on another connection meanwhile. A lone push thus commits at once, as before.
+//! flush each, and on two cores that, not the statements, bounded 16 concurrent pushers at
+//! about 2.4× one (BENCHMARKS.md, 2026-12-08, second session). So a node runs a few *lanes*,
+//! each a task with at most one open transaction, its *group*. A push joins a lane and runs its
+//! mutations there, after the group's earlier pushes, one push at a time (module `group`):
+//! members of a group never run concurrently, so they read and write as if each had a
+//! transaction of its own, in turn. Once a push has committed and no other waits for the lane
+//! (or the group is full), the lane writes the whole group in one statement and commits it in a
+//! task of its own, and starts the next group on another connection meanwhile. A lone push thus
+//! commits at once, as before.
 //!
 //! Which lane: the one whose group holds (or whose queue awaits) a key the push is known to
 //! need, its first mutation's client or scope, so that pushes to one scope share a group (each
 //! reading the last one's writes) instead of waiting on each other's advisory locks; otherwise
 //! the first lane with room for a whole group (so that concurrent pushes fill a few large groups
 //! rather than many small ones: at 16 pushers on 2 cores, 4.1–5.4× one pusher against 4.1–4.8×
-//! spreading them evenly, BENCHMARKS.md), else the least loaded. Pushes waiting for their turn wait here, in memory, holding no connection:
-//! a hot scope does not empty the pool.
+//! spreading them evenly, BENCHMARKS.md), else the least loaded (module `claims`). Pushes
+//! waiting for their turn wait here, in memory, holding no connection: a hot scope does not
+//! empty the pool.
 //!
 //! Cancellation: a push that is dropped closes its channel, and the lane moves on; its locks
 //! stay in the group until it commits. A lane whose push stays idle longer than the transaction

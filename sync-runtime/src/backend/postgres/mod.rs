@@ -120,7 +120,7 @@ pub struct PostgresOptions {
     /// pushes before them, one `COMMIT` and WAL flush for several. Fewer lanes make larger
     /// groups, which cost the database less per push; more let more pushes wait on locks at
     /// once, and suit a database server with many cores. 2 gave the most pushes per second
-    /// on a 2-core server (BENCHMARKS.md, 2026-12-08: group commit).
+    /// on a 2-core server (BENCHMARKS.md, 2026-12-08, second session).
     pub lanes: usize,
     /// Runs in every commit once its cursors are taken and its writes made, before `COMMIT`: for
     /// tests that need a commit to stall there, holding low cursors.
