@@ -56,8 +56,9 @@
 //!   waiting for their turn wait in memory, without a connection: a hot scope does not empty
 //!   the pool. A group never waits for a lock while it holds another push's: where a push's
 //!   first locks are taken, the group commits what it has first, and the push waits in a fresh
-//!   transaction (a push's later locks, in a second scope, wait in the group, where
-//!   PostgreSQL's deadlock detection sees them).
+//!   transaction; and the locks of what a push only writes are taken before the next push joins
+//!   (a push's later locks, in a second scope, wait in the group, where PostgreSQL's deadlock
+//!   detection sees them).
 //! - **Few round trips.** For one mutation, three round trips (the client's and the scope's
 //!   locks and `client_seq` with `BEGIN`, the entity read, then the group's commit). The
 //!   commit is one pipeline: one statement of CTEs takes the locks not yet held, the cursor
