@@ -374,13 +374,8 @@ impl Group {
         if !member.fresh || !self.holds_anything() {
             return Ok(());
         }
-        let clients = commit.client_seqs().iter().map(|(id, _)| id.as_str());
-        let mut wanted: Vec<i64> = keys_of(&inner.keys, commit.writes(), commit.changes())
-            .chain(clients_of(&inner.keys, clients, commit.failures()))
-            .filter(|key| !self.locked.contains(key))
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
+        let mut wanted = commit_keys(&inner.keys, commit);
+        wanted.retain(|key| !self.locked.contains(key));
         if wanted.is_empty() {
             return Ok(());
         }
@@ -789,6 +784,17 @@ pub(super) fn copy_error(error: &StoreError) -> StoreError {
     } else {
         StoreError::new(message)
     }
+}
+
+/// The locks of everything a push's commit writes and records, sorted, each once.
+pub(super) fn commit_keys(keys: &LockKeys, commit: &Commit) -> Vec<i64> {
+    let clients = commit.client_seqs().iter().map(|(id, _)| id.as_str());
+    let mut wanted: Vec<i64> = keys_of(keys, commit.writes(), commit.changes())
+        .chain(clients_of(keys, clients, commit.failures()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
 }
 
 /// The scopes' locks of what a commit writes and logs.

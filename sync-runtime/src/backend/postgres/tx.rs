@@ -145,17 +145,10 @@ impl Transaction for PostgresTransaction {
     }
 
     async fn commit(mut self, commit: Commit) -> Result<Committed, StoreError> {
-        let keys = |keys: &super::LockKeys| {
-            let scopes = commit.writes().iter().map(|write| write.scope());
-            let clients = commit.client_seqs().iter().map(|(id, _)| keys.client(id));
-            scopes
-                .map(|scope| keys.scope(scope))
-                .chain(clients)
-                .collect()
-        };
+        // Computed before the commit moves into the request; a push in a lane already needs none.
         let wanted = match self.lane {
             Some(_) => Vec::new(),
-            None => keys(&self.inner.keys),
+            None => super::group::commit_keys(&self.inner.keys, &commit),
         };
         let done = self
             .ask(|_| wanted, |reply| Request::Commit { commit, reply })
